@@ -1,0 +1,184 @@
+"""One typed configuration for every dnsrace process.
+
+Settings come from environment variables named ``DNSRACE_<FIELD>`` (honcho passes a ``.env``
+file through the environment, so both work).  An unknown ``DNSRACE_*`` name is an error, not
+a silent no-op: a typo in a game-day config must not quietly run the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+Mode = Literal["legacy", "safe"]
+Protection = Literal["fenced_commit", "safe_cleanup", "plan_validation", "self_repair"]
+ALL_PROTECTIONS: tuple[Protection, ...] = typing.get_args(Protection)
+PREFIX = "DNSRACE_"
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or has a value that cannot be used; the message says how to fix it."""
+
+
+def _doc(text: str, **kwargs: typing.Any) -> typing.Any:
+    return field(metadata={"doc": text}, **kwargs)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the cluster. Units are in the names (``_s`` seconds, ``_port``)."""
+
+    redis_url: str = _doc("Redis to use; empty means the embedded server on redis_port", default="")
+    redis_port: int = _doc("port of the embedded Redis on 127.0.0.1", default=6390)
+    dns_host: str = _doc("address the authoritative DNS server listens on", default="127.0.0.1")
+    dns_port: int = _doc("UDP and TCP port of the authoritative DNS server", default=5300)
+    control_port: int = _doc("HTTP port of the control service (fault API)", default=8600)
+    metrics_port_base: int = _doc(
+        "first /metrics port; planner +0, enactors +1..+3, dns +4, endpoints +5, loadgen +6..",
+        default=9510,
+    )
+    plan_interval_s: float = _doc("seconds between two plans written by the planner", default=1.0)
+    cells: int = _doc("number of account-cell endpoints besides the named ones", default=20)
+    mode: Mode = _doc("enactor algorithm: legacy (2025 behaviour) or safe", default="legacy")
+    protections: tuple[Protection, ...] = _doc(
+        "protections on in safe mode (comma separated); empty in safe mode means all",
+        default=(),
+    )
+    cleanup_age: int = _doc("clean-up deletes trees this many generations older", default=5)
+    keep_newest: int = _doc("safe clean-up always keeps this many newest trees", default=3)
+    lock_lease_s: float = _doc("how long an endpoint lock is held after it is taken", default=1.0)
+    backoff_base_s: float = _doc("first back-off after losing a lock", default=0.05)
+    backoff_max_s: float = _doc("longest back-off after losing a lock", default=1.0)
+    max_capacity_drop: float = _doc(
+        "plan validation refuses a plan removing more than this fraction of capacity",
+        default=0.5,
+    )
+    lb_count: int = _doc("load balancers in the fleet, spread over the three AZs", default=12)
+    lb_port: int = _doc("HTTP port every load balancer listens on (each its own address)",
+                        default=8000)
+    lb_network: str = _doc("first three octets of the load balancers' loopback addresses",
+                           default="127.0.10")
+    ttl_s: int = _doc("TTL of the A records served for endpoint names", default=5)
+    negative_ttl_s: int = _doc("SOA minimum: how long resolvers cache an empty answer", default=5)
+    load_rate: float = _doc("load generator: requests per second", default=200.0)
+    load_duration_s: float = _doc("load generator: stop after this long (0: until stopped)",
+                                  default=0.0)
+    load_ramp_s: float = _doc("load generator: seconds to ramp up to load_rate", default=2.0)
+    load_max_in_flight: int = _doc("load generator: requests in flight at most", default=500)
+    state_dir: str = _doc("where processes keep local state (planner high-water mark, logs)",
+                          default=".dnsrace")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _doc("log level", default="INFO")
+    log_json: bool = _doc("log one JSON object per line", default=False)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.plan_interval_s > 0, "DNSRACE_PLAN_INTERVAL_S must be > 0"),
+            (self.cells >= 0, "DNSRACE_CELLS must be >= 0"),
+            (self.cleanup_age >= 1, "DNSRACE_CLEANUP_AGE must be >= 1"),
+            (self.keep_newest >= 1, "DNSRACE_KEEP_NEWEST must be >= 1"),
+            (self.lock_lease_s > 0, "DNSRACE_LOCK_LEASE_S must be > 0"),
+            (0 < self.max_capacity_drop <= 1, "DNSRACE_MAX_CAPACITY_DROP must be in (0, 1]"),
+            (3 <= self.lb_count <= 250, "DNSRACE_LB_COUNT must be between 3 and 250"),
+            (self.ttl_s >= 0 and self.negative_ttl_s >= 0, "TTLs must be >= 0"),
+            (self.load_rate >= 0, "DNSRACE_LOAD_RATE must be >= 0"),
+            (self.lb_network.startswith("127."), "DNSRACE_LB_NETWORK must be inside 127.0.0.0/8"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    @property
+    def embedded_redis(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def effective_redis_url(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def active_protections(self) -> frozenset[Protection]:
+        """Protections in force: none in legacy mode; in safe mode the chosen ones, or all."""
+        if self.mode == "legacy":
+            return frozenset()
+        return frozenset(self.protections or ALL_PROTECTIONS)
+
+    def metrics_port(self, role: str, index: int = 0) -> int:
+        offsets = {"planner": 0, "enactor": 1, "dns": 4, "endpoints": 5, "loadgen": 6}
+        if role not in offsets:
+            raise ConfigError(f"no metrics port for role {role!r}")
+        return self.metrics_port_base + offsets[role] + index
+
+    def replace(self, **changes: typing.Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _env_name(name: str) -> str:
+    return PREFIX + name.upper()
+
+
+def _parse(name: str, kind: typing.Any, raw: str) -> typing.Any:
+    env = _env_name(name)
+    origin = typing.get_origin(kind)
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if kind is str:
+            return raw
+    except ValueError:
+        raise ConfigError(f"{env}={raw!r} is not a valid {kind.__name__}") from None
+    if origin is Literal:
+        choices = typing.get_args(kind)
+        if raw not in choices:
+            raise ConfigError(f"{env}={raw!r}: choose one of {', '.join(choices)}")
+        return raw
+    if origin is tuple:
+        (item,) = typing.get_args(kind)[:1]
+        choices = typing.get_args(item)
+        values = tuple(part.strip() for part in raw.split(",") if part.strip())
+        for value in values:
+            if value not in choices:
+                raise ConfigError(f"{env}: unknown {value!r}; choose from {', '.join(choices)}")
+        return values
+    raise ConfigError(f"{env}: unsupported setting type {kind!r}")  # pragma: no cover
+
+
+def load(environ: Mapping[str, str] | None = None, **overrides: typing.Any) -> Settings:
+    """Build Settings from the environment, rejecting unknown ``DNSRACE_*`` names."""
+    environ = os.environ if environ is None else environ
+    hints = typing.get_type_hints(Settings)
+    known = {_env_name(f.name): f.name for f in dataclasses.fields(Settings)}
+    unknown = sorted(k for k in environ if k.startswith(PREFIX) and k not in known)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting {', '.join(unknown)}; known settings are listed by "
+            "'dnsrace config' (names are DNSRACE_ + a field in upper case)"
+        )
+    values: dict[str, typing.Any] = {}
+    for env, name in known.items():
+        if env in environ:
+            values[name] = _parse(name, hints[name], environ[env])
+    values.update(overrides)
+    return Settings(**values)
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(environment name, default, meaning) for every setting, for ``dnsrace config``."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        default = f.default
+        shown = ",".join(default) if isinstance(default, tuple) else str(default)
+        rows.append((_env_name(f.name), shown, f.metadata["doc"]))
+    return rows

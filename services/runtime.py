@@ -1,0 +1,166 @@
+"""What every dnsrace process shares: logging, Redis client, /metrics + /healthz, shutdown.
+
+A service is an ``async def main(ctx: ServiceContext)`` that runs until ``ctx.stopping`` is
+set. :func:`run_service` gives it uvloop, a SIGTERM/SIGINT handler and an orderly stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+import uvloop
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Info, generate_latest
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from services.config import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+generation_var: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "generation", default=None
+)
+BUILD_INFO = Info("dnsrace_build", "Version and role of this dnsrace process")
+
+
+class _ContextFilter(logging.Filter):
+    def __init__(self, process: str, az: str | None) -> None:
+        super().__init__()
+        self.process_name = process
+        self.az = az or "-"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.service = self.process_name
+        record.az = self.az
+        generation = generation_var.get()
+        record.generation = "-" if generation is None else generation
+        return True
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({
+            "ts": round(record.created, 3),
+            "level": record.levelname,
+            "process": getattr(record, "service", "-"),
+            "az": getattr(record, "az", "-"),
+            "generation": getattr(record, "generation", "-"),
+            "logger": record.name,
+            "message": record.getMessage(),
+        })
+
+
+def configure_logging(settings: Settings, process: str, az: str | None = None) -> None:
+    """The one place logging is configured: process, AZ and plan generation on every line."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_ContextFilter(process, az))
+    if settings.log_json:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)-5s [%(service)s az=%(az)s gen=%(generation)s] %(message)s"
+        ))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+
+
+def redis_client(settings: Settings) -> aioredis.Redis:
+    """A client that rides out a Redis restart: reconnects with capped exponential back-off."""
+    return aioredis.Redis.from_url(
+        settings.effective_redis_url,
+        decode_responses=True,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.02), retries=20),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        socket_connect_timeout=2.0,
+        health_check_interval=5,
+    )
+
+
+@dataclass
+class ServiceContext:
+    settings: Settings
+    process: str
+    az: str | None = None
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    ready: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+
+HealthCheck = Callable[[], Awaitable[bool]]
+
+
+def observability_app(ctx: ServiceContext, health: HealthCheck | None = None) -> web.Application:
+    """``/metrics`` in Prometheus text format and ``/healthz`` (200 once ready and healthy)."""
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = generate_latest(REGISTRY)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        ok = ctx.ready and (health is None or await health())
+        body = {"process": ctx.process, "az": ctx.az, "ok": ok,
+                "uptime_s": round(time.monotonic() - ctx.started, 3)}
+        return web.json_response(body, status=200 if ok else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def start_site(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    return runner
+
+
+ServiceMain = Callable[[ServiceContext], Awaitable[None]]
+
+
+def run_service(main: ServiceMain, settings: Settings, process: str, az: str | None = None,
+                stop_timeout_s: float = 5.0) -> int:
+    """Run one service under uvloop until SIGTERM/SIGINT; return the process exit code."""
+    configure_logging(settings, process, az)
+    BUILD_INFO.info({"version": VERSION, "process": process, "mode": settings.mode})
+
+    async def supervise() -> int:
+        ctx = ServiceContext(settings, process, az)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, ctx.stopping.set)
+        task = asyncio.create_task(main(ctx), name=process)
+        stop = asyncio.create_task(ctx.stopping.wait())
+        done, _ = await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if task not in done:
+            log.info("stopping")
+            try:
+                await asyncio.wait_for(task, stop_timeout_s)
+            except TimeoutError:
+                log.warning("did not stop within %.1f s; cancelled", stop_timeout_s)
+        stop.cancel()
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", process, exc_info=task.exception())
+            return 1
+        log.info("stopped")
+        return 0
+
+    try:
+        return uvloop.run(supervise())
+    except ConfigError as e:
+        log.error("%s", e)
+        return 2

@@ -1,0 +1,49 @@
+"""Shared fixtures: a real Redis server (embedded binary by default) for every integration test."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from services.redis_server import EmbeddedRedis
+from services.zone_store import ZoneKeys, ZoneStore
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def redis_client(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix of its own per test, so tests never see each other's zone."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def zone(redis_client: aioredis.Redis, prefix: str) -> ZoneStore:
+    return ZoneStore(redis_client, ZoneKeys(prefix))
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (apt-get install it, or run .ci/run)")
+    return path
+
+
+REPO = Path(__file__).resolve().parent.parent
