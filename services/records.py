@@ -158,6 +158,8 @@ class ChangeBatch:
 class Committed:
     serial: int
     at_ms: int
+    live_deleted: tuple[str, ...] = ()
+    """Record sets this batch deleted while an alias or rollback still named them (I3)."""
 
 
 class ZoneError(Exception):

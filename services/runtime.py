@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 import uvloop
@@ -132,6 +133,22 @@ async def start_site(app: web.Application, host: str, port: int) -> web.AppRunne
 ServiceMain = Callable[[ServiceContext], Awaitable[None]]
 
 
+async def run_until_stopped(ctx: ServiceContext, *jobs: Awaitable[None]) -> None:
+    """Run jobs until ``ctx.stopping`` is set or one of them fails; cancel the rest; re-raise."""
+    tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(job) for job in jobs]
+    stop: asyncio.Future[Any] = asyncio.ensure_future(ctx.stopping.wait())
+    try:
+        done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (*tasks, stop):
+            task.cancel()
+        await asyncio.gather(*tasks, stop, return_exceptions=True)
+    for task in done:
+        error = None if task is stop or task.cancelled() else task.exception()
+        if error is not None:
+            raise error
+
+
 def run_service(main: ServiceMain, settings: Settings, process: str, az: str | None = None,
                 stop_timeout_s: float = 5.0) -> int:
     """Run one service under uvloop until SIGTERM/SIGINT; return the process exit code."""
@@ -143,8 +160,8 @@ def run_service(main: ServiceMain, settings: Settings, process: str, az: str | N
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, ctx.stopping.set)
-        task = asyncio.create_task(main(ctx), name=process)
-        stop = asyncio.create_task(ctx.stopping.wait())
+        task: asyncio.Future[Any] = asyncio.ensure_future(main(ctx))
+        stop: asyncio.Future[Any] = asyncio.ensure_future(ctx.stopping.wait())
         done, _ = await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
         if task not in done:
             log.info("stopping")

@@ -86,8 +86,9 @@ local function target_value(alias)
 end
 local alias = redis.call('HGET', KEYS[1], ARGV[1] .. '|ALIAS')
 local rollback = redis.call('HGET', KEYS[1], ARGV[2] .. '|ALIAS')
-return {alias, target_value(alias), rollback, target_value(rollback),
-        redis.call('HGET', KEYS[1], ARGV[3] .. '|TXT'), redis.call('HGET', KEYS[1], ARGV[4] .. '|A')}
+local lock = redis.call('HGET', KEYS[1], ARGV[3] .. '|TXT')
+local tree = redis.call('HGET', KEYS[1], ARGV[4] .. '|A')
+return {alias, target_value(alias), rollback, target_value(rollback), lock, tree}
 """
 
 
@@ -104,7 +105,8 @@ class ZoneStore:
                                 args=[batch.to_json(), self.keys.channel])
         result = json.loads(raw)
         if result["ok"]:
-            return Committed(int(result["serial"]), int(result["ms"]))
+            live = result["live"] if isinstance(result["live"], list) else []
+            return Committed(int(result["serial"]), int(result["ms"]), tuple(live))
         index = int(result["index"])
         change = batch.changes[index - 1] if index else None
         raise BatchRejected(RejectReason(result["reason"]), index, result["detail"], change)

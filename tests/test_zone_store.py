@@ -111,3 +111,11 @@ async def test_every_commit_is_notified_with_its_keys(zone: ZoneStore) -> None:
     assert change.serial == done.serial
     assert change.keys == (TREE.key,)
     await stream.aclose()
+
+
+async def test_commit_reports_a_live_tree_it_deleted(zone: ZoneStore) -> None:
+    await zone.apply(batch(Change(Action.CREATE, TREE), Change(Action.UPSERT, ALIAS1)))
+    done = await zone.apply(batch(Change(Action.DELETE, TREE)))
+    assert done.live_deleted == ("plan-1.x.example",)
+    await zone.apply(batch(Change(Action.CREATE, TREE2)))
+    assert (await zone.apply(batch(Change(Action.DELETE, TREE2)))).live_deleted == ()

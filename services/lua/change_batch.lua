@@ -111,7 +111,12 @@ for i, ch in ipairs(batch.changes) do
   end
 end
 
+local live = {}  -- record sets this batch deletes while an alias still names them
 for _, key in ipairs(changed) do
+  if not view[key] then
+    local name = string.match(key, '^(.*)|[^|]*$')
+    if refcount(name) > 0 then table.insert(live, name) end
+  end
   if view[key] then redis.call('HSET', KEYS[1], key, view[key]) else redis.call('HDEL', KEYS[1], key) end
 end
 for target, n in pairs(refs) do
@@ -119,4 +124,4 @@ for target, n in pairs(refs) do
 end
 local serial = redis.call('INCR', KEYS[2])
 redis.call('PUBLISH', ARGV[2], cjson.encode({serial = serial, ms = now_ms, keys = changed}))
-return cjson.encode({ok = true, serial = serial, ms = now_ms})
+return cjson.encode({ok = true, serial = serial, ms = now_ms, live = live})
