@@ -36,7 +36,11 @@ class Settings:
     redis_port: int = _doc("port of the embedded Redis on 127.0.0.1", default=6390)
     dns_host: str = _doc("address the authoritative DNS server listens on", default="127.0.0.1")
     dns_port: int = _doc("UDP and TCP port of the authoritative DNS server", default=5300)
+    control_host: str = _doc("address of the control service; not loopback needs a token",
+                             default="127.0.0.1")
     control_port: int = _doc("HTTP port of the control service (fault API)", default=8600)
+    control_token: str = _doc("bearer token required for changes (always off-loopback)",
+                              default="")
     metrics_port_base: int = _doc(
         "first /metrics port; planner +0, enactors +1..+3, dns +4, endpoints +5, loadgen +6..",
         default=9510,

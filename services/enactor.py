@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from prometheus_client import Counter, Gauge, Histogram
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services import history, names
@@ -80,6 +82,7 @@ CHECKED_GENERATION = Gauge("dnsrace_enactor_checked_generation",
 
 Sleep = Callable[[float], Awaitable[None]]
 LOCK_NAMES = names.LOCK_PREFIX
+PIDS_KEY = "dnsrace:enactor:pids"
 
 
 class RoundOutcome(StrEnum):
@@ -154,6 +157,9 @@ class Enactor:
         PLANS_APPLIED.labels(self.az).inc()
         await self.gate.checkpoint(StallPoint.DURING_CLEANUP, plan.generation)
         await self._clean_up(plan.generation, report)
+        await self.sink.record(history.RoundCompleted(
+            generation=plan.generation, committed=report.committed,
+            rejected=sum(report.rejected.values()), deleted=report.deleted))
         return report
 
     async def _backoff(self, attempt: int, endpoint: str, generation: int, reason: str) -> None:
@@ -238,6 +244,14 @@ class Enactor:
                 live=live, serial=committed.serial))
 
 
+async def register_pid(client: Redis, az: str) -> None:
+    """Tell the control service which process to SIGSTOP for an ``enactor_pause``."""
+    try:
+        await client.hset(PIDS_KEY, az, os.getpid())
+    except RedisError as e:
+        log.warning("pid not registered: %s", e)
+
+
 def policy_for(settings: Settings, az: str) -> Policy:
     return Policy(
         holder=az,
@@ -279,6 +293,7 @@ async def serve(ctx: ServiceContext) -> None:
     runner = await start_site(observability_app(ctx), "127.0.0.1",
                               settings.metrics_port("enactor", names.AZS.index(az)))
     signal = asyncio.Event()
+    await register_pid(client, az)
 
     async def rounds() -> None:
         errors = 0

@@ -99,6 +99,18 @@ class BatchRejected(Event):
 
 @_event
 @dataclass(frozen=True, kw_only=True)
+class RoundCompleted(Event):
+    """An enactor finished a round (walk and clean-up) for the plan of ``generation``."""
+
+    kind: ClassVar[str] = "round_completed"
+    generation: int
+    committed: int
+    rejected: int
+    deleted: int
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
 class PlanRefused(Event):
     kind: ClassVar[str] = "plan_refused"
     endpoint: str

@@ -1,0 +1,130 @@
+"""``dnsrace``: run one process of the cluster, the whole cluster, or a tool against it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from services import config
+from services.config import ConfigError, Settings
+from services.names import AZS
+
+log = logging.getLogger("dnsrace")
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+SERVICE_MODULES = {
+    "planner": "services.planner",
+    "enactor": "services.enactor",
+    "dns": "dns_server.server",
+    "endpoints": "services.endpoints",
+    "loadgen": "loadgen.client",
+    "control": "services.control",
+}
+
+
+def _serve(role: str) -> Handler:
+    """A handler that runs the ``serve`` of one service module until SIGTERM."""
+
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        from services.runtime import run_service
+
+        serve = importlib.import_module(SERVICE_MODULES[role]).serve
+        return run_service(serve, settings, role, getattr(args, "az", None))
+
+    return run
+
+
+def cmd_redis(args: argparse.Namespace, settings: Settings) -> int:
+    """The Procfile's Redis: the embedded server, or a placeholder when an external one is set."""
+    from services.redis_server import exec_foreground
+
+    if settings.embedded_redis:
+        exec_foreground(settings.redis_port, Path(settings.state_dir) / "redis")
+    print(f"using the Redis at {settings.redis_url}; no embedded server started", flush=True)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    return 0
+
+
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    width = max(len(name) for name, _, _ in config.describe())
+    for name, default, doc in config.describe():
+        print(f"{name:<{width}}  {default or '(empty)':<12}  {doc}")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the Procfile under honcho (Ctrl-C stops everything)."""
+    from services.cluster import PROCFILE
+
+    env = dict(os.environ)
+    env["DNSRACE_MODE"] = args.mode or settings.mode
+    cmd = [sys.executable, "-m", "honcho", "-f", str(PROCFILE), "start"]
+    if args.loadgen != 1:
+        cmd += ["-c", f"loadgen={args.loadgen}"]
+    try:
+        return subprocess.call(cmd, env=env, cwd=PROCFILE.parent)
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from services.demo import run_demo
+
+    return run_demo(settings, seconds=args.seconds, rate=args.rate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dnsrace",
+        description="A real local reproduction of the October 2025 DynamoDB DNS race.",
+        epilog="Settings come from DNSRACE_* environment variables; 'dnsrace config' lists them.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=handler)
+        return p
+
+    add("demo", cmd_demo, "bring the cluster up with load and show what happens (main job)")
+    demo = sub.choices["demo"]
+    demo.add_argument("--seconds", type=float, default=20.0, help="load duration (default 20)")
+    demo.add_argument("--rate", type=float, default=200.0, help="requests/s (default 200)")
+    up = add("up", cmd_up, "run the whole cluster in the foreground under honcho")
+    up.add_argument("--mode", choices=("legacy", "safe"), help="enactor mode for this run")
+    up.add_argument("--loadgen", type=int, default=1, help="number of load generators")
+    add("config", cmd_config, "list every DNSRACE_* setting with its default and meaning")
+    add("redis", cmd_redis, "run the embedded Redis in the foreground (Procfile entry)")
+    add("planner", _serve("planner"), "run the DNS Planner")
+    enactor = add("enactor", _serve("enactor"), "run the DNS Enactor of one AZ")
+    enactor.add_argument("--az", required=True, choices=AZS, help="Availability Zone")
+    add("dns", _serve("dns"), "run the authoritative DNS server")
+    add("endpoints", _serve("endpoints"), "run the load-balancer fleet (DynamoDB JSON API)")
+    add("loadgen", _serve("loadgen"), "run a load generator until stopped")
+    add("control", _serve("control"), "run the control service (fault API)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = config.load()
+        return int(args.handler(args, settings))
+    except ConfigError as e:
+        print(f"dnsrace: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
