@@ -6,11 +6,12 @@ Every process records what it did as frozen dataclasses; the history is a Redis 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -198,9 +199,24 @@ class MemoryHistory:
 
     def __init__(self) -> None:
         self.events: list[Event] = []
+        self._recorded = asyncio.Event()
 
     async def record(self, event: Event) -> None:
         self.events.append(event)
+        self._recorded.set()
+
+    async def wait_for(self, seen: Callable[[Event], bool], timeout_s: float) -> Event:
+        """The first recorded event ``seen`` accepts, waiting up to ``timeout_s`` for it."""
+        async def first() -> Event:
+            checked = 0
+            while True:
+                for event in self.events[checked:]:
+                    if seen(event):
+                        return event
+                checked = len(self.events)
+                self._recorded.clear()
+                await self._recorded.wait()
+        return await asyncio.wait_for(first(), timeout_s)
 
 
 class RedisHistory:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,13 @@ def require_tool(name: str) -> str:
 
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], timeout_s: float = 5.0,
+                     what: str = "condition") -> None:
+    """Check ``condition`` until it holds, failing the test after ``timeout_s``."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout_s} s")
+        await asyncio.sleep(0.01)

@@ -19,6 +19,7 @@ from services.records import (
     alias_record,
 )
 from services.zone_store import ZoneStore
+from tests.conftest import wait_until
 
 TREE = a_records("plan-1.x.example", [WeightedAddress("127.0.10.1", 10)])
 TREE2 = a_records("plan-2.x.example", [WeightedAddress("127.0.10.2", 20)])
@@ -100,12 +101,11 @@ async def test_deleting_a_tree_leaves_the_alias_dangling(zone: ZoneStore) -> Non
 async def test_every_commit_is_notified_with_its_keys(zone: ZoneStore) -> None:
     stream = zone.changes()
     first = asyncio.ensure_future(anext(stream))
-    await asyncio.sleep(0)  # let the subscription start
-    for _ in range(50):
-        if zone.client.connection_pool and await zone.client.pubsub_numsub(zone.keys.channel):
-            if (await zone.client.pubsub_numsub(zone.keys.channel))[0][1] > 0:
-                break
-        await asyncio.sleep(0.01)
+
+    async def subscribed() -> bool:
+        return (await zone.client.pubsub_numsub(zone.keys.channel))[0][1] > 0
+
+    await wait_until(subscribed)
     done = await zone.apply(batch(Change(Action.CREATE, TREE)))
     change = await asyncio.wait_for(first, 5)
     assert change.serial == done.serial

@@ -1,0 +1,124 @@
+"""The 2025 race, played step by step by three real Enactor objects on a real Redis.
+
+No timing luck: each step waits on the history (an enactor stalled, a round completed),
+and faults are real entries in the fault book that the enactors' gates follow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import redis.asyncio as aioredis
+
+from services import history, names
+from services.config import ALL_PROTECTIONS, Protection
+from services.enactor import Enactor
+from services.enactor_decisions import Policy
+from services.faults import Fault, FaultBook, FaultGate, FaultType, StallPoint
+from services.fleet import LoadBalancer
+from services.plans import PlanStore, make_plan
+from services.zone_store import ZoneKeys, ZoneStore
+
+LBS = tuple(LoadBalancer(f"lb-{i}", names.AZS[i % 3], f"127.0.10.{i + 1}", 100)
+            for i in range(6))
+ENDPOINTS = names.endpoints(2)
+A, B, C = names.AZS
+
+
+class Cell:
+    """Three enactors, a plan store and a fault book under one key prefix."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str,
+                 protections: frozenset[Protection]) -> None:
+        self.zone = ZoneStore(client, ZoneKeys(prefix))
+        self.plans = PlanStore(client, prefix)
+        self.book = FaultBook(client, prefix)
+        self.sink = history.MemoryHistory()
+        self.gates = {az: FaultGate(self.book, az, self.sink) for az in names.AZS}
+        self.enactors = {
+            az: Enactor(az, Policy(az, protections, cleanup_age=3), self.zone, self.plans,
+                        self.gates[az], self.sink, backoff_base_s=0.001, backoff_max_s=0.01)
+            for az in names.AZS
+        }
+        self.generation = 0
+
+    async def publish(self, count: int = 1) -> None:
+        for _ in range(count):
+            self.generation += 1
+            await self.plans.publish(make_plan(self.generation, 0, ENDPOINTS, LBS, {}))
+
+    async def stall(self, az: str, point: StallPoint) -> Fault:
+        fault = Fault.new(FaultType.ENACTOR_STALL, az, 60, {"point": point})
+        await self.book.add(fault)
+        await self.gates[az].refresh()
+        return fault
+
+    async def release(self, az: str, fault: Fault) -> None:
+        await self.book.remove(fault.id)
+        await self.gates[az].refresh()
+
+    async def until(self, seen: Callable[[history.Event], bool], timeout_s: float = 5) -> None:
+        await self.sink.wait_for(seen, timeout_s)
+
+
+@pytest.fixture
+async def cells(redis_client: aioredis.Redis, prefix: str) -> AsyncIterator[
+        Callable[[frozenset[Protection]], Cell]]:
+    yield lambda protections: Cell(redis_client, prefix, protections)
+
+
+def stalled(az_point: StallPoint) -> Callable[[history.Event], bool]:
+    return lambda e: isinstance(e, history.Stalled) and e.point == az_point
+
+
+async def play_race(cell: Cell) -> None:
+    """The choreography of October 2025, as DESIGN.md tells it."""
+    await cell.publish()
+    await cell.enactors[B].run_round()                      # plan 1 live everywhere
+    stall_a = await cell.stall(A, StallPoint.AFTER_CHECK)
+    await cell.publish()
+    slow = asyncio.create_task(cell.enactors[A].run_round())  # A checks plan 2, stalls
+    await cell.until(stalled(StallPoint.AFTER_CHECK))
+    await cell.publish(6)                                    # the planner moves far ahead
+    stall_b = await cell.stall(B, StallPoint.DURING_CLEANUP)
+    fast = asyncio.create_task(cell.enactors[B].run_round())  # B applies plan 8 ...
+    await cell.until(stalled(StallPoint.DURING_CLEANUP))     # ... and reaches clean-up
+    await cell.release(A, stall_a)
+    await slow                                               # A flips back to plan 2
+    await cell.release(B, stall_b)
+    await fast                                               # B deletes "old" plan 2
+    await cell.publish()
+    await cell.enactors[C].run_round()                       # the automation tries again
+
+
+async def test_legacy_race_empties_the_regional_name_and_nobody_can_repair_it(
+        cells: Callable[[frozenset[Protection]], Cell]) -> None:
+    cell = cells(frozenset())
+    await play_race(cell)
+    snap = await cell.zone.snapshot()
+    alias = snap.alias(names.REGIONAL)
+    assert alias is not None and alias.generation == 2           # flipped back: I2
+    assert snap.addresses(alias.target) is None                   # its tree is gone: I1
+    deleted = [e for e in cell.sink.events if isinstance(e, history.TreeDeleted) and e.live]
+    assert names.tree_name(2, names.REGIONAL) in {e.tree for e in deleted}  # I3
+    rejected = [e for e in cell.sink.events
+                if isinstance(e, history.BatchRejected) and e.endpoint == names.REGIONAL]
+    assert rejected and {e.reason for e in rejected} == {"alias_target_missing"}
+    assert rejected[-1].generation == 9                           # the newest plan fails too
+
+
+async def test_safe_mode_survives_the_same_choreography(
+        cells: Callable[[frozenset[Protection]], Cell]) -> None:
+    cell = cells(frozenset(ALL_PROTECTIONS))
+    await play_race(cell)
+    snap = await cell.zone.snapshot()
+    for endpoint in ENDPOINTS:
+        alias = snap.alias(endpoint)
+        assert alias is not None and alias.generation == 9
+        assert snap.addresses(alias.target)
+    assert not [e for e in cell.sink.events if isinstance(e, history.TreeDeleted) and e.live]
+    regressions = [e for e in cell.sink.events
+                   if isinstance(e, history.BatchCommitted) and e.generation < e.previous]
+    assert regressions == []
