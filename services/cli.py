@@ -81,6 +81,43 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(settings, seconds=args.seconds, rate=args.rate)
 
 
+def _param(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. point=after_check)")
+    return key, int(value) if value.isdigit() else value
+
+
+def cmd_fault(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools import fault_command
+
+    return fault_command(args, settings)
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools import status_command
+
+    return status_command(args, settings)
+
+
+def cmd_repair(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools import repair_command
+
+    return repair_command(args, settings)
+
+
+def cmd_race(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools import race_command
+
+    return race_command(args, settings)
+
+
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools import check_command
+
+    return check_command(args, settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dnsrace",
@@ -101,6 +138,28 @@ def build_parser() -> argparse.ArgumentParser:
     up = add("up", cmd_up, "run the whole cluster in the foreground under honcho")
     up.add_argument("--mode", choices=("legacy", "safe"), help="enactor mode for this run")
     up.add_argument("--loadgen", type=int, default=1, help="number of load generators")
+    fault = add("fault", cmd_fault, "add, list, remove or reset faults through the control API")
+    fault_sub = fault.add_subparsers(dest="action", required=True, metavar="ACTION")
+    fault_add = fault_sub.add_parser("add", help="start a timed fault")
+    fault_add.add_argument("type", help="enactor_stall, lock_delay, enactor_pause or lb_health")
+    fault_add.add_argument("target", help="an AZ (use1-az1 ...), 'all', or a load balancer")
+    fault_add.add_argument("--duration", type=float, required=True, metavar="SECONDS",
+                           help="the fault ends by itself after this long")
+    fault_add.add_argument("--param", type=_param, action="append", default=[],
+                           metavar="KEY=VALUE", help="e.g. point=after_check (repeatable)")
+    fault_sub.add_parser("list", help="list active faults")
+    fault_rm = fault_sub.add_parser("rm", help="end one fault now")
+    fault_rm.add_argument("id")
+    fault_sub.add_parser("reset", help="end every fault now")
+    status = add("status", cmd_status, "every endpoint: plan, alias, tree, rollback, lock, DNS")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--all", action="store_true", help="include every cell endpoint")
+    add("repair", cmd_repair, "the operators' manual fix: restore every broken endpoint")
+    race = add("race", cmd_race, "drive the 2025 race choreography against the running cluster")
+    race.add_argument("--observe", type=float, default=3.0, metavar="SECONDS",
+                      help="how long to watch the automation afterwards (default 3)")
+    check = add("check", cmd_check, "report violations of I1-I3 found in the history")
+    check.add_argument("--since-ms", type=int, default=0, help="only events from this time on")
     add("config", cmd_config, "list every DNSRACE_* setting with its default and meaning")
     add("redis", cmd_redis, "run the embedded Redis in the foreground (Procfile entry)")
     add("planner", _serve("planner"), "run the DNS Planner")

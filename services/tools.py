@@ -1,0 +1,134 @@
+"""The operator commands of the CLI: fault, status, repair, race, check.
+
+Each talks to a running cluster (Redis, the control API, the DNS server), prints what a person
+needs, and turns every expected failure into one clear line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from services import checker, history, names, operator
+from services.config import Settings
+from services.control_client import ControlClient, ControlError
+from services.plans import PlanStore
+from services.race import RaceError, run_race
+from services.runtime import redis_client
+from services.zone_store import ZoneStore
+
+
+def _run(settings: Settings, body: Callable[[Any], Awaitable[int]]) -> int:
+    async def main() -> int:
+        client = redis_client(settings)
+        try:
+            return await body(client)
+        finally:
+            await client.aclose()
+
+    try:
+        return asyncio.run(main())
+    except RedisError as e:
+        print(f"dnsrace: Redis at {settings.effective_redis_url} is not reachable ({e}); "
+              "is the cluster up ('dnsrace up')?", file=sys.stderr)
+    except ControlError as e:
+        print(f"dnsrace: {e}", file=sys.stderr)
+    except RaceError as e:
+        print(f"dnsrace: the race did not complete: {e}", file=sys.stderr)
+    return 1
+
+
+def control_client(settings: Settings) -> ControlClient:
+    host = "127.0.0.1" if settings.control_host in ("0.0.0.0", "::") else settings.control_host
+    return ControlClient(f"http://{host}:{settings.control_port}", settings.control_token)
+
+
+def _fault_line(fault: dict[str, Any]) -> str:
+    params = " ".join(f"{k}={v}" for k, v in fault.get("params", {}).items())
+    return (f"{fault['id']}  {fault['type']:<14} {fault['target']:<10} until "
+            f"{fault['expires_at']}  {params}").rstrip()
+
+
+def fault_command(args: argparse.Namespace, settings: Settings) -> int:
+    control = control_client(settings)
+
+    async def body(_: Any) -> int:
+        if args.action == "add":
+            fault = await control.add(args.type, args.target, args.duration, dict(args.param))
+            print(_fault_line(fault))
+        elif args.action == "list":
+            faults = await control.active()
+            for fault in faults:
+                print(_fault_line(fault))
+            if not faults:
+                print("no active fault")
+        elif args.action == "rm":
+            print("ended", _fault_line(await control.remove(args.id)))
+        else:
+            ended = await control.reset()
+            print(f"ended {len(ended)} fault(s)")
+        return 0
+
+    return _run(settings, body)
+
+
+def _endpoints(settings: Settings, everything: bool) -> tuple[str, ...]:
+    all_endpoints = names.endpoints(settings.cells)
+    return all_endpoints if everything else all_endpoints[:6]
+
+
+def status_command(args: argparse.Namespace, settings: Settings) -> int:
+    async def body(client: Any) -> int:
+        rows = await operator.collect_status(
+            ZoneStore(client), PlanStore(client), _endpoints(settings, args.all or args.json),
+            settings.dns_host, settings.dns_port)
+        if args.json:
+            print(json.dumps([r.as_dict() for r in rows], indent=2))
+        else:
+            print(operator.format_status(rows))
+        return 0
+
+    return _run(settings, body)
+
+
+def repair_command(args: argparse.Namespace, settings: Settings) -> int:
+    async def body(client: Any) -> int:
+        actions = await operator.repair(ZoneStore(client), PlanStore(client),
+                                        names.endpoints(settings.cells))
+        if not actions:
+            print("nothing to repair: every endpoint names an existing tree of the newest plan")
+        for a in actions:
+            print(f"{a.outcome:<9} {a.endpoint}: plan {a.before} -> plan {a.after}"
+                  + (" (its tree was missing)" if a.tree_was_missing else ""))
+        return 1 if any(a.outcome.startswith("gave up") for a in actions) else 0
+
+    return _run(settings, body)
+
+
+def race_command(args: argparse.Namespace, settings: Settings) -> int:
+    async def body(client: Any) -> int:
+        print(f"racing the enactors (mode {settings.mode}); every step waits on the history")
+        report = await run_race(control_client(settings), history.RedisHistory(client),
+                                settings.cleanup_age, settings.plan_interval_s,
+                                observe_s=args.observe, on_step=lambda s: print("  " + s))
+        print(report.to_text().splitlines()[-1])
+        return 0
+
+    return _run(settings, body)
+
+
+def check_command(args: argparse.Namespace, settings: Settings) -> int:
+    async def body(client: Any) -> int:
+        events = [e for _, e in await history.RedisHistory(client).read()
+                  if e.at_ms >= args.since_ms]
+        violations = checker.check(events)
+        print(checker.format_report(violations, events))
+        return 1 if violations else 0
+
+    return _run(settings, body)
