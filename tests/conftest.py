@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from services import config
+from services.config import Settings
 from services.redis_server import EmbeddedRedis
 from services.zone_store import ZoneKeys, ZoneStore
 
@@ -58,3 +60,17 @@ async def wait_until(condition: Callable[[], Awaitable[bool]], timeout_s: float 
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"{what} did not hold within {timeout_s} s")
         await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def settings_db(redis_server: EmbeddedRedis, tmp_path: Path) -> Settings:
+    """Settings whose Redis is database 1 of the test server, flushed for this test.
+
+    For code that uses the default key prefix (services as they run in the cluster).
+    """
+    import redis
+
+    with redis.Redis(port=redis_server.port, db=1) as sync:
+        sync.flushdb()
+    return config.load({}, redis_url=f"redis://127.0.0.1:{redis_server.port}/1",
+                       state_dir=str(tmp_path / "state"))

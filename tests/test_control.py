@@ -1,0 +1,167 @@
+"""The fault API over real HTTP, with the fault book in a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient, TestServer
+
+from services import history
+from services.config import Settings
+from services.control import Controller, build_app
+from services.enactor import PIDS_KEY
+from services.fleet import HealthStore
+from services.runtime import ServiceContext
+from tests.conftest import wait_until
+
+
+@pytest.fixture
+async def api(settings_db: Settings) -> AsyncIterator[tuple[TestClient, Controller]]:
+    ctx = ServiceContext(settings_db, "control")
+    ctx.ready = True
+    controller = Controller(ctx)
+    expiry = asyncio.create_task(controller.expire_forever())
+    client = TestClient(TestServer(build_app(ctx, controller)))
+    await client.start_server()
+    yield client, controller
+    expiry.cancel()
+    await client.close()
+    await controller.client.aclose()
+
+
+STALL = {"type": "enactor_stall", "target": "use1-az1", "duration_s": 30,
+         "params": {"point": "after_check"}}
+
+
+async def active(client: TestClient) -> list[dict[str, Any]]:
+    response = await client.get("/faults")
+    assert response.status == 200
+    faults: list[dict[str, Any]] = (await response.json())["faults"]
+    return faults
+
+
+async def test_a_fault_is_started_listed_and_removed(
+        api: tuple[TestClient, Controller]) -> None:
+    client, _ = api
+    response = await client.post("/faults", json=STALL)
+    assert response.status == 201
+    fault = await response.json()
+    assert {"id", "started_at", "expires_at"} <= set(fault)
+    assert fault["expires_ms"] - fault["started_ms"] == 30_000
+    assert [f["id"] for f in await active(client)] == [fault["id"]]
+    assert (await client.delete(f"/faults/{fault['id']}")).status == 200
+    assert await active(client) == []
+    assert (await client.delete(f"/faults/{fault['id']}")).status == 404
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({**STALL, "type": "meteor"}, "type 'meteor' is unknown"),
+    ({**STALL, "target": "use1-az9"}, "target 'use1-az9' is not valid"),
+    ({**STALL, "duration_s": -1}, "duration_s must be > 0"),
+    ({k: v for k, v in STALL.items() if k != "duration_s"}, "duration_s is required"),
+    ({**STALL, "duration_s": "10"}, "duration_s is required"),
+    ({**STALL, "params": {"point": "sometime"}}, "needs params.point"),
+    ({**STALL, "colour": "red"}, "unknown field(s) colour"),
+    ([1, 2], "must be a JSON object"),
+])
+async def test_invalid_requests_get_400_and_change_nothing(
+        api: tuple[TestClient, Controller], body: Any, message: str) -> None:
+    client, _ = api
+    response = await client.post("/faults", json=body)
+    assert response.status == 400
+    assert message in (await response.json())["error"]
+    assert await active(client) == []
+
+
+async def test_bad_json_gets_400(api: tuple[TestClient, Controller]) -> None:
+    client, _ = api
+    response = await client.post("/faults", data=b"{not json",
+                                 headers={"Content-Type": "application/json"})
+    assert response.status == 400
+    assert "not valid JSON" in (await response.json())["error"]
+    assert await active(client) == []
+
+
+async def test_a_fault_expires_by_itself_and_the_history_says_so(
+        api: tuple[TestClient, Controller], settings_db: Settings) -> None:
+    client, controller = api
+    response = await client.post("/faults", json={**STALL, "duration_s": 0.3})
+    fault_id = (await response.json())["id"]
+
+    async def gone() -> bool:
+        return await active(client) == [] and await controller.book.all() == []
+
+    await wait_until(gone, 5, "the fault to expire")
+    events = [e for _, e in await controller.sink.read()]
+    ended = [e for e in events if isinstance(e, history.FaultEnded)]
+    assert [(e.fault_id, e.why) for e in ended] == [(fault_id, "expired")]
+
+
+async def test_reset_ends_every_fault(api: tuple[TestClient, Controller]) -> None:
+    client, _ = api
+    for target in ("use1-az1", "use1-az2"):
+        assert (await client.post("/faults", json={**STALL, "target": target})).status == 201
+    response = await client.post("/faults/reset")
+    assert len((await response.json())["ended"]) == 2
+    assert await active(client) == []
+
+
+async def test_lb_health_fault_marks_unhealthy_then_restores(
+        api: tuple[TestClient, Controller], settings_db: Settings) -> None:
+    client, controller = api
+    health = HealthStore(controller.client)
+    body = {"type": "lb_health", "target": "lb-001", "duration_s": 0.4}
+    assert (await client.post("/faults", json=body)).status == 201
+    ip = f"{settings_db.lb_network}.1"
+    assert (await health.all())[ip].healthy is False
+
+    async def restored() -> bool:
+        return (await health.all())[ip].healthy
+
+    await wait_until(restored, 5, "the load balancer to be healthy again")
+
+
+def process_state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+
+
+async def test_enactor_pause_stops_the_process_and_continues_it_at_expiry(
+        api: tuple[TestClient, Controller]) -> None:
+    client, controller = api
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        await controller.client.hset(PIDS_KEY, "use1-az2", child.pid)
+        body = {"type": "enactor_pause", "target": "use1-az2", "duration_s": 0.5}
+        assert (await client.post("/faults", json=body)).status == 201
+        assert process_state(child.pid) == "T"
+
+        async def continued() -> bool:
+            return process_state(child.pid) == "S"
+
+        await wait_until(continued, 5, "SIGCONT at expiry")
+    finally:
+        child.kill()
+        child.wait()
+
+
+async def test_state_changes_need_the_token_when_one_is_set(
+        settings_db: Settings, redis_client: aioredis.Redis) -> None:
+    ctx = ServiceContext(settings_db.replace(control_token="s3cret"), "control")
+    controller = Controller(ctx)
+    client = TestClient(TestServer(build_app(ctx, controller)))
+    await client.start_server()
+    try:
+        assert (await client.post("/faults", json=STALL)).status == 401
+        assert (await client.get("/faults")).status == 200
+        ok = await client.post("/faults", json=STALL,
+                               headers={"Authorization": "Bearer s3cret"})
+        assert ok.status == 201
+    finally:
+        await client.close()
+        await controller.client.aclose()
