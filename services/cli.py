@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from services import config
-from services.config import ConfigError, Settings
+from services.config import ConfigError, Mode, Settings
 from services.names import AZS
 
 log = logging.getLogger("dnsrace")
@@ -78,7 +78,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from services.demo import run_demo
 
-    return run_demo(settings, seconds=args.seconds, rate=args.rate)
+    modes: tuple[Mode, ...] = ("legacy",) if args.legacy_only else ("legacy", "safe")
+    return run_demo(settings, rate=args.rate, modes=modes)
 
 
 def _param(text: str) -> tuple[str, object]:
@@ -133,8 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("demo", cmd_demo, "bring the cluster up with load and show what happens (main job)")
     demo = sub.choices["demo"]
-    demo.add_argument("--seconds", type=float, default=20.0, help="load duration (default 20)")
     demo.add_argument("--rate", type=float, default=200.0, help="requests/s (default 200)")
+    demo.add_argument("--legacy-only", action="store_true", help="skip the safe-mode part")
     up = add("up", cmd_up, "run the whole cluster in the foreground under honcho")
     up.add_argument("--mode", choices=("legacy", "safe"), help="enactor mode for this run")
     up.add_argument("--loadgen", type=int, default=1, help="number of load generators")
