@@ -252,7 +252,8 @@ class TableStore:
 
     def list_tables(self, payload: dict[str, Any]) -> dict[str, Any]:
         start = _get(payload, "ExclusiveStartTableName", str)
-        limit = _get(payload, "Limit", int) or 100
+        limit = _get(payload, "Limit", int)
+        limit = 100 if limit is None else limit
         if not 1 <= limit <= 100:
             raise invalid("1 validation error detected: Value at 'limit' failed to satisfy "
                           "constraint: Member must have value between 1 and 100")

@@ -1,0 +1,56 @@
+"""``python -m loadgen``: one load generator process (settings from ``DNSRACE_*``)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from loadgen.service import ProcessOptions, run_process
+from services.config import load
+from services.names import REGIONAL
+from services.runtime import ServiceContext, run_service
+
+
+def parse_args(argv: Sequence[str] | None = None) -> ProcessOptions:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadgen",
+        description="Resolve DynamoDB's regional name through the dnsrace DNS server and call "
+                    "the load balancer it names, at a constant rate (open model).",
+    )
+    parser.add_argument("--name", action="append", dest="names", metavar="NAME",
+                        help=f"name to resolve (repeatable; default {REGIONAL})")
+    parser.add_argument("--rate", type=float, help="requests per second (DNSRACE_LOAD_RATE)")
+    parser.add_argument("--duration", type=float, dest="duration_s",
+                        help="seconds to run, 0 until interrupted (DNSRACE_LOAD_DURATION_S)")
+    parser.add_argument("--ramp", type=float, dest="ramp_s",
+                        help="seconds to ramp up to the rate (DNSRACE_LOAD_RAMP_S)")
+    parser.add_argument("--max-in-flight", type=int,
+                        help="requests in flight at most (DNSRACE_LOAD_MAX_IN_FLIGHT)")
+    parser.add_argument("--max-requests", type=int, help="stop after this many arrivals")
+    parser.add_argument("--operation", choices=("get", "mixed"), default="get",
+                        help="get: GetItem only; mixed: PutItem and GetItem alternate")
+    parser.add_argument("--dns-timeout", type=float, default=1.0, dest="dns_timeout_s")
+    parser.add_argument("--request-timeout", type=float, default=2.0, dest="request_timeout_s")
+    parser.add_argument("--metrics-port", type=int,
+                        help="first port to try for /metrics (default from the settings; 0: off)")
+    parser.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
+    parser.add_argument("--json", action="store_true", dest="as_json",
+                        help="print the summary as JSON instead of text")
+    args = vars(parser.parse_args(argv))
+    args["names"] = tuple(args["names"] or (REGIONAL,))
+    return ProcessOptions(**args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    settings = load()
+
+    async def run(ctx: ServiceContext) -> None:
+        await run_process(ctx, options)
+
+    return run_service(run, settings, "loadgen")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,250 @@
+"""The load clients: an open-model request stream that resolves the name, then calls DynamoDB.
+
+Arrivals follow :mod:`loadgen.schedule` (a linear ramp to a constant rate) and are sent at their
+intended times whatever earlier requests are doing.  Latency is measured from the intended send
+time, so a stalled server shows as latency instead of silently slowing the load (no coordinated
+omission).  Arrivals that find ``max_in_flight`` requests outstanding are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import aiohttp
+from dnslib import DNSLabel, DNSRecord
+
+from loadgen.metrics import (
+    DROPPED,
+    IN_FLIGHT,
+    LATE,
+    REQUEST_SECONDS,
+    REQUESTS,
+    RESOLUTION_SECONDS,
+    RESOLUTIONS,
+    TARGET_RATE,
+)
+from loadgen.outcome import Outcome
+from loadgen.resolver import StubResolver
+from loadgen.schedule import LATE_THRESHOLD_S, arrival_time, rate_at
+from loadgen.stats import LatencyHistogram, LoadSummary
+from services.config import Settings
+from services.dynamo_tables import DEFAULT_HASH_KEY, DEFAULT_TABLE, TARGET_PREFIX
+from services.names import REGIONAL
+
+log = logging.getLogger(__name__)
+
+Operation = Literal["get", "mixed"]
+"""``get``: every request is a GetItem; ``mixed``: PutItem and GetItem alternate."""
+KEYS = 1000
+"""Requests cycle over this many item keys, so the fleet's memory stays bounded."""
+_LONG_WAIT_S = 0.05
+
+
+def validate_names(names: Sequence[str]) -> tuple[str, ...]:
+    if not names:
+        raise ValueError("give at least one name to resolve")
+    for name in names:
+        try:
+            DNSRecord.question(DNSLabel(name), "A").pack()
+        except Exception as e:
+            raise ValueError(f"{name!r} is not a usable DNS name: {e}") from e
+    return tuple(names)
+
+
+def request_for(seq: int, operation: Operation, table: str) -> tuple[str, bytes]:
+    """The DynamoDB operation and JSON body of request number ``seq``."""
+    key = {DEFAULT_HASH_KEY: {"S": f"k{seq % KEYS}"}}
+    if operation == "mixed" and seq % 2 == 0:
+        item = {**key, "seq": {"N": str(seq)}, "payload": {"S": "dnsrace"}}
+        return "PutItem", json.dumps({"TableName": table, "Item": item}).encode()
+    if operation == "mixed":
+        key = {DEFAULT_HASH_KEY: {"S": f"k{(seq - 1) % KEYS}"}}
+    return "GetItem", json.dumps({"TableName": table, "Key": key}).encode()
+
+
+class LoadRun:
+    """The state of one run: counters, latency histograms, the requests in flight."""
+
+    def __init__(self, settings: Settings, names: tuple[str, ...], resolver: StubResolver,
+                 session: aiohttp.ClientSession, operation: Operation, table: str) -> None:
+        self.settings = settings
+        self.names = names
+        self.resolver = resolver
+        self.session = session
+        self.operation = operation
+        self.table = table
+        self.outcomes: collections.Counter[Outcome] = collections.Counter()
+        self.latency = LatencyHistogram()
+        self.latency_ok = LatencyHistogram()
+        self.in_flight = 0
+        self.sent = self.dropped = self.late = 0
+        self._loop = asyncio.get_running_loop()
+
+    async def schedule(self, tasks: asyncio.TaskGroup, stop: asyncio.Event, rate: float,
+                       ramp_s: float, duration_s: float, max_in_flight: int,
+                       max_requests: int | None) -> float:
+        """Send every arrival at its time until the end; return the seconds the run covered."""
+        start = self._loop.time()
+        end = duration_s if duration_s > 0 else math.inf
+        k = 0
+        while not stop.is_set() and (max_requests is None or k < max_requests):
+            due = arrival_time(k, rate, ramp_s)
+            now = self._loop.time() - start
+            if due >= end:  # no arrival left: sit out the rest of the run
+                await _wait(stop, end - now)
+                break
+            if due > now:
+                TARGET_RATE.set(rate_at(now, rate, ramp_s))
+                delay = min(due, end) - now
+                if delay > _LONG_WAIT_S:
+                    await _wait(stop, delay)
+                else:
+                    await asyncio.sleep(delay)
+                continue
+            if now - due > LATE_THRESHOLD_S:
+                self.late += 1
+                LATE.inc()
+            if self.in_flight >= max_in_flight:
+                self.dropped += 1
+                DROPPED.inc()
+            else:
+                self._launch(tasks, k, start + due)
+            k += 1
+        now = self._loop.time() - start
+        TARGET_RATE.set(0)
+        if stop.is_set():
+            return now
+        return max(now, min(arrival_time(k, rate, ramp_s), end))
+
+    def _launch(self, tasks: asyncio.TaskGroup, seq: int, intended: float) -> None:
+        self.sent += 1
+        self.in_flight += 1
+        IN_FLIGHT.inc()
+        task = tasks.create_task(self.request(seq, intended))
+        task.add_done_callback(self._finished)
+
+    def _finished(self, _: asyncio.Task[None]) -> None:
+        self.in_flight -= 1
+        IN_FLIGHT.dec()
+
+    async def request(self, seq: int, intended: float) -> None:
+        """One request; its outcome and latency (from ``intended``) are recorded."""
+        try:
+            outcome = await self.call(seq)
+        except Exception:  # one broken request must not end the run; it is logged and counted
+            log.exception("request %d failed unexpectedly", seq)
+            outcome = Outcome.HTTP_ERROR
+        latency = self._loop.time() - intended
+        self.outcomes[outcome] += 1
+        self.latency.record(latency)
+        if outcome is Outcome.OK:
+            self.latency_ok.record(latency)
+        REQUESTS.labels(outcome).inc()
+        REQUEST_SECONDS.observe(latency)
+
+    async def call(self, seq: int) -> Outcome:
+        started = self._loop.time()
+        resolution = await self.resolver.resolve(self.names[seq % len(self.names)])
+        RESOLUTION_SECONDS.observe(self._loop.time() - started)
+        RESOLUTIONS.labels(resolution.outcome).inc()
+        if resolution.outcome is not Outcome.OK:
+            return resolution.outcome
+        operation, body = request_for(seq, self.operation, self.table)
+        url = f"http://{resolution.addresses[0]}:{self.settings.lb_port}/"
+        headers = {"X-Amz-Target": TARGET_PREFIX + operation,
+                   "Content-Type": "application/x-amz-json-1.0"}
+        try:
+            async with self.session.post(url, data=body, headers=headers) as response:
+                await response.read()
+                return Outcome.OK if response.status == 200 else Outcome.HTTP_ERROR
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
+            return Outcome.CONNECT_ERROR
+        except TimeoutError:
+            return Outcome.TIMEOUT
+        except aiohttp.ClientError:
+            return Outcome.HTTP_ERROR
+        except OSError:
+            return Outcome.CONNECT_ERROR
+
+    def summary(self, peak_rate: float, duration_s: float) -> LoadSummary:
+        return LoadSummary(
+            names=self.names, operation=self.operation, peak_rate_per_s=peak_rate,
+            duration_s=duration_s, scheduled=self.sent + self.dropped, sent=self.sent,
+            dropped=self.dropped, late=self.late,
+            outcomes={str(o): self.outcomes.get(o, 0) for o in Outcome},
+            latency=self.latency.summary(), latency_ok=self.latency_ok.summary(),
+        )
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+    if timeout_s <= 0:
+        return
+    if math.isinf(timeout_s):
+        await event.wait()
+        return
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        return
+
+
+def client_session(max_in_flight: int, request_timeout_s: float) -> aiohttp.ClientSession:
+    """One pooled session for a whole run: keep-alive connections, short timeouts."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=0),
+        timeout=aiohttp.ClientTimeout(total=request_timeout_s,
+                                      sock_connect=min(1.0, request_timeout_s)),
+        trust_env=False,
+    )
+
+
+async def run_load(
+    settings: Settings,
+    names: Sequence[str] = (REGIONAL,),
+    *,
+    rate: float | None = None,
+    duration_s: float | None = None,
+    ramp_s: float | None = None,
+    max_in_flight: int | None = None,
+    max_requests: int | None = None,
+    operation: Operation = "get",
+    table: str = DEFAULT_TABLE,
+    dns_timeout_s: float = 1.0,
+    request_timeout_s: float = 2.0,
+    stop: asyncio.Event | None = None,
+) -> LoadSummary:
+    """Run the load until ``duration_s``, ``max_requests`` or ``stop``; return its summary.
+
+    Settings give the defaults (``load_rate``, ``load_duration_s``, ``load_ramp_s``,
+    ``load_max_in_flight``) and where to find the DNS server (``dns_host``, ``dns_port``) and
+    the load balancers (``lb_port``).  ``duration_s=0`` means until ``stop`` is set.
+    """
+    rate = settings.load_rate if rate is None else rate
+    duration_s = settings.load_duration_s if duration_s is None else duration_s
+    ramp_s = settings.load_ramp_s if ramp_s is None else ramp_s
+    max_in_flight = settings.load_max_in_flight if max_in_flight is None else max_in_flight
+    if rate < 0 or duration_s < 0 or ramp_s < 0 or max_in_flight < 1:
+        raise ValueError("rate, duration and ramp must be >= 0 and max_in_flight >= 1")
+    if duration_s == 0 and stop is None and max_requests is None:
+        raise ValueError("an unbounded run needs a stop event, a duration or max_requests")
+    targets = validate_names(names)
+    stop = stop if stop is not None else asyncio.Event()
+    resolver = StubResolver(settings.dns_host, settings.dns_port, timeout_s=dns_timeout_s)
+    log.info("load: %g req/s (ramp %g s) for %s on %s", rate, ramp_s,
+             f"{duration_s:g} s" if duration_s else "ever", ", ".join(targets))
+    async with client_session(max_in_flight, request_timeout_s) as session:
+        run = LoadRun(settings, targets, resolver, session, operation, table)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                covered = await run.schedule(tasks, stop, rate, ramp_s, duration_s,
+                                             max_in_flight, max_requests)
+        finally:
+            await resolver.aclose()
+    return run.summary(rate, covered)
