@@ -25,7 +25,7 @@ SERVICE_MODULES = {
     "enactor": "services.enactor",
     "dns": "dns_server.server",
     "endpoints": "services.endpoints",
-    "loadgen": "loadgen.client",
+    "loadgen": "loadgen.service",
     "control": "services.control",
 }
 

@@ -5,9 +5,10 @@ Every step waits on the history (an event some process recorded), never on a sle
 1. stall enactor A right after its one-time staleness check (it holds plan G);
 2. wait until another enactor has flipped the regional endpoint past G + cleanup_age;
 3. stall enactor B at the start of its clean-up, and park enactor C after its check;
-4. release A: it walks its stale plan G over every endpoint (legacy flips them back);
+4. release A: it walks its stale plan G over every endpoint (legacy flips them back), and
+   stalls again before its own clean-up (it is still the slow one);
 5. release B: its clean-up deletes every tree older than its plan minus cleanup_age;
-6. release C, and watch what the automation does next.
+6. release C and A, and watch what the automation does next.
 """
 
 from __future__ import annotations
@@ -147,10 +148,13 @@ async def run_race(control: ControlClient, sink: RedisHistory, cleanup_age: int,
                                  plan_wait, f"{other} to park after its check")
             step(f"{other} parked after its check")
 
+            # A is still slow: after its stale walk it stalls again before its own clean-up,
+            # so its next round cannot fix what it just broke before B's clean-up runs.
+            slow_cleanup = await stall(slow, "during_cleanup")
             await control.remove(stall_slow)
             await watch.wait_for(
-                history.RoundCompleted, lambda e: e.source == _from(slow) and e.generation == g,
-                30, f"{slow} to finish its stale plan {g}")
+                history.Stalled, lambda e: e.source == _from(slow) and e.generation == g
+                and e.point == "during_cleanup", 30, f"{slow} to finish walking stale plan {g}")
             report.stale_flips = sum(
                 1 for e in watch.events if isinstance(e, history.BatchCommitted)
                 and e.source == _from(slow) and e.generation == g)
@@ -171,7 +175,8 @@ async def run_race(control: ControlClient, sink: RedisHistory, cleanup_age: int,
                     if report.regional_tree_deleted else ""))
 
             await control.remove(stall_other)
-            step(f"{other} released; watching the automation for {observe_s:.0f} s")
+            await control.remove(slow_cleanup)
+            step(f"{other} and {slow} released; watching the automation for {observe_s:.0f} s")
             mark = len(watch.events)
             await asyncio.sleep(observe_s)  # an observation window, not a wait for a condition
             for e in watch.events[mark:]:
