@@ -119,6 +119,12 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     return check_command(args, settings)
 
 
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools import run_command
+
+    return run_command(args, settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dnsrace",
@@ -161,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="how long to watch the automation afterwards (default 3)")
     check = add("check", cmd_check, "report violations of I1-I3 found in the history")
     check.add_argument("--since-ms", type=int, default=0, help="only events from this time on")
+    run = add("run", cmd_run, "run a scenario file against a fresh cluster")
+    run.add_argument("scenario", type=Path, help="e.g. scenarios/race.toml")
+    run.add_argument("--mode", choices=("legacy", "safe"), action="append",
+                     help="mode(s) to run (default: every mode the file has expectations for)")
     add("config", cmd_config, "list every DNSRACE_* setting with its default and meaning")
     add("redis", cmd_redis, "run the embedded Redis in the foreground (Procfile entry)")
     add("planner", _serve("planner"), "run the DNS Planner")

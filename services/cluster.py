@@ -142,8 +142,9 @@ class Cluster:
         self.start((name,))
 
     def stop(self) -> None:
-        # Clients and workers first, Redis last, so nobody logs a lost connection on the way out.
-        order = sorted(self.processes, key=lambda n: (n == "redis", n))
+        # Clients first, Redis last, so nobody counts a failure or a lost connection on the way
+        # out that the system under test did not cause.
+        order = sorted(self.processes, key=lambda n: (n != "loadgen", n == "redis", n))
         for name in order:
             self.stop_one(name)
 

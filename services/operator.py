@@ -112,7 +112,7 @@ class RepairAction:
 
 async def repair(zone: ZoneStore, plans: PlanStore, endpoints: tuple[str, ...],
                  attempts: int = 20) -> list[RepairAction]:
-    """Put every endpoint that is broken or behind on the newest plan."""
+    """Put every broken endpoint (alias or rollback naming a missing tree) on the newest plan."""
     plan = await plans.newest()
     if plan is None:
         return []
@@ -126,6 +126,9 @@ async def repair(zone: ZoneStore, plans: PlanStore, endpoints: tuple[str, ...],
             view = await zone.read_endpoint(endpoint, tree)
             before = decode_alias(view.alias).generation if view.alias else 0
             missing = view.alias is not None and view.alias_target is None
+            dangling_rollback = view.rollback is not None and view.rollback_target is None
+            if not missing and not dangling_rollback and view.alias is not None:
+                break  # healthy: the enactors keep it moving, the operator leaves it alone
             decision = decide_endpoint(plan.generation, endpoint, addresses, view, policy,
                                        int(time.time() * 1000))
             if isinstance(decision, Skip | Refuse):
@@ -139,7 +142,7 @@ async def repair(zone: ZoneStore, plans: PlanStore, endpoints: tuple[str, ...],
                 outcome = f"retry ({e.reason})"
                 await asyncio.sleep(0.05)
                 continue
-            outcome = "repaired" if missing else "advanced"
+            outcome = "repaired"
             actions.append(RepairAction(endpoint, before, plan.generation, missing, outcome))
             break
         else:

@@ -132,3 +132,25 @@ def check_command(args: argparse.Namespace, settings: Settings) -> int:
         return 1 if violations else 0
 
     return _run(settings, body)
+
+
+def run_command(args: argparse.Namespace, settings: Settings) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from services.scenario import ScenarioError, format_outcome, load_file, run_scenario
+
+    try:
+        scenario = load_file(args.scenario)
+    except ScenarioError as e:
+        print(f"dnsrace: {e}", file=sys.stderr)
+        return 2
+    modes = args.mode or list(scenario.expect) or [settings.mode]
+    workdir = Path(tempfile.mkdtemp(prefix=f"dnsrace-{scenario.name}-"))
+    failed = 0
+    for mode in modes:
+        outcome = asyncio.run(run_scenario(scenario, settings, mode, workdir))
+        print(format_outcome(scenario, outcome))
+        failed += not outcome.ok
+    print(f"logs and data in {workdir}")
+    return 1 if failed else 0
