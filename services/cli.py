@@ -125,6 +125,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return run_command(args, settings)
 
 
+def cmd_matrix(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools import matrix_command
+
+    return matrix_command(args, settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dnsrace",
@@ -171,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("scenario", type=Path, help="e.g. scenarios/race.toml")
     run.add_argument("--mode", choices=("legacy", "safe"), action="append",
                      help="mode(s) to run (default: every mode the file has expectations for)")
+    matrix = add("matrix", cmd_matrix, "the race once per protection set: which ones suffice")
+    matrix.add_argument("--scenario", type=Path, default=Path("scenarios/race.toml"))
+    matrix.add_argument("--only", action="append", help="run only rows whose name has this")
     add("config", cmd_config, "list every DNSRACE_* setting with its default and meaning")
     add("redis", cmd_redis, "run the embedded Redis in the foreground (Procfile entry)")
     add("planner", _serve("planner"), "run the DNS Planner")

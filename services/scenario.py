@@ -157,6 +157,10 @@ class Outcome:
     requests: int = 0
     violations: list[checker.Violation] = field(default_factory=list)
     converged_after_s: float | None = None
+    outage_s: float = 0.0
+    """Seconds from the first to the last empty answer DNS polling saw."""
+    stale_flips: int = 0
+    live_deletions: int = 0
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -196,8 +200,11 @@ async def _play(step: Step, settings: Settings, client: Any, monitor: Monitor) -
         monitor.note(f"reset: {len(ended)} fault(s) ended")
 
 
+CONVERGENCE_WINDOW_S = 5.0
+
+
 async def run_scenario(scenario: Scenario, settings: Settings, mode: Mode,
-                       workdir: Path) -> Outcome:
+                       workdir: Path, quiet: bool = False) -> Outcome:
     outcome = Outcome(mode)
     expect = scenario.expect.get(mode, Expectations())
     settings = settings.replace(mode=mode, state_dir=str(workdir / mode),
@@ -208,7 +215,9 @@ async def run_scenario(scenario: Scenario, settings: Settings, mode: Mode,
         await asyncio.to_thread(cluster.wait_healthy, 20.0)
         client = redis_client(settings)
         try:
-            async with Monitor(settings, label=f"[{scenario.name}/{mode}] ") as monitor:
+            out = (lambda _: None) if quiet else print
+            async with Monitor(settings, label=f"[{scenario.name}/{mode}] ",
+                               out=out) as monitor:
                 await monitor.wait_until(
                     lambda: monitor.dns_answers() and monitor.failure_ratio() == 0.0, 15,
                     "healthy traffic")
@@ -219,21 +228,26 @@ async def run_scenario(scenario: Scenario, settings: Settings, mode: Mode,
                     await asyncio.sleep(max(0.0, step.at_s - (time.monotonic() - t0)))
                     await _play(step, settings, client, monitor)
                 last_step = time.monotonic()
-                if expect.converge_within_s is not None:
-                    deadline = last_step + expect.converge_within_s
-                    while not await _converged(client) and time.monotonic() < deadline:
-                        await asyncio.sleep(0.1)
-                    if await _converged(client):
-                        outcome.converged_after_s = time.monotonic() - last_step
+                window = expect.converge_within_s or CONVERGENCE_WINDOW_S
+                while not await _converged(client) and time.monotonic() < last_step + window:
+                    await asyncio.sleep(0.1)
+                if await _converged(client):
+                    outcome.converged_after_s = time.monotonic() - last_step
                 await asyncio.sleep(max(0.0, scenario.settle_s - (time.monotonic() - last_step)))
                 after, _ = monitor.totals()
                 outcome.empty_answers = monitor.empty_samples()
+                empty = [d.at for d in monitor.dns if d.addresses == 0]
+                outcome.outage_s = empty[-1] - empty[0] + monitor.dns_every_s if empty else 0.0
                 outcome.requests = int(sum(after.values()) - sum(before.values()))
                 outcome.failed_requests = int(sum(
                     v - before.get(k, 0) for k, v in after.items() if k != "ok"))
             events = [e for _, e in await history.RedisHistory(client).read()
                       if e.at_ms >= since_ms]
             outcome.violations = checker.check(events)
+            outcome.stale_flips = sum(1 for e in events if isinstance(e, history.BatchCommitted)
+                                      and e.generation < e.previous)
+            outcome.live_deletions = sum(1 for e in events
+                                         if isinstance(e, history.TreeDeleted) and e.live)
         finally:
             await client.aclose()
     except (ClusterError, RaceError, ControlError, TimeoutError) as e:

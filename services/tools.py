@@ -154,3 +154,18 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         failed += not outcome.ok
     print(f"logs and data in {workdir}")
     return 1 if failed else 0
+
+
+def matrix_command(args: argparse.Namespace, settings: Settings) -> int:
+    from services.matrix import format_table, run_matrix
+    from services.scenario import ScenarioError, load_file
+
+    try:
+        scenario = load_file(args.scenario)
+    except ScenarioError as e:
+        print(f"dnsrace: {e}", file=sys.stderr)
+        return 2
+    results = run_matrix(scenario, settings, only=args.only)
+    print(format_table(results))
+    broken = [o for _, o in results if o.failures and not o.requests]
+    return 1 if broken else 0
