@@ -1,0 +1,157 @@
+"""From query bytes to reply bytes: the hot path, the slow path, metrics and the answer hook.
+
+No sockets here: the UDP and TCP protocols hand in bytes and send back what this returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from bisect import bisect_right
+from collections.abc import Callable, Iterable
+
+from dns_server import metrics
+from dns_server.answer import AnswerPolicy, Question, Resolution, cumulative_weights, resolve
+from dns_server.cache import CachedReply, ReplyCache
+from dns_server.encode import WireReply, encode_full, encode_reply, header_only
+from dns_server.errors import DroppedQuery, MalformedReason, QueryError
+from dns_server.protocol import MAX_TCP_MESSAGE, EdnsKind, MetricQType, QType, Rcode, metric_qtype
+from dns_server.wire import cache_key, fast_parse, parse_slow, question_of_key
+from dns_server.zone import Zone
+from services import names
+
+log = logging.getLogger(__name__)
+
+OnAnswer = Callable[[str, int | None, int], None]
+"""``on_answer(qname, generation, address_count)``: called for every answered question.
+
+``qname`` is lower case without the final dot; ``generation`` is the plan generation the
+alias behind the answer names (also for an empty answer), None for other names;
+``address_count`` is the number of A records in the answer (0 for an empty answer).
+"""
+
+
+class ReplyEngine:
+    """Answers queries from an in-memory zone through a cache of wire-format replies."""
+
+    def __init__(self, policy: AnswerPolicy, rng: random.Random | None = None,
+                 on_answer: OnAnswer | None = None, cache: ReplyCache | None = None) -> None:
+        self.policy = policy
+        self.zone: Zone | None = None
+        self.cache = cache or ReplyCache()
+        self.on_answer = on_answer
+        self._random = (rng or random.Random()).random
+        self._internal_errors = 0
+
+    def set_zone(self, zone: Zone) -> None:
+        """Answer from a new zone (after a full snapshot): every cached reply goes."""
+        self.zone = zone
+        self.cache.clear()
+
+    def zone_changed(self, changed_names: Iterable[str]) -> None:
+        """Record sets at these names changed in ``self.zone`` (and so did its serial)."""
+        self.cache.invalidate(changed_names)
+
+    def respond(self, data: bytes, tcp: bool) -> bytes | None:
+        """The reply to one query (``bytes``, as sockets give), or None to drop it. Never raises."""
+        try:
+            parsed = fast_parse(data)
+            if parsed is None:
+                return self._slow(data, tcp)
+            key, qend, limit = parsed
+            entry = self.cache.entries.get(key)
+            if entry is None:
+                question, edns = question_of_key(key)
+                entry = self._entry(question, edns, key)
+                if entry is None:
+                    return self._servfail(data, question, edns, data[12:qend])
+            return self._stamp(entry, data, data[12:qend], data[2] & 1, tcp or limit)
+        except Exception:
+            self._internal_errors += 1
+            metrics.INTERNAL_ERRORS.inc()
+            if self._internal_errors & (self._internal_errors - 1) == 0:  # 1, 2, 4, 8...
+                log.exception("failed to answer a %d-byte query (%d such failures so far)",
+                              len(data), self._internal_errors)
+            return None
+
+    def _stamp(self, entry: CachedReply, data: bytes, question: bytes, rd: int,
+               limit: int | bool) -> bytes:
+        """The cached reply with the query's id, RD bit and question; TC if over ``limit``.
+
+        ``limit`` is True over TCP (no limit), else the UDP size the client accepts.
+        """
+        if entry.cumulative is None:
+            tail = entry.tails[0]
+        else:
+            tail = entry.tails[bisect_right(entry.cumulative, self._random() * entry.total)]
+        entry.counter.inc()
+        if entry.empty_counter is not None:
+            entry.empty_counter.inc()
+        if self.on_answer is not None:
+            self.on_answer(entry.qname, entry.generation, entry.address_count)
+        if limit is True or entry.size <= limit:
+            return data[:2] + entry.head[rd] + question + tail
+        return data[:2] + entry.trunc_head[rd] + question + entry.trunc_tail
+
+    def _entry(self, question: Question, edns: EdnsKind, key: bytes | None) -> CachedReply | None:
+        """Resolve, encode and cache the reply to a question; None when there is no zone yet."""
+        zone = self.zone
+        if zone is None:
+            return None
+        resolution = resolve(zone, question, self.policy)
+        wire = encode_reply(question, resolution, edns)
+        if wire.size > MAX_TCP_MESSAGE:
+            log.error("reply to %s is %d bytes, more than TCP can carry", question.name,
+                      wire.size)
+            return None
+        entry = _cached(question, resolution, wire)
+        if key is not None:
+            self.cache.put(key, entry, resolution.depends_on, resolution.serial_dependent)
+        return entry
+
+    def _slow(self, data: bytes, tcp: bool) -> bytes | None:
+        try:
+            query = parse_slow(data)
+        except DroppedQuery as e:
+            metrics.MALFORMED.labels(e.reason).inc()
+            return None
+        except QueryError as e:
+            metrics.MALFORMED.labels(e.reason).inc()
+            rcode = e.rcode or Rcode.FORMERR
+            metrics.QUERIES.labels(rcode.name, MetricQType.OTHER).inc()
+            return header_only(data, rcode)
+        question = query.question
+        if query.bad_edns_version:
+            metrics.MALFORMED.labels(MalformedReason.BADVERS).inc()
+            metrics.QUERIES.labels(Rcode.BADVERS.name, metric_qtype(question.qtype)).inc()
+            reply = encode_full(question, Rcode.BADVERS, query.edns)
+            return data[:2] + bytes((reply[2] | query.rd,)) + reply[3:]
+        entry = self._entry(question, query.edns, cache_key(question, query.edns))
+        if entry is None:
+            return self._servfail(data, question, query.edns, query.question_bytes)
+        return self._stamp(entry, data, query.question_bytes, query.rd, tcp or query.udp_limit)
+
+    def _servfail(self, data: bytes, question: Question, edns: EdnsKind,
+                  question_bytes: bytes) -> bytes:
+        """No zone loaded yet, or an answer too large to encode: SERVFAIL, so clients retry."""
+        metrics.QUERIES.labels(Rcode.SERVFAIL.name, metric_qtype(question.qtype)).inc()
+        reply = encode_full(question, Rcode.SERVFAIL, edns)
+        return (data[:2] + bytes((reply[2] | (data[2] & 1),)) + reply[3:12] + question_bytes
+                + reply[12 + len(question_bytes):])
+
+
+def _cached(question: Question, resolution: Resolution, wire: WireReply) -> CachedReply:
+    variants = resolution.variants
+    cumulative = cumulative_weights(variants) if len(variants) > 1 else None
+    empty = None
+    if resolution.empty_alias and resolution.endpoint is not None and question.qtype == QType.A \
+            and not resolution.endpoint.startswith(names.ROLLBACK_PREFIX):
+        empty = metrics.EMPTY_ANSWERS.labels(names.endpoint_label(resolution.endpoint))
+    return CachedReply(
+        head=wire.head, tails=wire.tails, size=wire.size, trunc_head=wire.trunc_head,
+        trunc_tail=wire.trunc_tail, cumulative=cumulative,
+        total=cumulative[-1] if cumulative else 0,
+        counter=metrics.QUERIES.labels(resolution.rcode.name, metric_qtype(question.qtype)),
+        empty_counter=empty, qname=question.name, generation=resolution.generation,
+        address_count=resolution.address_count,
+    )

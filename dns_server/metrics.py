@@ -1,0 +1,65 @@
+"""Every Prometheus metric of the DNS server (default registry; bounded labels only)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from dns_server.zone import Zone
+from services import names
+
+QUERIES = Counter("dnsrace_dns_queries", "DNS queries answered, by response code and type",
+                  ["rcode", "qtype"])
+EMPTY_ANSWERS = Counter(
+    "dnsrace_dns_empty_answers",
+    "A queries for an endpoint whose alias names a missing or empty tree (NOERROR, no data)",
+    ["endpoint"],
+)
+ZONE_SERIAL = Gauge("dnsrace_dns_zone_serial", "Zone serial the server answers from")
+GENERATION_SERVED = Gauge(
+    "dnsrace_dns_generation_served",
+    "Plan generation behind a named endpoint's answer (0 when the answer is empty)",
+    ["endpoint"],
+)
+PROPAGATION = Histogram(
+    "dnsrace_dns_propagation_seconds",
+    "From a change batch's commit in Redis to the change being live in the server's memory",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+)
+MALFORMED = Counter("dnsrace_dns_malformed", "Queries dropped or refused as malformed",
+                    ["reason"])
+RESYNCS = Counter("dnsrace_dns_resyncs", "Full zone reloads after losing track of changes",
+                  ["reason"])
+CATCH_UPS = Counter("dnsrace_dns_zone_catch_ups",
+                    "Whole-zone reads while following a zone that changed faster than its keys "
+                    "could be read consistently")
+SYNC_ERRORS = Counter("dnsrace_dns_zone_sync_errors",
+                      "Failed attempts to follow the zone in Redis (retried after a back-off)",
+                      ["reason"])
+BAD_RECORDS = Counter("dnsrace_dns_bad_records",
+                      "Record sets in the zone that do not decode (served as absent)")
+TCP_CONNECTIONS = Gauge("dnsrace_dns_tcp_connections", "Open TCP connections")
+TCP_REJECTED = Counter("dnsrace_dns_tcp_rejected",
+                       "TCP connections closed at once: the connection cap was reached")
+TCP_IDLE_CLOSED = Counter("dnsrace_dns_tcp_idle_closed",
+                          "TCP connections closed after the idle timeout")
+INTERNAL_ERRORS = Counter("dnsrace_dns_internal_errors",
+                          "Queries that hit a bug in the server (answered SERVFAIL)")
+
+for _endpoint in names.NAMED_ENDPOINTS:
+    GENERATION_SERVED.labels(names.endpoint_label(_endpoint)).set(0)
+
+
+def observe_zone(zone: Zone) -> None:
+    """Gauges that follow the zone: its serial and the generation behind each named endpoint."""
+    ZONE_SERIAL.set(zone.serial)
+    for endpoint in names.NAMED_ENDPOINTS:
+        GENERATION_SERVED.labels(names.endpoint_label(endpoint)).set(served_generation(zone,
+                                                                                       endpoint))
+
+
+def served_generation(zone: Zone, endpoint: str) -> int:
+    alias = zone.alias(endpoint)
+    if alias is None:
+        return 0
+    tree = zone.addresses(alias.target)
+    return alias.generation if tree is not None and tree.records else 0

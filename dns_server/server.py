@@ -1,0 +1,208 @@
+"""The authoritative DNS server process: sockets, zone sync, /metrics and /healthz.
+
+``DnsServer`` is the embeddable object (tests start it on a free port against their own
+Redis and key prefix); :func:`serve` is the process entry point used by ``python -m
+dns_server``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import random
+import socket
+from types import TracebackType
+
+from redis.exceptions import RedisError
+
+from dns_server.answer import AnswerPolicy
+from dns_server.engine import OnAnswer, ReplyEngine
+from dns_server.errors import ListenAddressError
+from dns_server.sync import Backoff, ZoneSync
+from dns_server.transport import TcpConnections, TcpDnsProtocol, TcpLimits, UdpDnsProtocol
+from dns_server.zone import Zone
+from services.config import Settings
+from services.runtime import ServiceContext, observability_app, redis_client, start_site
+from services.zone_store import ZoneKeys, ZoneStore, ensure_apex
+
+log = logging.getLogger(__name__)
+
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
+"""Bytes of kernel buffer for queries that arrive in a burst (best effort)."""
+
+
+def loopback_host(host: str) -> str:
+    """The address to bind; refuses anything but loopback (we are not a public server)."""
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ListenAddressError(f"DNSRACE_DNS_HOST={host!r} is not an IP address") from None
+    if not address.is_loopback:
+        raise ListenAddressError(f"DNSRACE_DNS_HOST={host!r} is not a loopback address")
+    return host
+
+
+class DnsServer:
+    """UDP and TCP on one loopback port, answering from a zone followed in Redis."""
+
+    def __init__(self, settings: Settings, *, keys: ZoneKeys | None = None,
+                 redis_url: str | None = None, port: int | None = None,
+                 on_answer: OnAnswer | None = None, rng: random.Random | None = None,
+                 tcp_limits: TcpLimits | None = None) -> None:
+        self.host = loopback_host(settings.dns_host)
+        self.port = settings.dns_port if port is None else port
+        """The bound port once started (``port=0`` picks a free one)."""
+        self.engine = ReplyEngine(AnswerPolicy(ttl_s=settings.ttl_s), rng, on_answer)
+        self.sync = ZoneSync(redis_url or settings.effective_redis_url, keys,
+                             listener=self._zone_changed)
+        self._tcp_connections = TcpConnections(tcp_limits or TcpLimits())
+        self._udp: asyncio.DatagramTransport | None = None
+        self._udp_protocol: UdpDnsProtocol | None = None
+        self._tcp: asyncio.Server | None = None
+        self._sync_task: asyncio.Task[None] | None = None
+
+    @property
+    def on_answer(self) -> OnAnswer | None:
+        return self.engine.on_answer
+
+    @on_answer.setter
+    def on_answer(self, hook: OnAnswer | None) -> None:
+        self.engine.on_answer = hook
+
+    @property
+    def zone(self) -> Zone | None:
+        return self.sync.zone
+
+    @property
+    def tcp_connections(self) -> int:
+        return len(self._tcp_connections.open)
+
+    def _zone_changed(self, zone: Zone, names: frozenset[str] | None) -> None:
+        if names is None:
+            self.engine.set_zone(zone)
+        else:
+            self.engine.zone_changed(names)
+
+    async def start(self) -> None:
+        """Bind UDP and TCP and start following the zone (answers SERVFAIL until loaded)."""
+        for _ in range(20 if self.port == 0 else 1):
+            udp = self._udp_socket(self.port)
+            try:
+                await self._listen(udp)
+                break
+            except OSError:
+                udp.close()
+                if self.port != 0:
+                    raise
+        else:  # pragma: no cover - twenty ports in a row taken for TCP but free for UDP
+            raise OSError("no free port for both UDP and TCP")
+        self._sync_task = asyncio.create_task(self.sync.run(), name="zone-sync")
+        log.info("DNS listening on %s port %d (UDP and TCP)", self.host, self.port)
+
+    def _udp_socket(self, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+            sock.bind((self.host, port))
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        return sock
+
+    async def _listen(self, udp: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        port = int(udp.getsockname()[1])
+        engine = self.engine
+        tcp = await loop.create_server(
+            lambda: TcpDnsProtocol(engine, self._tcp_connections), self.host, port,
+            reuse_address=True, backlog=1024,
+        )
+        try:
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: UdpDnsProtocol(engine), sock=udp)
+        except BaseException:
+            tcp.close()
+            raise
+        self._tcp, self._udp, self._udp_protocol = tcp, transport, protocol
+        self.port = port
+
+    async def wait_loaded(self, timeout_s: float | None = None) -> None:
+        async with asyncio.timeout(timeout_s):
+            await self.sync.loaded.wait()
+
+    async def wait_for_serial(self, serial: int, timeout_s: float | None = None) -> None:
+        """Return once answers come from zone serial ``serial`` or later."""
+        await self.sync.wait_for_serial(serial, timeout_s)
+
+    async def stop(self) -> None:
+        """Stop following the zone and close every socket."""
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+            await asyncio.gather(self._sync_task, return_exceptions=True)
+            self._sync_task = None
+        if self._udp is not None and self._udp_protocol is not None:
+            self._udp.close()
+            await self._udp_protocol.closed
+            self._udp = self._udp_protocol = None
+        if self._tcp is not None:
+            self._tcp.close()
+            self._tcp_connections.close_all()
+            await self._tcp.wait_closed()
+            self._tcp = None
+
+    async def __aenter__(self) -> DnsServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()
+
+
+async def _ensure_apex(settings: Settings, stopping: asyncio.Event) -> None:
+    """Create the zone's SOA and NS unless present, retrying until Redis answers."""
+    client = redis_client(settings)
+    backoff = Backoff()
+    try:
+        while not stopping.is_set():
+            try:
+                await ensure_apex(ZoneStore(client), settings.ttl_s, settings.negative_ttl_s)
+                return
+            except (RedisError, OSError) as e:
+                log.warning("cannot create the zone apex yet: %s", e)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), backoff.next_delay())
+    finally:
+        await client.aclose()
+
+
+async def serve(ctx: ServiceContext) -> None:
+    """Run the DNS server until ``ctx.stopping`` is set; ready once the zone is loaded."""
+    settings = ctx.settings
+    server = DnsServer(settings)
+    runner = await start_site(observability_app(ctx), "127.0.0.1", settings.metrics_port("dns"))
+    tasks: list[asyncio.Task[object]] = []
+    try:
+        await server.start()
+        tasks.append(asyncio.create_task(_ensure_apex(settings, ctx.stopping)))
+        loaded = asyncio.create_task(server.sync.loaded.wait())
+        stop = asyncio.create_task(ctx.stopping.wait())
+        tasks += [loaded, stop]
+        await asyncio.wait({loaded, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if loaded.done():
+            ctx.ready = True
+            log.info("zone loaded at serial %s; ready", server.sync.serial)
+        await ctx.stopping.wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.stop()
+        await runner.cleanup()

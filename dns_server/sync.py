@@ -1,0 +1,295 @@
+"""Keep the in-memory zone equal to the zone in Redis, from notifications, never by polling.
+
+One session: subscribe to the change channel and wait for Redis to confirm it, take a full
+snapshot, then follow the notifications whose serial is above the snapshot's.  For each
+group of notifications the changed keys are read with ``get_many`` and then the serial is
+read: if the serial is still the last notified one, the keys were read at exactly that
+serial (serials only grow), so the group is applied at once and no query ever sees a mix of
+two batches (a flip without its tree would be an empty answer we made up).  If the serial
+moved on, the next notifications are on their way: wait for them and read again; after a few
+such reads in a row (a storm of writes) read the whole zone atomically instead.
+
+A gap in the serials, a lost subscription or a restarted Redis ends the session: the error
+is counted, and after a short back-off a new session starts from a full snapshot.  While
+Redis is away the server keeps answering from the zone it has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from dns_server import metrics
+from dns_server.errors import ResyncReason, ZoneSyncError
+from dns_server.zone import Zone
+from services.zone_store import ZoneChange, ZoneKeys, ZoneStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_REREADS = 3
+"""Reads in a row that found the serial moved on before reading the whole zone instead."""
+
+
+@dataclass
+class Backoff:
+    """Capped exponential back-off with jitter; ``reset`` after a success."""
+
+    base_s: float = 0.05
+    cap_s: float = 1.0
+    rng: random.Random = field(default_factory=random.Random)
+    failures: int = 0
+
+    def next_delay(self) -> float:
+        self.failures += 1
+        delay = min(self.cap_s, self.base_s * 2 ** (self.failures - 1))
+        return delay * self.rng.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class _ConfirmingPubSub(PubSub):
+    """A PubSub that tells us when Redis has confirmed the subscription."""
+
+    def __init__(self, *args: Any, confirmed: asyncio.Event, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._confirmed = confirmed
+
+    async def handle_message(self, response: Any, ignore_subscribe_messages: bool = False) -> Any:
+        if response and isinstance(response, list | tuple) and response[0] in ("subscribe",
+                                                                                 b"subscribe"):
+            self._confirmed.set()
+        return await super().handle_message(response, ignore_subscribe_messages)
+
+
+class _SubscriberClient(aioredis.Redis):
+    """The subscription's own client: confirms SUBSCRIBE, and never reconnects silently."""
+
+    def __init__(self, url: str, confirmed: asyncio.Event) -> None:
+        pool = aioredis.ConnectionPool.from_url(url, decode_responses=True,
+                                                retry=Retry(NoBackoff(), 0),
+                                                socket_connect_timeout=2.0)
+        super().__init__(connection_pool=pool)
+        self.auto_close_connection_pool = True
+        self._confirmed = confirmed
+
+    def pubsub(self, **kwargs: Any) -> PubSub:
+        return _ConfirmingPubSub(self.connection_pool, confirmed=self._confirmed, **kwargs)
+
+
+def _reads_client(url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(url, decode_responses=True, retry=Retry(NoBackoff(), 0),
+                                   socket_connect_timeout=2.0, socket_timeout=5.0)
+
+
+ZoneListener = Callable[[Zone, frozenset[str] | None], None]
+"""Called after the zone changed: the names touched, or None for a whole new zone."""
+
+
+class ZoneSync:
+    """Follows the zone under ``keys`` in the Redis at ``redis_url``; ``zone`` is its copy."""
+
+    def __init__(self, redis_url: str, keys: ZoneKeys | None = None,
+                 listener: ZoneListener | None = None, backoff: Backoff | None = None,
+                 subscribe_timeout_s: float = 5.0) -> None:
+        self.redis_url = redis_url
+        self.keys = keys or ZoneKeys()
+        self.listener = listener
+        self.backoff = backoff or Backoff()
+        self.subscribe_timeout_s = subscribe_timeout_s
+        self.zone: Zone | None = None
+        self.loaded = asyncio.Event()
+        self._advanced = asyncio.Event()
+        self._run_id: str | None = None
+        self._pending_reason: ResyncReason | None = None
+
+    @property
+    def serial(self) -> int | None:
+        return None if self.zone is None else self.zone.serial
+
+    async def wait_for_serial(self, serial: int, timeout_s: float | None = None) -> None:
+        """Return once the zone in memory is at ``serial`` or later (what tests wait on)."""
+        async with asyncio.timeout(timeout_s):
+            while self.zone is None or self.zone.serial < serial:
+                await self._advanced.wait()
+
+    def _advance(self) -> None:
+        self._advanced.set()
+        self._advanced = asyncio.Event()
+
+    async def run(self) -> None:
+        """Follow the zone until cancelled; every failure is counted and retried."""
+        while True:
+            try:
+                await self._session()
+            except ZoneSyncError as e:
+                self._pending_reason = e.reason
+                log.warning("zone sync lost track (%s); resyncing", e)
+            except (RedisError, OSError) as e:
+                self._pending_reason = self._pending_reason or ResyncReason.DISCONNECT
+                metrics.SYNC_ERRORS.labels("connection").inc()
+                log.warning("zone sync cannot reach Redis: %s", e)
+            except Exception:
+                self._pending_reason = self._pending_reason or ResyncReason.BAD_NOTIFICATION
+                metrics.SYNC_ERRORS.labels("internal").inc()
+                log.exception("zone sync failed; resyncing")
+            await asyncio.sleep(self.backoff.next_delay())
+
+    async def _session(self) -> None:
+        confirmed = asyncio.Event()
+        subscriber = _SubscriberClient(self.redis_url, confirmed)
+        reads = _reads_client(self.redis_url)
+        queue: asyncio.Queue[ZoneChange] = asyncio.Queue()
+        pump = asyncio.create_task(self._pump(ZoneStore(subscriber, self.keys), queue),
+                                   name="zone-changes")
+        try:
+            async with asyncio.timeout(self.subscribe_timeout_s):
+                await self._race(confirmed.wait(), pump)
+            store = ZoneStore(reads, self.keys)
+            info = await reads.info("server")
+            snapshot = await store.snapshot()
+            self._install(Zone.from_snapshot(snapshot), str(info.get("run_id", "")))
+            await self._follow(store, queue, pump)
+        finally:
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+            await subscriber.aclose()
+            await reads.aclose()
+
+    async def _pump(self, store: ZoneStore, queue: asyncio.Queue[ZoneChange]) -> None:
+        async for change in store.changes():
+            queue.put_nowait(change)
+        raise ZoneSyncError(ResyncReason.DISCONNECT, "the change stream ended")
+
+    async def _race(self, awaitable: Awaitable[T], pump: asyncio.Task[None]) -> T:
+        """Await ``awaitable`` unless the subscription fails first (then raise why)."""
+        task = asyncio.ensure_future(awaitable)
+        try:
+            await asyncio.wait({task, pump}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()
+        if task.done() and not task.cancelled():
+            return task.result()
+        error = pump.exception() if pump.done() and not pump.cancelled() else None
+        if isinstance(error, ZoneSyncError):
+            raise error
+        reason = (ResyncReason.BAD_NOTIFICATION if isinstance(error, ValueError | KeyError |
+                                                               TypeError)
+                  else ResyncReason.DISCONNECT)
+        raise ZoneSyncError(reason, f"subscription failed: {error!r}") from error
+
+    def _install(self, zone: Zone, run_id: str) -> None:
+        if zone.rejected:
+            metrics.BAD_RECORDS.inc(zone.rejected)
+            log.warning("%d record sets do not decode; served as absent", zone.rejected)
+        reason = self._pending_reason
+        if reason is ResyncReason.DISCONNECT and self._run_id and run_id != self._run_id:
+            reason = ResyncReason.REDIS_RESTART
+        if self.zone is not None and reason is not None:
+            metrics.RESYNCS.labels(reason).inc()
+            log.info("zone resynced from a snapshot at serial %d (%s)", zone.serial, reason)
+        else:
+            log.info("zone loaded: %d record sets at serial %d", len(zone), zone.serial)
+        self._pending_reason = None
+        self._run_id = run_id
+        self.zone = zone
+        self.backoff.reset()
+        if self.listener is not None:
+            self.listener(zone, None)
+        metrics.observe_zone(zone)
+        self.loaded.set()
+        self._advance()
+
+    async def _follow(self, store: ZoneStore, queue: asyncio.Queue[ZoneChange],
+                      pump: asyncio.Task[None]) -> None:
+        pending: list[ZoneChange] = []
+        rereads = 0
+        while True:
+            changes = [await self._race(queue.get(), pump)]
+            while not queue.empty():
+                changes.append(queue.get_nowait())
+            pending = self._contiguous(pending, changes)
+            if not pending:
+                continue
+            keys = sorted({key for change in pending for key in change.keys})
+            values = await store.get_many(keys)
+            serial = await store.serial()
+            target = pending[-1].serial
+            if serial < target:
+                raise ZoneSyncError(ResyncReason.SERIAL_REGRESSED,
+                                    f"serial {serial} after notification {target}")
+            if serial == target:
+                self._apply(values, pending)
+                pending, rereads = [], 0
+                continue
+            rereads += 1  # more batches committed meanwhile: their notifications are coming
+            if rereads >= MAX_REREADS:
+                pending, rereads = await self._catch_up(store, pending), 0
+
+    def _contiguous(self, pending: list[ZoneChange],
+                    changes: list[ZoneChange]) -> list[ZoneChange]:
+        """``pending`` extended by the new changes above the zone's serial, without a gap."""
+        assert self.zone is not None
+        for change in changes:
+            last = pending[-1].serial if pending else self.zone.serial
+            if change.serial <= last:
+                continue
+            if change.serial != last + 1:
+                raise ZoneSyncError(ResyncReason.GAP,
+                                    f"expected serial {last + 1}, got {change.serial}")
+            pending.append(change)
+        return pending
+
+    async def _catch_up(self, store: ZoneStore,
+                        pending: list[ZoneChange]) -> list[ZoneChange]:
+        """Under a storm of writes, read the whole zone at once instead of chasing keys."""
+        snapshot = await store.snapshot()
+        if snapshot.serial < pending[-1].serial:
+            raise ZoneSyncError(ResyncReason.SERIAL_REGRESSED,
+                                f"snapshot {snapshot.serial} after notification "
+                                f"{pending[-1].serial}")
+        metrics.CATCH_UPS.inc()
+        zone = Zone.from_snapshot(snapshot)
+        self.zone = zone
+        if self.listener is not None:
+            self.listener(zone, None)
+        self._live([c for c in pending if c.serial <= zone.serial])
+        return [c for c in pending if c.serial > zone.serial]
+
+    def _apply(self, values: dict[str, str | None], changes: list[ZoneChange]) -> None:
+        zone = self.zone
+        assert zone is not None
+        touched = set()
+        for key, value in values.items():
+            update = zone.set(key, value)
+            touched.add(update.name)
+            if not update.valid:
+                metrics.BAD_RECORDS.inc()
+                log.warning("record set %s does not decode; served as absent", key)
+        zone.serial = changes[-1].serial
+        if self.listener is not None:
+            self.listener(zone, frozenset(touched))
+        self._live(changes)
+
+    def _live(self, changes: list[ZoneChange]) -> None:
+        """These changes now answer queries: propagation times, gauges, serial waiters."""
+        now_ms = time.time() * 1000.0
+        for change in changes:
+            metrics.PROPAGATION.observe(max(0.0, now_ms - change.at_ms) / 1000.0)
+        assert self.zone is not None
+        metrics.observe_zone(self.zone)
+        self._advance()
+
