@@ -13,6 +13,7 @@ import collections
 import json
 import logging
 import math
+import time
 from collections.abc import Sequence
 from typing import Literal
 
@@ -44,6 +45,11 @@ Operation = Literal["get", "mixed"]
 KEYS = 1000
 """Requests cycle over this many item keys, so the fleet's memory stays bounded."""
 _LONG_WAIT_S = 0.05
+_HALF_TICK_S = 0.0005
+"""Event-loop timers are 1 ms coarse (uvloop rounds to whole ms, so a shorter sleep would
+spin): an arrival due within half a tick is sent now, so sends land within about ±0.5 ms."""
+_now = time.monotonic
+"""The run's clock; not ``loop.time()``, which uvloop keeps in whole milliseconds."""
 
 
 def validate_names(names: Sequence[str]) -> tuple[str, ...]:
@@ -84,22 +90,21 @@ class LoadRun:
         self.latency_ok = LatencyHistogram()
         self.in_flight = 0
         self.sent = self.dropped = self.late = 0
-        self._loop = asyncio.get_running_loop()
 
     async def schedule(self, tasks: asyncio.TaskGroup, stop: asyncio.Event, rate: float,
                        ramp_s: float, duration_s: float, max_in_flight: int,
                        max_requests: int | None) -> float:
         """Send every arrival at its time until the end; return the seconds the run covered."""
-        start = self._loop.time()
+        start = _now()
         end = duration_s if duration_s > 0 else math.inf
         k = 0
         while not stop.is_set() and (max_requests is None or k < max_requests):
             due = arrival_time(k, rate, ramp_s)
-            now = self._loop.time() - start
+            now = _now() - start
             if due >= end:  # no arrival left: sit out the rest of the run
                 await _wait(stop, end - now)
                 break
-            if due > now:
+            if due - now >= _HALF_TICK_S:
                 TARGET_RATE.set(rate_at(now, rate, ramp_s))
                 delay = min(due, end) - now
                 if delay > _LONG_WAIT_S:
@@ -116,7 +121,7 @@ class LoadRun:
             else:
                 self._launch(tasks, k, start + due)
             k += 1
-        now = self._loop.time() - start
+        now = _now() - start
         TARGET_RATE.set(0)
         if stop.is_set():
             return now
@@ -140,7 +145,7 @@ class LoadRun:
         except Exception:  # one broken request must not end the run; it is logged and counted
             log.exception("request %d failed unexpectedly", seq)
             outcome = Outcome.HTTP_ERROR
-        latency = self._loop.time() - intended
+        latency = _now() - intended
         self.outcomes[outcome] += 1
         self.latency.record(latency)
         if outcome is Outcome.OK:
@@ -149,9 +154,9 @@ class LoadRun:
         REQUEST_SECONDS.observe(latency)
 
     async def call(self, seq: int) -> Outcome:
-        started = self._loop.time()
+        started = _now()
         resolution = await self.resolver.resolve(self.names[seq % len(self.names)])
-        RESOLUTION_SECONDS.observe(self._loop.time() - started)
+        RESOLUTION_SECONDS.observe(_now() - started)
         RESOLUTIONS.labels(resolution.outcome).inc()
         if resolution.outcome is not Outcome.OK:
             return resolution.outcome

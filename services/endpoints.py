@@ -36,6 +36,10 @@ MAX_BODY_BYTES = 1024 * 1024
 """Largest request body a load balancer reads (an item is at most 400 KB)."""
 CONTENT_TYPE = "application/x-amz-json-1.0"
 UNKNOWN_OPERATION = "unknown"
+LISTEN_BACKLOG = 1024
+"""Connections a listener queues before the kernel drops SYNs (clients then wait 1 s)."""
+HEALTH_LOAD_TIMEOUT_S = 10.0
+"""How long start-up waits for the first reading of health from Redis."""
 
 LB_REQUESTS = Counter(
     "dnsrace_lb_requests", "Requests answered by the load balancers",
@@ -95,12 +99,24 @@ class HealthView:
                         if message["type"] in ("subscribe", "message"):
                             await self.refresh()
                             backoff = 0.05
-            except (RedisError, OSError) as e:
+            except (RedisError, OSError, ValueError, KeyError, TypeError) as e:
+                # Redis away, or a health value that is not the JSON HealthStore writes
                 LB_HEALTH_ERRORS.inc()
                 log.warning("following load-balancer health failed (%s); retrying in %.2f s",
                             e, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
+
+
+async def _listen(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, reuse_address=True, backlog=LISTEN_BACKLOG).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
 
 
 def _response(status: int, payload: dict[str, Any]) -> web.Response:
@@ -115,9 +131,10 @@ def _response(status: int, payload: dict[str, Any]) -> web.Response:
 class LoadBalancerFleet:
     """The listeners of every load balancer; use as ``async with LoadBalancerFleet(...)``."""
 
-    def __init__(self, settings: Settings, health: HealthStore,
-                 tables: TableStore | None = None) -> None:
+    def __init__(self, settings: Settings, health: HealthStore, tables: TableStore | None = None,
+                 health_timeout_s: float = HEALTH_LOAD_TIMEOUT_S) -> None:
         self.settings = settings
+        self.health_timeout_s = health_timeout_s
         self.lbs = fleet(settings)
         self.health_store = health
         self.view = HealthView(health, self.lbs)
@@ -140,13 +157,19 @@ class LoadBalancerFleet:
         await self.health_store.register(self.lbs)
         self._follower = asyncio.create_task(self.view.follow(), name="lb-health")
         loaded = asyncio.create_task(self.view.loaded.wait())
-        await asyncio.wait({self._follower, loaded}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({self._follower, loaded}, timeout=self.health_timeout_s,
+                           return_when=asyncio.FIRST_COMPLETED)
         loaded.cancel()
-        if self._follower.done():
-            await self._follower  # re-raises what made following fail
+        if not self.view.loaded.is_set():
+            failed = self._follower.done() and not self._follower.cancelled()
+            error = self._follower.exception() if failed else None
+            await self.stop()
+            raise RuntimeError(f"could not read load-balancer health from {self.health_store.key} "
+                               f"within {self.health_timeout_s:g} s (see the warnings above)"
+                               ) from error
         try:
             for lb in self.lbs:
-                self._runners.append(await start_site(self._app(lb), lb.ip, self.settings.lb_port))
+                self._runners.append(await _listen(self._app(lb), lb.ip, self.settings.lb_port))
         except OSError as e:
             await self.stop()
             raise OSError(e.errno, f"cannot listen on {lb.ip}:{self.settings.lb_port} for "

@@ -8,6 +8,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,9 +22,9 @@ from prometheus_client import REGISTRY
 
 from services.config import Settings
 from services.endpoints import LoadBalancerFleet, serve
-from services.fleet import Health, HealthStore
+from services.fleet import Health, HealthStore, fleet
 from services.redis_server import EmbeddedRedis, free_port
-from services.runtime import ServiceContext
+from services.runtime import ServiceContext, redis_client
 
 TARGET = "DynamoDB_20120810."
 JSON = "application/x-amz-json-1.0"
@@ -288,3 +289,55 @@ async def test_serve_brings_up_every_listener_and_metrics(redis_server: Embedded
         await asyncio.wait_for(task, 10)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.78.1", settings.lb_port), timeout=1).close()
+
+
+async def test_health_is_followed_across_a_redis_restart(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "redis").start()
+    client = redis_client(Settings(redis_url=server.url))
+    settings = Settings(lb_network="127.0.76", lb_port=free_port(), lb_count=3)
+    store = HealthStore(client, "restart")
+    lb = fleet(settings)[0]
+    try:
+        async with LoadBalancerFleet(settings, store) as lbs:
+            await asyncio.to_thread(server.restart)
+            await store.set(lb.ip, Health(healthy=False, capacity=100))
+
+            async def unavailable() -> bool:
+                return (await raw_call(lbs.url(lb), "ListTables", b"{}"))[0] == 503
+
+            await eventually(unavailable, timeout_s=10)
+    finally:
+        await client.aclose()
+        server.stop()
+
+
+async def test_unreadable_health_is_counted_and_retried_until_fixed(
+        redis_client: aioredis.Redis, prefix: str) -> None:
+    settings = Settings(lb_network="127.0.75", lb_port=free_port(), lb_count=3)
+    store = HealthStore(redis_client, prefix)
+    lb = fleet(settings)[0]
+    await redis_client.hset(store.key, lb.ip, "not json")
+    errors = REGISTRY.get_sample_value("dnsrace_lb_health_follow_errors_total") or 0.0
+
+    with pytest.raises(RuntimeError, match="could not read load-balancer health"):
+        await LoadBalancerFleet(settings, store, health_timeout_s=0.3).start()
+    assert (REGISTRY.get_sample_value("dnsrace_lb_health_follow_errors_total") or 0) > errors
+    with pytest.raises(OSError):  # nothing was left listening
+        socket.create_connection((lb.ip, settings.lb_port), timeout=1).close()
+
+    lbs = LoadBalancerFleet(settings, store, health_timeout_s=10)
+    starting = asyncio.create_task(lbs.start())
+
+    async def retried() -> bool:
+        count = REGISTRY.get_sample_value("dnsrace_lb_health_follow_errors_total") or 0
+        return count > errors + 2
+
+    await eventually(retried)
+    assert not starting.done()
+    await store.set(lb.ip, Health(healthy=False, capacity=100))  # an operator fixes the value
+    await asyncio.wait_for(starting, 5)
+    try:
+        status, body = await raw_call(lbs.url(lb), "ListTables", b"{}")
+        assert (status, body["__type"].split("#")[1]) == (503, "ServiceUnavailable")
+    finally:
+        await lbs.stop()

@@ -191,3 +191,11 @@ async def test_python_m_loadgen_runs_bounded_and_writes_a_json_summary(
     data = json.loads(out.read_text())
     assert data["outcomes"]["ok"] == 50
     assert data["sent"] == data["scheduled"] == 50
+
+
+async def test_max_requests_bounds_a_run(lbs: LoadBalancerFleet, dns: ScriptedDNS) -> None:
+    summary = await asyncio.wait_for(
+        run_load(settings_for(lbs, dns), rate=100, duration_s=0, ramp_s=0, max_requests=30), 5)
+    assert summary.sent == summary.outcomes[Outcome.OK] == 30
+    assert summary.duration_s == pytest.approx(0.3, abs=0.05)
+    assert summary.achieved_rate_per_s == pytest.approx(100, rel=0.1)
