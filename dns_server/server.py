@@ -20,9 +20,11 @@ from redis.exceptions import RedisError
 from dns_server.answer import AnswerPolicy
 from dns_server.engine import OnAnswer, ReplyEngine
 from dns_server.errors import ListenAddressError
+from dns_server.sampling import AnswerSampler
 from dns_server.sync import Backoff, ZoneSync
 from dns_server.transport import TcpConnections, TcpDnsProtocol, TcpLimits, UdpDnsProtocol
 from dns_server.zone import Zone
+from services import history
 from services.config import Settings
 from services.runtime import ServiceContext, observability_app, redis_client, start_site
 from services.zone_store import ZoneKeys, ZoneStore, ensure_apex
@@ -186,12 +188,15 @@ async def _ensure_apex(settings: Settings, stopping: asyncio.Event) -> None:
 async def serve(ctx: ServiceContext) -> None:
     """Run the DNS server until ``ctx.stopping`` is set; ready once the zone is loaded."""
     settings = ctx.settings
-    server = DnsServer(settings)
+    history_client = redis_client(settings)
+    sampler = AnswerSampler(history.RedisHistory(history_client, source="dns"))
+    server = DnsServer(settings, on_answer=sampler)
     runner = await start_site(observability_app(ctx), "127.0.0.1", settings.metrics_port("dns"))
     tasks: list[asyncio.Task[object]] = []
     try:
         await server.start()
         tasks.append(asyncio.create_task(_ensure_apex(settings, ctx.stopping)))
+        tasks.append(asyncio.create_task(sampler.drain()))
         loaded = asyncio.create_task(server.sync.loaded.wait())
         stop = asyncio.create_task(ctx.stopping.wait())
         tasks += [loaded, stop]
@@ -206,3 +211,4 @@ async def serve(ctx: ServiceContext) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         await server.stop()
         await runner.cleanup()
+        await history_client.aclose()

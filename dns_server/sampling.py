@@ -1,0 +1,51 @@
+"""Sampled DNS answers into the history, so ``dnsrace check`` sees what clients were told.
+
+Answers for the named endpoints are recorded when what they say changes (generation or
+address count), and otherwise at most once per ``interval_s`` per name. Recording happens off
+the hot path: the query handler only puts an event on a bounded queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from prometheus_client import Counter
+
+from services import history, names
+
+DROPPED = Counter("dnsrace_dns_samples_dropped_total",
+                  "Sampled answers not recorded because the history writer fell behind")
+_NAMED = frozenset(names.NAMED_ENDPOINTS)
+
+
+class AnswerSampler:
+    def __init__(self, sink: history.HistorySink, interval_s: float = 0.1,
+                 clock: Callable[[], float] = time.monotonic, capacity: int = 1000) -> None:
+        self.sink = sink
+        self.interval_s = interval_s
+        self.clock = clock
+        self.queue: asyncio.Queue[history.DnsAnswer] = asyncio.Queue(maxsize=capacity)
+        self._last: dict[str, tuple[float, int | None, int]] = {}
+
+    def __call__(self, qname: str, generation: int | None, address_count: int) -> None:
+        if qname not in _NAMED:
+            return
+        now = self.clock()
+        last = self._last.get(qname)
+        if last is not None and last[1:] == (generation, address_count) and (
+                now - last[0] < self.interval_s):
+            return
+        self._last[qname] = (now, generation, address_count)
+        event = history.DnsAnswer(endpoint=qname, generation=generation or 0,
+                                  addresses=address_count)
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            DROPPED.inc()
+
+    async def drain(self) -> None:
+        """Write queued samples to the history until cancelled."""
+        while True:
+            await self.sink.record(await self.queue.get())
