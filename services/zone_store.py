@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from importlib import resources
 
@@ -151,7 +151,7 @@ class ZoneStore:
         """Record-set names that aliases name, with how many aliases name each."""
         return {k: int(v) for k, v in (await self.client.hgetall(self.keys.refs)).items()}
 
-    async def changes(self) -> AsyncIterator[ZoneChange]:
+    async def changes(self) -> AsyncGenerator[ZoneChange, None]:
         """Change notifications as they are published (subscribe before taking a snapshot)."""
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
         await pubsub.subscribe(self.keys.channel)
