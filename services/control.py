@@ -40,6 +40,13 @@ REQUESTS = Counter("dnsrace_control_requests_total", "Control API requests by ou
                    ["outcome"])
 ACTION_ERRORS = Counter("dnsrace_control_action_errors_total",
                         "Fault actions that could not be carried out", ["type"])
+for _type in FaultType:
+    FAULTS_STARTED.labels(_type)
+    ACTION_ERRORS.labels(_type)
+    for _target in ("all", *names.AZS):
+        FAULT_ACTIVE.labels(_type, _target).set(0)
+for _outcome in ("ok", "rejected", "error"):
+    REQUESTS.labels(_outcome)
 
 
 def _iso(ms: int) -> str:

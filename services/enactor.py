@@ -27,6 +27,7 @@ from services.enactor_decisions import (
     Commit,
     Policy,
     Refuse,
+    RefuseReason,
     Skip,
     decide_endpoint,
     plan_cleanup,
@@ -79,6 +80,22 @@ ROUND_ERRORS = Counter("dnsrace_enactor_round_errors_total",
                        "Rounds abandoned because Redis could not be reached", ["az"])
 CHECKED_GENERATION = Gauge("dnsrace_enactor_checked_generation",
                            "Plan generation that passed this enactor's staleness check", ["az"])
+
+
+def init_metrics(az: str) -> None:
+    """Every counter series of this AZ at zero from the start, so rates exist before events."""
+    for metric in (PLANS_APPLIED, APPLY_SECONDS, BACKOFF_SECONDS, CLEANUP_RACES, ROUND_ERRORS):
+        metric.labels(az)
+    for outcome in ("won", "lost"):
+        LOCKS.labels(az, outcome)
+    for reason in RejectReason:
+        REJECTED.labels(az, reason)
+    for kind in ("flip", "cleanup"):
+        COMMITTED.labels(az, kind)
+    for refusal in RefuseReason:
+        REFUSED.labels(az, refusal)
+    for live in ("true", "false"):
+        TREES_DELETED.labels(az, live)
 
 Sleep = Callable[[float], Awaitable[None]]
 LOCK_NAMES = names.LOCK_PREFIX
@@ -283,6 +300,7 @@ async def serve(ctx: ServiceContext) -> None:
     """The enactor process of one AZ (``ctx.az``)."""
     settings = ctx.settings
     az = ctx.az or names.AZS[0]
+    init_metrics(az)
     client = redis_client(settings)
     sink = history.RedisHistory(client, source=f"enactor/{az}")
     gate = FaultGate(FaultBook(client), az, sink)

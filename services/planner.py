@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 NEWEST_GENERATION = Gauge("dnsrace_planner_newest_generation", "Generation of the newest plan")
 PUBLISHED = Counter("dnsrace_planner_plans_published_total", "Plans the planner published")
 ERRORS = Counter("dnsrace_planner_errors_total", "Plans not published, by reason", ["reason"])
+for _reason in ("not_newer", "redis"):
+    ERRORS.labels(_reason)
 
 
 class HighWaterMark:

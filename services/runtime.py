@@ -20,7 +20,13 @@ from typing import Any
 import redis.asyncio as aioredis
 import uvloop
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Info, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Info,
+    disable_created_metrics,
+    generate_latest,
+)
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -34,7 +40,9 @@ VERSION = "0.1.0"
 generation_var: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "generation", default=None
 )
-BUILD_INFO = Info("dnsrace_build", "Version and role of this dnsrace process")
+# No ``*_created`` series: Prometheus stores each as a gauge of its own, doubling the series.
+disable_created_metrics()
+BUILD_INFO = Info("dnsrace_build", "Version, role and enactor mode of this dnsrace process")
 
 
 class _ContextFilter(logging.Filter):
@@ -153,7 +161,7 @@ def run_service(main: ServiceMain, settings: Settings, process: str, az: str | N
                 stop_timeout_s: float = 5.0) -> int:
     """Run one service under uvloop until SIGTERM/SIGINT; return the process exit code."""
     configure_logging(settings, process, az)
-    BUILD_INFO.info({"version": VERSION, "process": process, "mode": settings.mode})
+    BUILD_INFO.info({"version": VERSION, "role": process, "mode": settings.mode})
 
     async def supervise() -> int:
         ctx = ServiceContext(settings, process, az)
