@@ -1,6 +1,6 @@
 """Sampled DNS answers into the history, so ``dnsrace check`` sees what clients were told.
 
-Answers for the named endpoints are recorded when what they say changes (generation or
+Answers for the named endpoints (once a plan has been applied to them) are recorded when what they say changes (generation or
 address count), and otherwise at most once per ``interval_s`` per name. Recording happens off
 the hot path: the query handler only puts an event on a bounded queue.
 """
@@ -30,15 +30,15 @@ class AnswerSampler:
         self._last: dict[str, tuple[float, int | None, int]] = {}
 
     def __call__(self, qname: str, generation: int | None, address_count: int) -> None:
-        if qname not in _NAMED:
-            return
+        if qname not in _NAMED or generation is None:
+            return  # not an endpoint, or no plan applied yet (the cluster is starting)
         now = self.clock()
         last = self._last.get(qname)
         if last is not None and last[1:] == (generation, address_count) and (
                 now - last[0] < self.interval_s):
             return
         self._last[qname] = (now, generation, address_count)
-        event = history.DnsAnswer(endpoint=qname, generation=generation or 0,
+        event = history.DnsAnswer(endpoint=qname, generation=generation,
                                   addresses=address_count)
         try:
             self.queue.put_nowait(event)

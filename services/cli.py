@@ -25,7 +25,6 @@ SERVICE_MODULES = {
     "enactor": "services.enactor",
     "dns": "dns_server.server",
     "endpoints": "services.endpoints",
-    "loadgen": "loadgen.service",
     "control": "services.control",
 }
 
@@ -187,12 +186,23 @@ def build_parser() -> argparse.ArgumentParser:
     enactor.add_argument("--az", required=True, choices=AZS, help="Availability Zone")
     add("dns", _serve("dns"), "run the authoritative DNS server")
     add("endpoints", _serve("endpoints"), "run the load-balancer fleet (DynamoDB JSON API)")
-    add("loadgen", _serve("loadgen"), "run a load generator until stopped")
+    # 'dnsrace loadgen ...' hands every argument to the load generator's own parser (main).
+    sub.add_parser("loadgen", add_help=False,
+                   help="run a load generator (options: 'dnsrace loadgen --help')")
     add("control", _serve("control"), "run the control service (fault API)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["loadgen"]:
+        from loadgen.__main__ import main as loadgen_main
+
+        try:
+            return loadgen_main(argv[1:])
+        except ConfigError as e:
+            print(f"dnsrace: {e}", file=sys.stderr)
+            return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +45,10 @@ class ModeResult:
     requests: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
     problems: list[str] = field(default_factory=list)
+    empty_since: float | None = None
+    """Wall-clock time (epoch seconds) DNS polling first saw the empty answer."""
+    repaired_at: float | None = None
+    """Wall-clock time the operator's repair was committed."""
 
     @property
     def failed_requests(self) -> int:
@@ -59,6 +65,7 @@ async def _legacy_outage(monitor: Monitor, client: aioredis.Redis, settings: Set
     ttl, negative = settings.ttl_s, settings.negative_ttl_s
     empty_at = await monitor.wait_until(monitor.dns_empty, 5, "an empty answer")
     result.time_to_empty_s = empty_at - race_ended
+    result.empty_since = time.time()
     monitor.note(f"DNS answers NOERROR with no address for {names.REGIONAL}")
     failing = await monitor.wait_until(
         lambda: (monitor.failure_ratio() or 0) >= 0.9, ttl + 2 + 1,
@@ -81,6 +88,7 @@ async def _legacy_outage(monitor: Monitor, client: aioredis.Redis, settings: Set
     monitor.note("operator runs 'dnsrace repair'")
     actions = await operator.repair(ZoneStore(client), PlanStore(client),
                                     names.endpoints(settings.cells))
+    result.repaired_at = time.time()
     repaired = [a for a in actions if a.tree_was_missing]
     monitor.note(f"repair restored {len(repaired)} endpoint(s) to plan "
                  f"{actions[0].after if actions else '?'}")
@@ -93,7 +101,12 @@ async def _legacy_outage(monitor: Monitor, client: aioredis.Redis, settings: Set
     monitor.note(f"clients recovered {result.recovery_s:.1f} s after repair")
 
 
-async def run_mode(settings: Settings, mode: Mode, workdir: Path, rate: float) -> ModeResult:
+Companion = Callable[[Settings], AbstractAsyncContextManager[object]]
+
+
+async def run_mode(settings: Settings, mode: Mode, workdir: Path, rate: float,
+                   companion: Companion | None = None) -> ModeResult:
+    """One mode of the demo; ``companion`` (if any) runs alongside from healthy traffic on."""
     result = ModeResult(mode)
     started = time.monotonic()
     settings = settings.replace(mode=mode, state_dir=str(workdir / mode), load_rate=rate,
@@ -105,11 +118,14 @@ async def run_mode(settings: Settings, mode: Mode, workdir: Path, rate: float) -
         await asyncio.to_thread(cluster.wait_healthy, 20.0)
         client = redis_client(settings)
         try:
-            async with Monitor(settings, label=f"[{mode}] ") as monitor:
+            async with contextlib.AsyncExitStack() as stack, Monitor(
+                    settings, label=f"[{mode}] ") as monitor:
                 await monitor.wait_until(
                     lambda: monitor.dns_answers() and monitor.failure_ratio() == 0.0, 15,
                     "healthy traffic")
                 requests_before, _ = monitor.totals()
+                extra = companion(settings) if companion else contextlib.nullcontext()
+                await stack.enter_async_context(extra)
                 monitor.note("healthy: every request succeeds; now the race")
                 result.race = await run_race(
                     control_client(settings), history.RedisHistory(client),

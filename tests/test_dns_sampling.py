@@ -21,6 +21,7 @@ def test_changes_are_sampled_repeats_are_thinned_cells_ignored() -> None:
     sampler(names.REGIONAL, 7, 6)            # same answer, too soon: thinned
     sampler(names.REGIONAL, 3, 0)            # changed: recorded at once
     sampler(names.cell_endpoint(0), 7, 6)    # cells are not sampled
+    sampler(names.FIPS, None, 0)             # no plan applied yet: not an answer to judge
     clock.now = 0.2
     sampler(names.REGIONAL, 3, 0)            # same, but the interval passed
     queued = [sampler.queue.get_nowait() for _ in range(sampler.queue.qsize())]

@@ -6,25 +6,32 @@ own, then read the history with the checker, as ``dnsrace check`` would.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from services import checker, history
 from services.checker import Invariant
+from services.cluster import cluster_env
 from services.config import Settings
-from services.demo import ModeResult, run_mode
+from services.demo import Companion, ModeResult, run_mode
 from services.redis_server import EmbeddedRedis
-from tests.conftest import cluster_settings
+from tests.conftest import cluster_settings, wait_until
 
 pytestmark = pytest.mark.cluster
 
 
-async def run_and_check(tmp_path: Path, mode: str) -> tuple[ModeResult, list[checker.Violation],
-                                                              Settings]:
+async def run_and_check(tmp_path: Path, mode: str, companion: Companion | None = None
+                        ) -> tuple[ModeResult, list[checker.Violation], Settings]:
     settings = cluster_settings(tmp_path)
-    result = await run_mode(settings, mode, tmp_path, rate=150.0)  # type: ignore[arg-type]
+    result = await run_mode(settings, mode, tmp_path, rate=150.0,  # type: ignore[arg-type]
+                            companion=companion)
     # The cluster is gone; its Redis kept the history in its append-only file.
     redis = EmbeddedRedis(tmp_path / mode / "redis", port=settings.redis_port).start()
     try:
@@ -36,9 +43,45 @@ async def run_and_check(tmp_path: Path, mode: str) -> tuple[ModeResult, list[che
     return result, checker.check(events), settings
 
 
+class SdkClient:
+    """loadgen/sdk_client.py as a real process, PutItem/GetItem through the SDK's resolver."""
+
+    def __init__(self, events: Path) -> None:
+        self.events = events
+        self.log = events.with_suffix(".log")
+        self.process: asyncio.subprocess.Process | None = None
+
+    def __call__(self, settings: Settings) -> SdkClient:
+        self.settings = settings
+        return self
+
+    async def __aenter__(self) -> SdkClient:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "loadgen.sdk_client", "--rate", "10", "--duration", "120",
+            "--events", str(self.events), env={**os.environ, **cluster_env(self.settings)},
+            stdout=asyncio.subprocess.DEVNULL, stderr=self.log.open("wb"))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.process is not None
+
+        async def last_call_ok() -> bool:
+            calls = self.calls()
+            return bool(calls) and calls[-1]["outcome"] == "ok"
+
+        # The demo ends when its own clients recover; give the SDK's caches the same chance.
+        await wait_until(last_call_ok, 15.0, "the SDK client to succeed again")
+        self.process.terminate()
+        await self.process.wait()
+
+    def calls(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.events.read_text().splitlines()]
+
+
 async def test_legacy_race_empties_the_name_until_an_operator_repairs_it(
         tmp_path: Path) -> None:
-    result, violations, settings = await run_and_check(tmp_path, "legacy")
+    sdk = SdkClient(tmp_path / "sdk.jsonl")
+    result, violations, settings = await run_and_check(tmp_path, "legacy", sdk)
     assert result.problems == []
     assert result.reproduced
     assert result.empty_answers > 0
@@ -50,6 +93,17 @@ async def test_legacy_race_empties_the_name_until_an_operator_repairs_it(
     assert result.recovery_s <= settings.ttl_s + settings.negative_ttl_s + 2
     found = {v.invariant for v in violations}
     assert {Invariant.I1, Invariant.I3} <= found
+    # The AWS SDK saw the outage as applications did: DNS resolution errors, then recovery.
+    assert result.empty_since is not None and result.repaired_at is not None
+    calls = sdk.calls()
+    assert all(c["outcome"] == "ok" for c in calls if c["at"] < result.empty_since)
+    first_failure = next(c for c in calls if c["outcome"] != "ok")
+    assert first_failure["at"] - result.empty_since <= settings.ttl_s + 2
+    broken = [c for c in calls if first_failure["at"] <= c["at"] < result.repaired_at]
+    assert broken and {c["outcome"] for c in broken} == {"dns_error"}
+    healed = next(c for c in calls if c["at"] > result.repaired_at and c["outcome"] == "ok")
+    assert healed["at"] - result.repaired_at <= settings.ttl_s + settings.negative_ttl_s + 2
+    assert all(c["outcome"] == "ok" for c in calls if c["at"] >= healed["at"])
 
 
 async def test_safe_mode_holds_under_the_same_race(tmp_path: Path) -> None:
