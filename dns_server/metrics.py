@@ -14,6 +14,8 @@ EMPTY_ANSWERS = Counter(
     "A queries for an endpoint whose alias names a missing or empty tree (NOERROR, no data)",
     ["endpoint"],
 )
+for _label in ("regional", "fips", "dualstack", "cell"):
+    EMPTY_ANSWERS.labels(_label)  # a series from the start: 0 before any outage, not "no data"
 ZONE_SERIAL = Gauge("dnsrace_dns_zone_serial", "Zone serial the server answers from")
 GENERATION_SERVED = Gauge(
     "dnsrace_dns_generation_served",

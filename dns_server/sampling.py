@@ -1,7 +1,8 @@
 """Sampled DNS answers into the history, so ``dnsrace check`` sees what clients were told.
 
-Answers for the named endpoints (once a plan has been applied to them) are recorded when what they say changes (generation or
-address count), and otherwise at most once per ``interval_s`` per name. Recording happens off
+Answers for the named endpoints (once a plan has been applied to them) are recorded when
+what they say changes (generation or address count), and otherwise at most once per
+``interval_s`` per name. Recording happens off
 the hot path: the query handler only puts an event on a bounded queue.
 """
 

@@ -25,7 +25,8 @@ REQUEST_SECONDS = Histogram(
 DROPPED = Counter("dnsrace_client_dropped", "Arrivals not sent: too many requests in flight")
 LATE = Counter("dnsrace_client_late", "Arrivals sent more than 10 ms after their intended time")
 IN_FLIGHT = Gauge("dnsrace_client_in_flight", "Requests in flight")
-TARGET_RATE = Gauge("dnsrace_client_target_rate", "Intended request rate, requests per second")
+TARGET_RATE = Gauge("dnsrace_client_target_requests_per_second",
+                    "Intended request rate, requests per second")
 DNS_QUERIES = Counter(
     "dnsrace_client_dns_queries", "DNS queries sent on the wire (cache misses)",
     ["transport", "outcome"],

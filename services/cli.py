@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -60,7 +61,7 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the Procfile under honcho (Ctrl-C stops everything)."""
+    """Run the Procfile under honcho (Ctrl-C stops everything), Prometheus alongside if asked."""
     from services.cluster import PROCFILE
 
     env = dict(os.environ)
@@ -68,10 +69,28 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     cmd = [sys.executable, "-m", "honcho", "-f", str(PROCFILE), "start"]
     if args.loadgen != 1:
         cmd += ["-c", f"loadgen={args.loadgen}"]
-    try:
-        return subprocess.call(cmd, env=env, cwd=PROCFILE.parent)
-    except KeyboardInterrupt:
-        return 130
+    with contextlib.ExitStack() as stack:
+        if args.with_prometheus:
+            from services.prometheus import PrometheusError, prometheus_alongside
+
+            try:
+                server = stack.enter_context(prometheus_alongside(
+                    settings, port=args.prometheus_port, loadgens=args.loadgen,
+                    wait_scraping=False))
+            except PrometheusError as e:
+                print(f"dnsrace up: {e}", file=sys.stderr)
+                return 1
+            print(f"Prometheus on {server.url}", flush=True)
+        try:
+            return subprocess.call(cmd, env=env, cwd=PROCFILE.parent)
+        except KeyboardInterrupt:
+            return 130
+
+
+def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    from services.watch import run
+
+    return run(args, settings)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -150,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     up = add("up", cmd_up, "run the whole cluster in the foreground under honcho")
     up.add_argument("--mode", choices=("legacy", "safe"), help="enactor mode for this run")
     up.add_argument("--loadgen", type=int, default=1, help="number of load generators")
+    up.add_argument("--with-prometheus", action="store_true",
+                    help="also run Prometheus (Debian package 'prometheus') scraping every process")
+    up.add_argument("--prometheus-port", type=int, default=9090)
+    watch_parser = add("watch", cmd_watch,
+                       "live view of the numbers that tell the story (reads /metrics)")
+    from services import watch
+
+    watch.add_arguments(watch_parser)
     fault = add("fault", cmd_fault, "add, list, remove or reset faults through the control API")
     fault_sub = fault.add_subparsers(dest="action", required=True, metavar="ACTION")
     fault_add = fault_sub.add_parser("add", help="start a timed fault")

@@ -24,9 +24,8 @@ from redis.exceptions import RedisError
 
 from services import history, names
 from services.config import ConfigError
-from services.enactor import PIDS_KEY
 from services.fault_requests import FaultRequestError, parse_fault_request
-from services.faults import Fault, FaultBook, FaultType
+from services.faults import PIDS_KEY, Fault, FaultBook, FaultType
 from services.fleet import Health, HealthStore, fleet
 from services.runtime import ServiceContext, observability_app, redis_client, start_site
 

@@ -32,7 +32,7 @@ from services.enactor_decisions import (
     decide_endpoint,
     plan_cleanup,
 )
-from services.faults import FaultBook, FaultGate, StallPoint
+from services.faults import PIDS_KEY, FaultBook, FaultGate, StallPoint
 from services.plans import Plan, PlanStore
 from services.records import (
     BatchRejected,
@@ -99,7 +99,6 @@ def init_metrics(az: str) -> None:
 
 Sleep = Callable[[float], Awaitable[None]]
 LOCK_NAMES = names.LOCK_PREFIX
-PIDS_KEY = "dnsrace:enactor:pids"
 
 
 class RoundOutcome(StrEnum):

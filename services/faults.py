@@ -24,6 +24,9 @@ from services import history
 
 log = logging.getLogger(__name__)
 
+PIDS_KEY = "dnsrace:enactor:pids"
+"""Redis hash AZ -> enactor process id, for ``enactor_pause`` (SIGSTOP/SIGCONT)."""
+
 
 class FaultType(StrEnum):
     ENACTOR_STALL = "enactor_stall"

@@ -19,7 +19,7 @@ from services.plans import PlanStore
 from services.runtime import redis_client
 from services.scrape import metrics_urls, scrape
 from services.zone_store import ZoneStore
-from tests.conftest import cluster_settings, require_tool
+from tests.conftest import cluster_settings, require_tool, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -58,15 +58,30 @@ async def test_sixty_seconds_of_load_without_a_failure_and_no_lagging_alias(
     client = redis_client(settings)
     zone, plans = ZoneStore(client), PlanStore(client)
     worst_lag = 0
+    endpoints = names.endpoints(settings.cells)
+
+    async def planned_and_served() -> bool:
+        """Every endpoint has a plan applied, and the clients' last second was all ok."""
+        snapshot = await zone.snapshot()
+        if any(snapshot.alias(e) is None for e in endpoints):
+            return False
+        first = (await scrape(session, [url])).by("dnsrace_client_requests_total", "outcome")
+        await asyncio.sleep(1.0)
+        last = (await scrape(session, [url])).by("dnsrace_client_requests_total", "outcome")
+        done = {k: v - first.get(k, 0) for k, v in last.items()}
+        return done.get("ok", 0) > 0 and sum(done.values()) == done["ok"]
+
     try:
         async with aiohttp.ClientSession() as session:
+            # Healthy processes come first; the first plan and the clients' caches follow.
+            await wait_until(planned_and_served, 20, "the first plan to serve every client")
             before = (await scrape(session, [url])).by("dnsrace_client_requests_total",
                                                         "outcome")
             started = time.monotonic()
             while time.monotonic() - started < 60:  # the observation window itself
                 newest = await plans.newest_generation()
                 snapshot = await zone.snapshot()
-                for endpoint in names.endpoints(settings.cells):
+                for endpoint in endpoints:
                     alias = snapshot.alias(endpoint)
                     assert alias is not None, f"{endpoint} has no alias"
                     assert snapshot.addresses(alias.target), f"{endpoint} names a missing tree"

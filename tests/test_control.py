@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from services import history
 from services.config import Settings
 from services.control import Controller, build_app
-from services.enactor import PIDS_KEY
+from services.faults import PIDS_KEY
 from services.fleet import HealthStore
 from services.runtime import ServiceContext
 from tests.conftest import wait_until
@@ -94,13 +94,15 @@ async def test_a_fault_expires_by_itself_and_the_history_says_so(
     response = await client.post("/faults", json={**STALL, "duration_s": 0.3})
     fault_id = (await response.json())["id"]
 
-    async def gone() -> bool:
-        return await active(client) == [] and await controller.book.all() == []
+    async def ended() -> list[history.FaultEnded]:
+        return [e for _, e in await controller.sink.read() if isinstance(e, history.FaultEnded)]
 
-    await wait_until(gone, 5, "the fault to expire")
-    events = [e for _, e in await controller.sink.read()]
-    ended = [e for e in events if isinstance(e, history.FaultEnded)]
-    assert [(e.fault_id, e.why) for e in ended] == [(fault_id, "expired")]
+    async def recorded() -> bool:
+        return bool(await ended())
+
+    await wait_until(recorded, 5, "the fault's expiry to be recorded")
+    assert [(e.fault_id, e.why) for e in await ended()] == [(fault_id, "expired")]
+    assert await active(client) == [] and await controller.book.all() == []
 
 
 async def test_reset_ends_every_fault(api: tuple[TestClient, Controller]) -> None:

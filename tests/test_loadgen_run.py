@@ -170,7 +170,7 @@ async def test_metrics_port_moves_on_when_taken() -> None:
                     session.get(f"http://127.0.0.1:{port}/metrics") as response:
                 text = await response.text()
             assert "dnsrace_client_requests_total" in text
-            assert "dnsrace_client_target_rate" in text
+            assert "dnsrace_client_target_requests_per_second" in text
         finally:
             await runner.cleanup()
 
