@@ -16,14 +16,16 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import aiohttp
 
-from loadgen.resolver import StubResolver
 from services import names
 from services.config import Settings
 from services.scrape import Samples, metrics_urls, scrape
+
+if TYPE_CHECKING:  # the resolver registers client metrics: import it only where it runs
+    from loadgen.resolver import StubResolver
 
 REFRESH_S = 0.25
 WINDOW_S = 1.0
@@ -250,6 +252,8 @@ class WatchOptions:
 
 async def watch(settings: Settings, options: WatchOptions, out: TextIO) -> int:
     urls = metrics_urls(settings, options.loadgens)
+    from loadgen.resolver import StubResolver
+
     resolver = (StubResolver(settings.dns_host, settings.dns_port, timeout_s=0.5, cache=False)
                 if options.probe else None)
     started = time.monotonic()

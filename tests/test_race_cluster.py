@@ -7,22 +7,25 @@ own, then read the history with the checker, as ``dnsrace check`` would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
-from services import checker, history
+from services import checker, history, names
 from services.checker import Invariant
 from services.cluster import cluster_env
 from services.config import Settings
 from services.demo import Companion, ModeResult, run_mode
 from services.redis_server import EmbeddedRedis
-from tests.conftest import cluster_settings, wait_until
+from tests.conftest import cluster_settings, require_tool, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -78,10 +81,55 @@ class SdkClient:
         return [json.loads(line) for line in self.events.read_text().splitlines()]
 
 
+class DigPoller:
+    """``dig`` asking for the regional name every 0.3 s, as an operator would."""
+
+    def __init__(self) -> None:
+        self.answers: list[tuple[float, str, int]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    def __call__(self, settings: Settings) -> DigPoller:
+        self.command = [require_tool("dig"), "@127.0.0.1", "-p", str(settings.dns_port),
+                        "+time=1", "+tries=1", names.REGIONAL, "A"]
+        return self
+
+    async def poll(self) -> None:
+        while True:
+            dig = await asyncio.create_subprocess_exec(
+                *self.command, stdout=asyncio.subprocess.PIPE)
+            out = (await dig.communicate())[0].decode()
+            status = out.split("status: ")[1].split(",")[0] if "status: " in out else "none"
+            count = int(out.split("ANSWER: ")[1].split(",")[0]) if "ANSWER: " in out else -1
+            self.answers.append((time.time(), status, count))
+            await asyncio.sleep(0.3)
+
+    async def __aenter__(self) -> DigPoller:
+        self.task = asyncio.create_task(self.poll())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+def together(*companions: Companion) -> Companion:
+    @contextlib.asynccontextmanager
+    async def both(settings: Settings) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            for companion in companions:
+                await stack.enter_async_context(companion(settings))
+            yield
+
+    return both
+
+
 async def test_legacy_race_empties_the_name_until_an_operator_repairs_it(
         tmp_path: Path) -> None:
     sdk = SdkClient(tmp_path / "sdk.jsonl")
-    result, violations, settings = await run_and_check(tmp_path, "legacy", sdk)
+    dig = DigPoller()
+    result, violations, settings = await run_and_check(tmp_path, "legacy", together(dig, sdk))
     assert result.problems == []
     assert result.reproduced
     assert result.empty_answers > 0
@@ -93,6 +141,12 @@ async def test_legacy_race_empties_the_name_until_an_operator_repairs_it(
     assert result.recovery_s <= settings.ttl_s + settings.negative_ttl_s + 2
     found = {v.invariant for v in violations}
     assert {Invariant.I1, Invariant.I3} <= found
+    # dig during the outage: NOERROR with zero answers; before it and after repair: addresses.
+    assert result.empty_since is not None and result.repaired_at is not None
+    outage = [(s, n) for t, s, n in dig.answers if result.empty_since <= t < result.repaired_at]
+    assert outage and set(outage) == {("NOERROR", 0)}
+    assert all(s == "NOERROR" and n > 0 for t, s, n in dig.answers
+               if t < result.empty_since - 1 or t > result.repaired_at + 1)
     # The AWS SDK saw the outage as applications did: DNS resolution errors, then recovery.
     assert result.empty_since is not None and result.repaired_at is not None
     calls = sdk.calls()
