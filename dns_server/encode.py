@@ -9,7 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dnslib import EDNS0, NS, RD, RR, SOA, TXT, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib import (
+    EDNS0,
+    NS,
+    RD,
+    RR,
+    SOA,
+    TXT,
+    A,
+    DNSHeader,
+    DNSLabel,
+    DNSQuestion,
+    DNSRecord,
+    EDNSOption,
+)
 
 from dns_server.answer import (
     ARdata,
@@ -23,6 +36,7 @@ from dns_server.answer import (
 )
 from dns_server.protocol import HEADER_LEN, OUR_UDP_SIZE, EdnsKind, QType, Rcode
 from dns_server.wire import question_wire
+from services.names import GENERATION_OPTION
 
 RD_FLAG = 0x01
 """Recursion Desired, in the third header byte: copied from query to reply."""
@@ -69,14 +83,17 @@ def _rr(record: Record) -> RR:
     raise TypeError(f"no encoding for {rd!r}")  # pragma: no cover
 
 
-def _opt(edns: EdnsKind, rcode: int) -> EDNS0:
+def _opt(edns: EdnsKind, rcode: int, generation: int | None) -> EDNS0:
+    options = ([EDNSOption(GENERATION_OPTION, generation.to_bytes(8, "big"))]
+               if generation is not None else [])
     return EDNS0(udp_len=OUR_UDP_SIZE, flags="do" if edns is EdnsKind.EDNS_DO else "",
-                 ext_rcode=rcode >> 4)
+                 ext_rcode=rcode >> 4, opts=options)
 
 
 def _message(question: Question, rcode: int, authoritative: bool, truncated: bool,
              answer: tuple[Record, ...], authority: tuple[Record, ...],
-             additional: tuple[Record, ...], edns: EdnsKind) -> bytes:
+             additional: tuple[Record, ...], edns: EdnsKind,
+             generation: int | None = None) -> bytes:
     header = DNSHeader(id=0, qr=1, aa=int(authoritative), tc=int(truncated), rd=0,
                        rcode=rcode & 0xF)
     qname = DNSLabel(tuple(label.encode("latin-1") for label in question.labels))
@@ -88,7 +105,7 @@ def _message(question: Question, rcode: int, authoritative: bool, truncated: boo
     for rr in additional:
         record.add_ar(_rr(rr))
     if edns is not EdnsKind.NONE:
-        record.add_ar(_opt(edns, rcode))
+        record.add_ar(_opt(edns, rcode, generation))
     packed: bytes = record.pack()
     return packed
 
@@ -106,7 +123,8 @@ def encode_reply(question: Question, resolution: Resolution, edns: EdnsKind) -> 
     size = 0
     for variant in resolution.variants:
         packed = _message(question, resolution.rcode, resolution.authoritative, False,
-                          variant.answer, resolution.authority, resolution.additional, edns)
+                          variant.answer, resolution.authority, resolution.additional, edns,
+                          resolution.generation)
         head = _heads(packed)
         tails.append(packed[HEADER_LEN + qlen:])
         size = max(size, len(packed))

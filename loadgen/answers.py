@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from dnslib import QTYPE, RCODE, DNSLabel, DNSRecord
 
 from loadgen.outcome import Outcome
+from services.names import GENERATION_OPTION
 
 MAX_CNAME_CHAIN = 8
 
@@ -25,6 +26,8 @@ class Answer:
     addresses: tuple[str, ...] = ()
     cache_ttl_s: int | None = None
     """None: do not cache."""
+    generation: int | None = None
+    """The plan generation behind the answer, when the server said (EDNS option 65001)."""
 
 
 def negative_cache_ttl(soa_ttl: int | None, soa_minimum: int | None) -> int | None:
@@ -39,6 +42,16 @@ def _negative_ttl(response: DNSRecord) -> int | None:
     for rr in response.auth:
         if rr.rtype == QTYPE.SOA:
             return negative_cache_ttl(rr.ttl, rr.rdata.times[4])
+    return None
+
+
+def generation_of(response: DNSRecord) -> int | None:
+    """The plan generation the dnsrace server put in the OPT record, if any."""
+    for rr in response.ar:
+        if rr.rtype == QTYPE.OPT:
+            for option in rr.rdata:
+                if option.code == GENERATION_OPTION and len(option.data) == 8:
+                    return int.from_bytes(option.data, "big")
     return None
 
 
@@ -57,14 +70,15 @@ def interpret(response: DNSRecord, qname: str) -> Answer:
             ttls.extend(rr.ttl for rr in addresses)
             ttl = min(ttls)
             return Answer(Outcome.OK, tuple(str(rr.rdata) for rr in addresses),
-                          ttl if ttl > 0 else None)
+                          ttl if ttl > 0 else None, generation_of(response))
         alias = next((rr for rr in response.rr if rr.rtype == QTYPE.CNAME and rr.rname == name),
                      None)
         if alias is None:
             break
         ttls.append(alias.ttl)
         name = alias.rdata.label
-    return Answer(Outcome.DNS_NODATA, cache_ttl_s=_negative_ttl(response))
+    return Answer(Outcome.DNS_NODATA, cache_ttl_s=_negative_ttl(response),
+                  generation=generation_of(response))
 
 
 def matches(response: DNSRecord, query: DNSRecord) -> bool:

@@ -42,3 +42,6 @@ for _outcome in DNS_OUTCOMES:
     RESOLUTIONS.labels(_outcome)
     DNS_QUERIES.labels("udp", _outcome)
     DNS_QUERIES.labels("tcp", _outcome)
+STALE_ANSWERS = Counter(
+    "dnsrace_client_stale_answers",
+    "DNS answers naming an older plan generation than one already seen for the name (I2)")

@@ -14,15 +14,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dnslib import DNSError, DNSRecord
+from dnslib import EDNS0, DNSError, DNSRecord
 
 from loadgen.answers import Answer, interpret, matches
-from loadgen.metrics import DNS_BAD_RESPONSES, DNS_QUERIES
+from loadgen.metrics import DNS_BAD_RESPONSES, DNS_QUERIES, STALE_ANSWERS
 from loadgen.outcome import Outcome
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+
+
+EDNS_UDP_SIZE = 1232
+"""Our advertised UDP size (the DNS flag day 2020 value); the server adds its generation."""
 
 
 class BadResponse(Exception):
@@ -34,6 +38,7 @@ class Resolution:
     outcome: Outcome
     addresses: tuple[str, ...] = ()
     cached: bool = False
+    generation: int | None = None
 
 
 @dataclass(frozen=True)
@@ -83,13 +88,17 @@ class StubResolver:
         self.use_cache = cache
         self._cache: dict[str, _Entry] = {}
         self._inflight: dict[str, asyncio.Task[Answer]] = {}
+        self.newest_seen: dict[str, int] = {}
+        """Per name, the newest plan generation an answer has named (to see stale answers)."""
+        self.stale_answers = 0
 
     async def resolve(self, name: str) -> Resolution:
         key = name.rstrip(".").lower()
         entry = self._cache.get(key)
         if entry is not None:
             if self.clock() < entry.expires:
-                return Resolution(entry.answer.outcome, entry.answer.addresses, cached=True)
+                return Resolution(entry.answer.outcome, entry.answer.addresses, cached=True,
+                                  generation=entry.answer.generation)
             del self._cache[key]
         task = self._inflight.get(key)
         if task is None:
@@ -97,7 +106,7 @@ class StubResolver:
             self._inflight[key] = task
             task.add_done_callback(lambda _: self._inflight.pop(key, None))
         answer = await asyncio.shield(task)
-        return Resolution(answer.outcome, answer.addresses)
+        return Resolution(answer.outcome, answer.addresses, generation=answer.generation)
 
     async def aclose(self) -> None:
         """Cancel look-ups still in flight (nobody is waiting for them any more)."""
@@ -119,6 +128,7 @@ class StubResolver:
     async def query(self, name: str) -> Answer:
         """Ask the server once (UDP, then TCP if truncated), without the cache."""
         query = DNSRecord.question(name, "A")
+        query.add_ar(EDNS0(udp_len=EDNS_UDP_SIZE))
         transport = "udp"
         try:
             async with asyncio.timeout(self.timeout_s):
@@ -138,8 +148,20 @@ class StubResolver:
             answer = Answer(Outcome.DNS_SERVFAIL)
         else:
             answer = interpret(response, name)
+            self._note_generation(name.rstrip(".").lower(), answer.generation)
         DNS_QUERIES.labels(transport, answer.outcome).inc()
         return answer
+
+    def _note_generation(self, name: str, generation: int | None) -> None:
+        """Count an answer naming an older plan than one already seen for the name (I2)."""
+        if generation is None:
+            return
+        newest = self.newest_seen.get(name, 0)
+        if generation < newest:
+            self.stale_answers += 1
+            STALE_ANSWERS.inc()
+        else:
+            self.newest_seen[name] = generation
 
     async def _udp(self, query: DNSRecord) -> DNSRecord:
         loop = asyncio.get_running_loop()

@@ -30,13 +30,15 @@ def rows() -> list[Row]:
 
 
 def format_table(results: list[tuple[Row, Outcome]]) -> str:
-    header = (f"{'protections':<22} {'outage s':>8} {'empty answers':>13} {'stale flips':>11} "
-              f"{'live trees deleted':>18} {'converged':>9} {'failed requests':>15}")
+    header = (f"{'protections':<22} {'outage s':>8} {'empty answers':>13} "
+              f"{'stale answers':>13} {'stale flips':>11} {'live trees deleted':>18} "
+              f"{'converged':>9} {'failed requests':>15}")
     lines = [header, "-" * len(header)]
     for row, o in results:
         converged = "yes" if o.converged_after_s is not None else "no"
         lines.append(f"{row.name:<22} {o.outage_s:>8.1f} {o.empty_answers:>13} "
-                     f"{o.stale_flips:>11} {o.live_deletions:>18} {converged:>9} "
+                     f"{o.stale_answers:>13} {o.stale_flips:>11} {o.live_deletions:>18} "
+                     f"{converged:>9} "
                      f"{o.failed_requests:>15}" + ("  !! " + "; ".join(o.failures)
                                                    if o.failures and not o.requests else ""))
     return "\n".join(lines)

@@ -29,6 +29,7 @@ class DnsSample:
     at: float
     outcome: str
     addresses: int
+    generation: int | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class LoadSample:
     rejected: dict[str, float]
     served_generation: float
     newest_generation: float
+    client_stale: float = 0.0
 
 
 @dataclass
@@ -55,6 +57,12 @@ class Monitor:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _session: aiohttp.ClientSession | None = None
+    resolver: StubResolver | None = None
+
+    @property
+    def stale_answers(self) -> int:
+        """Answers DNS polling saw naming an older generation than one it had seen (I2)."""
+        return self.resolver.stale_answers if self.resolver is not None else 0
 
     def now(self) -> float:
         return time.monotonic() - self.started
@@ -79,11 +87,12 @@ class Monitor:
             await self._session.close()
 
     async def _poll_dns(self) -> None:
-        resolver = StubResolver(self.settings.dns_host, self.settings.dns_port, timeout_s=0.5,
-                                cache=False)
+        resolver = self.resolver = StubResolver(self.settings.dns_host, self.settings.dns_port,
+                                                timeout_s=0.5, cache=False)
         while True:
             answer = await resolver.query(self.name)
-            self.dns.append(DnsSample(self.now(), str(answer.outcome), len(answer.addresses)))
+            self.dns.append(DnsSample(self.now(), str(answer.outcome), len(answer.addresses),
+                                      answer.generation))
             self._changed.set()
             await asyncio.sleep(self.dns_every_s)
 
@@ -98,6 +107,7 @@ class Monitor:
                 samples.by("dnsrace_enactor_batches_rejected_total", "reason"),
                 samples.sum("dnsrace_dns_generation_served", endpoint="regional"),
                 samples.sum("dnsrace_planner_newest_generation"),
+                samples.sum("dnsrace_client_stale_answers_total"),
             ))
             self._changed.set()
             await asyncio.sleep(self.metrics_every_s)
@@ -124,6 +134,9 @@ class Monitor:
         span = last.at - first.at
         total = sum(last.requests.values()) - sum(first.requests.values())
         return total / span if span > 0 else 0.0
+
+    def client_stale_answers(self) -> float:
+        return self.load[-1].client_stale if self.load else 0.0
 
     def totals(self) -> tuple[dict[str, float], dict[str, float]]:
         if not self.load:

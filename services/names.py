@@ -20,6 +20,11 @@ DUALSTACK = f"dynamodb.dualstack.{ZONE}"
 NAMED_ENDPOINTS: tuple[str, ...] = (REGIONAL, FIPS, DUALSTACK)
 AZS: tuple[str, ...] = ("use1-az1", "use1-az2", "use1-az4")
 
+GENERATION_OPTION = 65001
+"""EDNS option (local-use range, RFC 6891) in which the DNS server tells an EDNS client the
+plan generation behind an endpoint's answer, so that clients can see stale answers (I2).
+Resolvers that do not know it ignore it."""
+
 TREE_PREFIX = "plan-"
 ROLLBACK_PREFIX = "_rollback."
 LOCK_PREFIX = "_lock."

@@ -22,6 +22,7 @@ under load, checks the expectations for the mode, and exits non-zero when one fa
     [expect.safe]
     outage = false
     max_failed_requests = 0
+    max_stale_answers = 0         # DNS polling and the load clients (EDNS generation option)
     violations = []
     converge_within_s = 5         # every endpoint on the newest plan after the last step
 """
@@ -68,6 +69,7 @@ class Expectations:
     outage: bool | None = None
     violations: tuple[str, ...] | None = None
     max_failed_requests: int | None = None
+    max_stale_answers: int | None = None
     converge_within_s: float | None = None
 
 
@@ -127,8 +129,8 @@ def parse(text: str, source: str = "scenario") -> Scenario:
         where = f"{source} [expect.{mode}]"
         if mode not in ("legacy", "safe"):
             raise ScenarioError(f"{where}: the mode must be legacy or safe")
-        _unknown(table, {"outage", "violations", "max_failed_requests", "converge_within_s"},
-                 where)
+        _unknown(table, {"outage", "violations", "max_failed_requests", "max_stale_answers",
+                         "converge_within_s"}, where)
         violations = table.get("violations")
         if violations is not None and not set(violations) <= set(INVARIANTS):
             raise ScenarioError(f"{where}: violations may name {', '.join(INVARIANTS)}")
@@ -136,6 +138,7 @@ def parse(text: str, source: str = "scenario") -> Scenario:
             outage=table.get("outage"),
             violations=tuple(violations) if violations is not None else None,
             max_failed_requests=table.get("max_failed_requests"),
+            max_stale_answers=table.get("max_stale_answers"),
             converge_within_s=table.get("converge_within_s"),
         )
     return Scenario(str(data.get("name", source)), rate, settle, tuple(steps), expect)
@@ -157,6 +160,8 @@ class Outcome:
     requests: int = 0
     violations: list[checker.Violation] = field(default_factory=list)
     converged_after_s: float | None = None
+    stale_answers: int = 0
+    """Answers naming an older plan than seen before: DNS polling plus the load clients."""
     outage_s: float = 0.0
     """Seconds from the first to the last empty answer DNS polling saw."""
     stale_flips: int = 0
@@ -222,6 +227,7 @@ async def run_scenario(scenario: Scenario, settings: Settings, mode: Mode,
                     lambda: monitor.dns_answers() and monitor.failure_ratio() == 0.0, 15,
                     "healthy traffic")
                 before, _ = monitor.totals()
+                stale_before = monitor.client_stale_answers()
                 since_ms = history.now_ms()
                 t0 = time.monotonic()
                 for step in scenario.timeline:
@@ -236,6 +242,8 @@ async def run_scenario(scenario: Scenario, settings: Settings, mode: Mode,
                 await asyncio.sleep(max(0.0, scenario.settle_s - (time.monotonic() - last_step)))
                 after, _ = monitor.totals()
                 outcome.empty_answers = monitor.empty_samples()
+                outcome.stale_answers = monitor.stale_answers + int(
+                    monitor.client_stale_answers() - stale_before)
                 empty = [d.at for d in monitor.dns if d.addresses == 0]
                 outcome.outage_s = empty[-1] - empty[0] + monitor.dns_every_s if empty else 0.0
                 outcome.requests = int(sum(after.values()) - sum(before.values()))
@@ -275,6 +283,10 @@ def _judge(expect: Expectations, outcome: Outcome) -> None:
             outcome.failed_requests > expect.max_failed_requests):
         outcome.failures.append(f"{outcome.failed_requests} failed requests > "
                                 f"{expect.max_failed_requests}")
+    if expect.max_stale_answers is not None and (
+            outcome.stale_answers > expect.max_stale_answers):
+        outcome.failures.append(f"{outcome.stale_answers} stale answers > "
+                                f"{expect.max_stale_answers}")
     if expect.converge_within_s is not None and outcome.converged_after_s is None:
         outcome.failures.append(f"endpoints did not converge within "
                                 f"{expect.converge_within_s} s of the last step")
@@ -288,7 +300,8 @@ def format_outcome(scenario: Scenario, outcome: Outcome) -> str:
         f"scenario {scenario.name} in {outcome.mode} mode: "
         + ("PASS" if outcome.ok else "FAIL"),
         f"  requests {outcome.requests}, failed {outcome.failed_requests}, empty DNS answers "
-        f"{outcome.empty_answers}, violations {', '.join(inv) or 'none'}, converged {converged}",
+        f"{outcome.empty_answers}, stale answers {outcome.stale_answers}, violations "
+        f"{', '.join(inv) or 'none'}, converged {converged}",
     ]
     lines += [f"  !! {f}" for f in outcome.failures]
     return "\n".join(lines)
