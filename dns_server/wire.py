@@ -34,6 +34,9 @@ _COUNTS_ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00\x00"
 _MARKERS = (b"\x00", b"\x01", b"\x02")
 """The last byte of a cache key, by EdnsKind."""
 _OPT_TYPE = b"\x00\x29"
+MAX_LABEL = 63
+MAX_NAME_WIRE = 255
+"""RFC 1035 2.3.4: labels of 63 octets or less, names of 255 octets or less on the wire."""
 _CLASS_IN = b"\x00\x01"
 
 
@@ -53,6 +56,8 @@ def fast_parse(data: bytes) -> tuple[bytes, int, int] | None:
             return None
         i += length + 1
     name_end = i + 1
+    if name_end - HEADER_LEN > MAX_NAME_WIRE:
+        return None
     qend = name_end + 4
     if data[name_end + 2:qend] != _CLASS_IN:
         return None
@@ -141,6 +146,10 @@ def parse_slow(data: bytes) -> SlowQuery:
         opts = [rr for rr in record.ar if rr.rtype == QType.OPT]
     except Exception as e:  # dnslib raises more than DNSError on hostile input
         raise FormatError(MalformedReason.FORMERR, f"{type(e).__name__}: {e}") from e
+    # dnslib reads a 0x40/0x80 length byte as a long label; the name must obey RFC 1035.
+    if (any(len(label) > MAX_LABEL for label in labels)
+            or sum(len(label) + 1 for label in labels) + 1 > MAX_NAME_WIRE):
+        raise FormatError(MalformedReason.FORMERR, "label over 63 or name over 255 octets")
     edns = EdnsKind.NONE
     limit = MAX_UDP_NO_EDNS
     bad_version = False
