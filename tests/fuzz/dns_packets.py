@@ -5,9 +5,9 @@
 Every input goes through ReplyEngine.respond over UDP and over TCP, the function the sockets
 call. An input fails the run when the handler raises, counts an internal error (an exception
 it had to swallow), or returns a reply that is not a DNS response to that query: too short,
-another id, QR clear, or (for a query dnslib itself can read) bytes dnslib cannot parse. Every 1,000 inputs the harness writes its
-counts (runs, replies by rcode, drops, malformed reasons) as JSON to $FUZZ_STATS, if set
-(libFuzzer ends the process without running exit handlers).
+another id, QR clear, or (for a query dnslib itself can read) bytes dnslib cannot parse.
+Every 1,000 inputs the harness writes its counts (runs, replies by rcode, drops, malformed
+reasons) as JSON to $FUZZ_STATS, if set (libFuzzer ends the process without exit handlers).
 """
 
 from __future__ import annotations
