@@ -13,7 +13,7 @@ from services.fleet import fleet
 MAX_DURATION_S = 3600.0
 FIELDS = {"type", "target", "duration_s", "params"}
 PARAMS: dict[FaultType, set[str]] = {
-    FaultType.ENACTOR_STALL: {"point", "endpoint"},
+    FaultType.ENACTOR_STALL: {"point", "endpoint", "min_generation"},
     FaultType.LOCK_DELAY: set(),
     FaultType.ENACTOR_PAUSE: set(),
     FaultType.LB_HEALTH: {"capacity"},
@@ -80,6 +80,11 @@ def parse_fault_request(body: Any, settings: Settings) -> Fault:
             if endpoint not in known:
                 raise FaultRequestError(f"params.endpoint {endpoint!r} is not an endpoint; "
                                         f"e.g. {names.REGIONAL}")
+    if kind is FaultType.ENACTOR_STALL and "min_generation" in params:
+        minimum = params["min_generation"]
+        if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 0:
+            raise FaultRequestError("params.min_generation must be a whole number >= 0 "
+                                    "(stall only rounds applying a plan at least this new)")
     if kind is FaultType.LB_HEALTH and "capacity" in params:
         capacity = params["capacity"]
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:

@@ -100,13 +100,15 @@ class FaultBook:
 
 
 def matches(fault: Fault, az: str, point: StallPoint | None = None,
-            endpoint: str | None = None) -> bool:
-    """Does this fault apply to this enactor (and, for stalls, this point and endpoint)?"""
+            endpoint: str | None = None, generation: int = 0) -> bool:
+    """Does this fault apply to this enactor (and, for stalls, this point, endpoint and plan)?"""
     if fault.target not in (az, "all"):
         return False
     if point is None:
         return True
     if fault.params.get("point") != point:
+        return False
+    if generation < int(fault.params.get("min_generation", 0)):
         return False
     wanted = fault.params.get("endpoint")
     return wanted in (None, "", endpoint)
@@ -154,11 +156,11 @@ class FaultGate:
                 await pubsub.aclose()
 
     def _active(self, kind: FaultType, point: StallPoint | None = None,
-                endpoint: str | None = None) -> Fault | None:
+                endpoint: str | None = None, generation: int = 0) -> Fault | None:
         now = self._now_ms()
         for fault in self.faults:
-            if fault.type is kind and fault.active(now) and matches(fault, self.az, point,
-                                                                    endpoint):
+            if fault.type is kind and fault.active(now) and matches(
+                    fault, self.az, point, endpoint, generation):
                 return fault
         return None
 
@@ -167,7 +169,7 @@ class FaultGate:
 
     async def checkpoint(self, point: StallPoint, generation: int, endpoint: str = "") -> None:
         """Stall here while a matching ``enactor_stall`` fault is active."""
-        fault = self._active(FaultType.ENACTOR_STALL, point, endpoint)
+        fault = self._active(FaultType.ENACTOR_STALL, point, endpoint, generation)
         if fault is None:
             return
         stall_id = fault.id
@@ -180,7 +182,7 @@ class FaultGate:
             # Woken by a change, or by the fault's own expiry: either way, look again.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), timeout=remaining)
-            fault = self._active(FaultType.ENACTOR_STALL, point, endpoint)
+            fault = self._active(FaultType.ENACTOR_STALL, point, endpoint, generation)
         log.warning("resumed at %s with plan %d", point, generation)
         await self.sink.record(history.Resumed(point=point, endpoint=endpoint,
                                                generation=generation,

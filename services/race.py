@@ -118,8 +118,11 @@ async def run_race(control: ControlClient, sink: RedisHistory, cleanup_age: int,
         if on_step is not None:
             on_step(text)
 
-    async def stall(az: str, point: str) -> str:
-        fault = await control.add("enactor_stall", az, STALL_S, {"point": point})
+    async def stall(az: str, point: str, min_generation: int = 0) -> str:
+        params: dict[str, object] = {"point": point}
+        if min_generation:
+            params["min_generation"] = min_generation
+        fault = await control.add("enactor_stall", az, STALL_S, params)
         faults.append(fault["id"])
         return str(fault["id"])
 
@@ -137,7 +140,9 @@ async def run_race(control: ControlClient, sink: RedisHistory, cleanup_age: int,
                 and e.endpoint == names.REGIONAL and e.generation >= target,
                 plan_wait, f"another enactor to apply plan {target}")
             step(f"{ahead.source} applied plan {ahead.generation} to {names.REGIONAL}")
-            stall_fast = await stall(fast, "during_cleanup")
+            # Only a clean-up after a plan far enough ahead of G: a lagging B might otherwise
+            # be caught cleaning up after an older round, which would not delete G.
+            stall_fast = await stall(fast, "during_cleanup", min_generation=target)
             stall_other = await stall(other, "after_check")
             cleaning = await watch.wait_for(
                 history.Stalled, lambda e: e.source == _from(fast)
