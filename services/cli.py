@@ -149,6 +149,24 @@ def cmd_matrix(args: argparse.Namespace, settings: Settings) -> int:
     return matrix_command(args, settings)
 
 
+def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools import soak_command
+
+    return soak_command(args, settings)
+
+
+def run_explore(argv: list[str]) -> int:
+    """'dnsrace explore ...': the explorer's own parser (it imports the enactor, so only here)."""
+    from services.explorer import add_arguments, run
+
+    parser = argparse.ArgumentParser(
+        prog="dnsrace explore",
+        description="Run the real planner and enactors under a seeded scheduler that picks "
+                    "who moves at every store round-trip, checking I1-I3 after every step.")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dnsrace",
@@ -206,6 +224,16 @@ def build_parser() -> argparse.ArgumentParser:
     matrix = add("matrix", cmd_matrix, "the race once per protection set: which ones suffice")
     matrix.add_argument("--scenario", type=Path, default=Path("scenarios/race.toml"))
     matrix.add_argument("--only", action="append", help="run only rows whose name has this")
+    soak = add("soak", cmd_soak, "random process faults under load, then a correctness report")
+    soak.add_argument("--mode", choices=("legacy", "safe"), default="safe")
+    soak.add_argument("--duration", type=float, default=120.0, metavar="SECONDS",
+                      help="how long to inject faults (default 120)")
+    soak.add_argument("--seed", type=int, default=1, help="seed of the fault schedule")
+    soak.add_argument("--faults", help="comma-separated fault types (default: all)")
+    # 'dnsrace explore ...' hands its arguments to the explorer's parser (run_explore).
+    sub.add_parser("explore", add_help=False,
+                   help="the real enactors under a seeded scheduler, I1-I3 checked every step "
+                        "(options: 'dnsrace explore --help')")
     add("config", cmd_config, "list every DNSRACE_* setting with its default and meaning")
     add("redis", cmd_redis, "run the embedded Redis in the foreground (Procfile entry)")
     add("planner", _serve("planner"), "run the DNS Planner")
@@ -222,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["explore"]:
+        return run_explore(argv[1:])
     if argv[:1] == ["loadgen"]:
         from loadgen.__main__ import main as loadgen_main
 

@@ -75,6 +75,7 @@ class Cluster:
     log_dir: Path
     only: tuple[str, ...] | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _stopped: set[str] = field(default_factory=set)
 
     def commands(self) -> dict[str, list[str]]:
         commands = procfile_commands()
@@ -92,6 +93,7 @@ class Cluster:
         for name, args in self.commands().items():
             if names is not None and name not in names:
                 continue
+            self._stopped.discard(name)
             log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
             self.processes[name] = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -126,6 +128,7 @@ class Cluster:
 
     def stop_one(self, name: str, timeout_s: float = 8.0) -> None:
         process = self.processes.get(name)
+        self._stopped.add(name)
         if process is None or process.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -140,6 +143,25 @@ class Cluster:
     def restart(self, name: str) -> None:
         self.stop_one(name)
         self.start((name,))
+
+    def kill(self, name: str) -> None:
+        """SIGKILL, as a crash would: no clean-up, no flush, no goodbye."""
+        process = self.processes[name]
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def crashed(self) -> list[str]:
+        """Processes that exited although nobody stopped them."""
+        return [n for n, p in self.processes.items() if p.poll() is not None
+                and n not in self._stopped]
+
+    def revive(self) -> list[str]:
+        """Restart every crashed process (the supervisor's one job); return their names."""
+        names = self.crashed()
+        for name in names:
+            self.start((name,))
+        return names
 
     def stop(self) -> None:
         # Clients first, Redis last, so nobody counts a failure or a lost connection on the way

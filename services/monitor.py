@@ -40,6 +40,7 @@ class LoadSample:
     served_generation: float
     newest_generation: float
     client_stale: float = 0.0
+    client_resolutions: float = 0.0
 
 
 @dataclass
@@ -108,6 +109,7 @@ class Monitor:
                 samples.sum("dnsrace_dns_generation_served", endpoint="regional"),
                 samples.sum("dnsrace_planner_newest_generation"),
                 samples.sum("dnsrace_client_stale_answers_total"),
+                samples.sum("dnsrace_client_resolutions_total"),
             ))
             self._changed.set()
             await asyncio.sleep(self.metrics_every_s)

@@ -87,12 +87,16 @@ def configure_logging(settings: Settings, process: str, az: str | None = None) -
     root.setLevel(settings.log_level)
 
 
-def redis_client(settings: Settings) -> aioredis.Redis:
-    """A client that rides out a Redis restart: reconnects with capped exponential back-off."""
+def redis_client(settings: Settings, retries: int = 20) -> aioredis.Redis:
+    """A client that rides out a Redis restart: reconnects with capped exponential back-off.
+
+    Services keep the default (about 15 s of retrying); a command-line tool asks for a few
+    retries so that a cluster that is not up is reported at once.
+    """
     return aioredis.Redis.from_url(
         settings.effective_redis_url,
         decode_responses=True,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.02), retries=20),
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.02), retries=retries),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         socket_connect_timeout=2.0,
         health_check_interval=5,

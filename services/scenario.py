@@ -173,7 +173,8 @@ class Outcome:
         return not self.failures
 
 
-async def _converged(client: Any) -> bool:
+async def converged(client: Any) -> bool:
+    """Every endpoint names an existing tree of the newest plan or the one before (I4)."""
     zone, plans = ZoneStore(client), PlanStore(client)
     newest = await plans.newest_generation()
     snapshot = await zone.snapshot()
@@ -235,9 +236,9 @@ async def run_scenario(scenario: Scenario, settings: Settings, mode: Mode,
                     await _play(step, settings, client, monitor)
                 last_step = time.monotonic()
                 window = expect.converge_within_s or CONVERGENCE_WINDOW_S
-                while not await _converged(client) and time.monotonic() < last_step + window:
+                while not await converged(client) and time.monotonic() < last_step + window:
                     await asyncio.sleep(0.1)
-                if await _converged(client):
+                if await converged(client):
                     outcome.converged_after_s = time.monotonic() - last_step
                 await asyncio.sleep(max(0.0, scenario.settle_s - (time.monotonic() - last_step)))
                 after, _ = monitor.totals()

@@ -26,7 +26,7 @@ from services.zone_store import ZoneStore
 
 def _run(settings: Settings, body: Callable[[Any], Awaitable[int]]) -> int:
     async def main() -> int:
-        client = redis_client(settings)
+        client = redis_client(settings, retries=2)
         try:
             return await body(client)
         finally:
@@ -169,3 +169,28 @@ def matrix_command(args: argparse.Namespace, settings: Settings) -> int:
     print(format_table(results))
     broken = [o for _, o in results if o.failures and not o.requests]
     return 1 if broken else 0
+
+
+def soak_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit 0 when the soak shows what the mode promises: safe clean, legacy caught."""
+    import tempfile
+    from pathlib import Path
+
+    from services.soak import FAULT_TYPES, run_soak
+
+    types = tuple(args.faults.split(",")) if args.faults else FAULT_TYPES
+    unknown = set(types) - set(FAULT_TYPES)
+    if unknown or not 0 < args.duration <= 24 * 3600:
+        print(f"dnsrace: --faults takes {', '.join(FAULT_TYPES)}; --duration 0 < s <= 86400",
+              file=sys.stderr)
+        return 2
+    workdir = Path(tempfile.mkdtemp(prefix="dnsrace-soak-"))
+    report = asyncio.run(run_soak(settings, args.mode, args.duration, args.seed, workdir,
+                                  types))
+    print(report.to_text())
+    print(f"logs and data in {workdir}")
+    clean = (not report.violations and report.empty_answers == 0
+             and report.stale_answers == 0 and report.converged_after_s is not None)
+    if report.problems:
+        return 1
+    return 0 if clean == (args.mode == "safe") else 1

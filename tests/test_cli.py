@@ -1,0 +1,58 @@
+"""The CLI as a person meets it: clear one-line errors for mistakes, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from prometheus_client import REGISTRY
+
+from services import cli
+from services.redis_server import free_port
+from tests.conftest import REPO
+
+
+def dnsrace(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")}
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], capture_output=True,
+                          text=True, timeout=60, cwd=REPO, env={**clean, **env})
+
+
+def test_building_the_parser_registers_no_metrics() -> None:
+    """Every service process builds the parser: it must carry only its own metrics."""
+    before = set(REGISTRY._names_to_collectors)
+    cli.build_parser()
+    assert set(REGISTRY._names_to_collectors) == before
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (("config",), {"DNSRACE_MODEE": "safe"}, "unknown setting DNSRACE_MODEE"),
+    (("config",), {"DNSRACE_MODE": "fast"}, "choose one of legacy, safe"),
+    (("config",), {"DNSRACE_PLAN_INTERVAL_S": "soon"}, "is not a valid float"),
+    (("run", "scenarios/nope.toml"), {}, "cannot read scenario"),
+    (("soak", "--faults", "meteor"), {}, "--faults takes"),
+])
+def test_mistakes_get_one_clear_line(args: tuple[str, ...], env: dict[str, str],
+                                     message: str) -> None:
+    result = dnsrace(*args, **env)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_tools_say_when_the_cluster_is_not_up() -> None:
+    port = str(free_port())
+    result = dnsrace("fault", "list", DNSRACE_CONTROL_PORT=port)
+    assert result.returncode == 1
+    assert "is not reachable" in result.stderr and "dnsrace up" in result.stderr
+    status = dnsrace("status", DNSRACE_REDIS_PORT=str(free_port()))
+    assert status.returncode == 1
+    assert "not reachable" in status.stderr and "Traceback" not in status.stderr
+
+
+def test_config_lists_every_setting_with_its_meaning() -> None:
+    result = dnsrace("config")
+    assert result.returncode == 0
+    assert "DNSRACE_CLEANUP_AGE" in result.stdout and "generations older" in result.stdout
