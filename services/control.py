@@ -167,6 +167,11 @@ def build_app(ctx: ServiceContext, controller: Controller) -> web.Application:
             response: web.StreamResponse = await handler(request)
         except RedisError as e:
             return error(503, f"the fault store (Redis) is unreachable: {e}")
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            return error(e.status, f"{e.reason}: {request.method} {request.path}; the API is "
+                                   "POST/GET /faults, DELETE /faults/{id}, POST /faults/reset")
         if response.status < 400:
             REQUESTS.labels("ok").inc()
         return response

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from services import history
 from services.config import Settings
 from services.control import Controller, build_app
+from services.fault_requests import parse_fault_request
 from services.faults import PIDS_KEY
 from services.fleet import HealthStore
 from services.runtime import ServiceContext
@@ -167,3 +168,30 @@ async def test_state_changes_need_the_token_when_one_is_set(
     finally:
         await client.close()
         await controller.client.aclose()
+
+
+async def test_a_fault_still_ends_when_the_control_service_was_down_at_its_expiry(
+        settings_db: Settings) -> None:
+    """Restart the control service after a fault's expiry: it ends the fault and undoes it."""
+    first = Controller(ServiceContext(settings_db, "control"))
+    ip = f"{settings_db.lb_network}.2"
+    fault = parse_fault_request({"type": "lb_health", "target": "lb-002", "duration_s": 0.3},
+                                settings_db)
+    await first.start(fault)
+    await first.client.aclose()          # the service dies with the fault still active
+    health = HealthStore(aioredis.Redis.from_url(settings_db.redis_url, decode_responses=True))
+    assert (await health.all())[ip].healthy is False
+
+    second = Controller(ServiceContext(settings_db, "control"))
+    expiry = asyncio.create_task(second.expire_forever())
+    try:
+        async def healthy_again() -> bool:
+            return (await health.all())[ip].healthy
+
+        await wait_until(healthy_again, 5, "the restarted service to end the fault")
+        ended = [e for _, e in await second.sink.read() if isinstance(e, history.FaultEnded)]
+        assert [(e.fault_id, e.why) for e in ended] == [(fault.id, "expired")]
+    finally:
+        expiry.cancel()
+        await second.client.aclose()
+        await health.client.aclose()
