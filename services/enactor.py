@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 from redis.asyncio import Redis
@@ -37,6 +38,7 @@ from services.plans import Plan, PlanStore
 from services.records import (
     BatchRejected,
     ChangeBatch,
+    Committed,
     RejectReason,
     WeightedAddress,
     decode_alias,
@@ -49,7 +51,7 @@ from services.runtime import (
     run_until_stopped,
     start_site,
 )
-from services.zone_store import ZoneStore
+from services.zone_store import EndpointRecords, ZoneStore
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,21 @@ def init_metrics(az: str) -> None:
         TREES_DELETED.labels(az, live)
 
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class ZoneAccess(Protocol):
+    """What an enactor does with the zone: one read per endpoint, atomic batches, clean-up."""
+
+    async def read_endpoint(self, endpoint: str, tree: str) -> EndpointRecords: ...
+    async def apply(self, batch: ChangeBatch) -> Committed: ...
+    async def trees(self) -> dict[str, str]: ...
+    async def references(self) -> dict[str, int]: ...
+
+
+class PlanSource(Protocol):
+    """Where an enactor finds the newest plan."""
+
+    async def newest(self) -> Plan | None: ...
 LOCK_NAMES = names.LOCK_PREFIX
 
 
@@ -126,7 +143,7 @@ def _is_lock_conflict(error: BatchRejected) -> bool:
 
 
 class Enactor:
-    def __init__(self, az: str, policy: Policy, zone: ZoneStore, plans: PlanStore,
+    def __init__(self, az: str, policy: Policy, zone: ZoneAccess, plans: PlanSource,
                  gate: FaultGate, sink: history.HistorySink, *,
                  backoff_base_s: float = 0.05, backoff_max_s: float = 1.0,
                  clock: Callable[[], float] = time.time, sleep: Sleep = asyncio.sleep,
