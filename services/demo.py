@@ -25,6 +25,7 @@ from services.config import Mode, Settings
 from services.monitor import Monitor
 from services.plans import PlanStore
 from services.race import RaceError, RaceReport, run_race
+from services.report import RunRecord, capture, write_report
 from services.runtime import redis_client
 from services.tools import control_client
 from services.zone_store import ZoneStore
@@ -49,6 +50,8 @@ class ModeResult:
     """Wall-clock time (epoch seconds) DNS polling first saw the empty answer."""
     repaired_at: float | None = None
     """Wall-clock time the operator's repair was committed."""
+    record: RunRecord | None = field(default=None, repr=False, compare=False)
+    """What the HTML report is drawn from: the run's history and what the monitor saw."""
 
     @property
     def failed_requests(self) -> int:
@@ -144,6 +147,7 @@ async def run_mode(settings: Settings, mode: Mode, workdir: Path, rate: float,
                 result.empty_answers = monitor.empty_samples()
                 requests_after, _ = monitor.totals()
                 result.requests = _delta(requests_after, requests_before)
+                result.record = await capture(client, monitor, result)
         finally:
             await client.aclose()
     except (ClusterError, RaceError, TimeoutError) as e:
@@ -200,6 +204,9 @@ def run_demo(settings: Settings, rate: float, modes: tuple[Mode, ...] = ("legacy
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
     print("\n=== summary\n" + format_summary(results))
+    records = [r.record for r in results if r.record]
+    if records:
+        print(f"\nreport: {write_report('demo', records)}")
     legacy_ok = all(r.reproduced and not r.problems for r in results if r.mode == "legacy")
     safe_ok = all(r.empty_answers == 0 and r.failed_requests == 0 and not r.problems
                   for r in results if r.mode == "safe")

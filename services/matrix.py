@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.config import ALL_PROTECTIONS, Mode, Protection, Settings
+from services.report import write_report
 from services.scenario import Outcome, Scenario, run_scenario
 
 
@@ -56,4 +57,7 @@ def run_matrix(scenario: Scenario, settings: Settings, workdir: Path | None = No
         outcome = asyncio.run(run_scenario(scenario, row_settings, row.mode,
                                            workdir / f"row{i}", quiet=True))
         results.append((row, outcome))
+    records = [o.record.named(row.name) for row, o in results if o.record]
+    if records:
+        print(f"report: {write_report('matrix', records)}", flush=True)
     return results

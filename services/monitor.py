@@ -41,6 +41,8 @@ class LoadSample:
     newest_generation: float
     client_stale: float = 0.0
     client_resolutions: float = 0.0
+    latency_buckets: dict[str, float] = field(default_factory=dict)
+    """The clients' request-latency histogram (le -> cumulative count), for percentiles."""
 
 
 @dataclass
@@ -110,6 +112,7 @@ class Monitor:
                 samples.sum("dnsrace_planner_newest_generation"),
                 samples.sum("dnsrace_client_stale_answers_total"),
                 samples.sum("dnsrace_client_resolutions_total"),
+                samples.by("dnsrace_client_request_seconds_bucket", "le"),
             ))
             self._changed.set()
             await asyncio.sleep(self.metrics_every_s)

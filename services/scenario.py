@@ -43,6 +43,7 @@ from services.control_client import ControlError
 from services.monitor import Monitor
 from services.plans import PlanStore
 from services.race import RaceError, run_race
+from services.report import RunRecord
 from services.runtime import redis_client
 from services.tools import control_client
 from services.zone_store import ZoneStore
@@ -167,6 +168,7 @@ class Outcome:
     stale_flips: int = 0
     live_deletions: int = 0
     failures: list[str] = field(default_factory=list)
+    record: RunRecord | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -257,6 +259,8 @@ async def run_scenario(scenario: Scenario, settings: Settings, mode: Mode,
                                       and e.generation < e.previous)
             outcome.live_deletions = sum(1 for e in events
                                          if isinstance(e, history.TreeDeleted) and e.live)
+            outcome.record = RunRecord.from_monitor(monitor, events, outcome,
+                                                    label=f"{scenario.name} {mode}")
         finally:
             await client.aclose()
     except (ClusterError, RaceError, ControlError, TimeoutError) as e:

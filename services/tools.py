@@ -138,6 +138,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     import tempfile
     from pathlib import Path
 
+    from services.report import write_report
     from services.scenario import ScenarioError, format_outcome, load_file, run_scenario
 
     try:
@@ -148,11 +149,16 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     modes = args.mode or list(scenario.expect) or [settings.mode]
     workdir = Path(tempfile.mkdtemp(prefix=f"dnsrace-{scenario.name}-"))
     failed = 0
+    outcomes = []
     for mode in modes:
         outcome = asyncio.run(run_scenario(scenario, settings, mode, workdir))
+        outcomes.append(outcome)
         print(format_outcome(scenario, outcome))
         failed += not outcome.ok
     print(f"logs and data in {workdir}")
+    records = [o.record for o in outcomes if o.record]
+    if records:
+        print(f"report: {write_report('run', records)}")
     return 1 if failed else 0
 
 
