@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -86,7 +87,35 @@ class Cluster:
             commands = {k: v for k, v in commands.items() if k in self.only}
         return commands
 
+    def ports(self) -> dict[int, str]:
+        """Every TCP port the cluster listens on 127.0.0.1, with what listens there."""
+        s = self.settings
+        ports = {s.dns_port: "dns", s.control_port: "control"}
+        if s.embedded_redis:
+            ports[s.redis_port] = "redis"
+        for name in self.commands():
+            url = health_url(name, s)
+            if url is not None:
+                ports.setdefault(int(url.rsplit(":", 1)[1].split("/")[0]), name)
+        return ports
+
+    def check_ports_free(self) -> None:
+        """Fail at once, and say why, when another cluster holds our ports."""
+        for port, owner in sorted(self.ports().items()):
+            with socket.socket() as probe:
+                # As the servers do: a port with connections in TIME_WAIT is free to listen on.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    raise ClusterError(
+                        f"port {port} ({owner}) is in use: another dnsrace cluster is probably "
+                        "running; stop it, or move this one with DNSRACE_*_PORT settings"
+                    ) from None
+
     def start(self, names: tuple[str, ...] | None = None) -> None:
+        if names is None:
+            self.check_ports_free()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")}
         env.update(self.env)

@@ -135,10 +135,20 @@ def observability_app(ctx: ServiceContext, health: HealthCheck | None = None) ->
     return app
 
 
+class PortInUse(RuntimeError):
+    """A port this process must listen on is taken (most often: another cluster is up)."""
+
+
 async def start_site(app: web.Application, host: str, port: int) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    try:
+        await web.TCPSite(runner, host, port, reuse_address=True).start()
+    except OSError as e:
+        await runner.cleanup()
+        raise PortInUse(f"cannot listen on {host}:{port} ({e.strerror}); is another dnsrace "
+                        "cluster running? Stop it, or move this one with DNSRACE_*_PORT "
+                        "settings ('dnsrace config')") from e
     return runner
 
 
@@ -182,8 +192,12 @@ def run_service(main: ServiceMain, settings: Settings, process: str, az: str | N
             except TimeoutError:
                 log.warning("did not stop within %.1f s; cancelled", stop_timeout_s)
         stop.cancel()
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            log.error("%s failed", process, exc_info=task.exception())
+        error = task.exception() if task.done() and not task.cancelled() else None
+        if isinstance(error, PortInUse):
+            log.error("%s", error)
+            return 2
+        if error is not None:
+            log.error("%s failed", process, exc_info=error)
             return 1
         log.info("stopped")
         return 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
@@ -56,3 +58,17 @@ def test_config_lists_every_setting_with_its_meaning() -> None:
     result = dnsrace("config")
     assert result.returncode == 0
     assert "DNSRACE_CLEANUP_AGE" in result.stdout and "generations older" in result.stdout
+
+
+def test_a_second_cluster_on_the_same_ports_is_refused_with_the_reason(tmp_path: Path) -> None:
+    from services.cluster import Cluster, ClusterError, cluster_env
+    from tests.conftest import cluster_settings
+
+    settings = cluster_settings(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", settings.dns_port))
+        taken.listen()
+        cluster = Cluster(settings, cluster_env(settings), tmp_path / "logs")
+        with pytest.raises(ClusterError, match=f"port {settings.dns_port} \\(dns\\) is in use"):
+            cluster.start()
+    assert cluster.processes == {}
