@@ -7,6 +7,7 @@ are compressed against the question, so they echo the client's 0x20 case.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 
 from dnslib import (
@@ -115,8 +116,65 @@ def _heads(packed: bytes) -> tuple[bytes, bytes]:
     return head, bytes((head[0] | RD_FLAG,)) + head[1:]
 
 
+def _opt_wire(edns: EdnsKind, generation: int | None) -> bytes:
+    """Our OPT record (root owner, no extended rcode), as dnslib packs it."""
+    options = (GENERATION_OPTION.to_bytes(2, "big") + b"\x00\x08" + generation.to_bytes(8, "big")
+               if generation is not None else b"")
+    flags = b"\x80\x00" if edns is EdnsKind.EDNS_DO else b"\x00\x00"
+    return (b"\x00\x00\x29" + OUR_UDP_SIZE.to_bytes(2, "big") + b"\x00\x00" + flags
+            + len(options).to_bytes(2, "big") + options)
+
+
+def _address_reply(question: Question, resolution: Resolution,
+                   edns: EdnsKind) -> WireReply | None:
+    """The common reply (NOERROR, A records at the question's name only), encoded directly.
+
+    Byte for byte what the dnslib path gives (names compressed to the question, offset 12),
+    in microseconds instead of a dnslib message per variant: under zone churn every changed
+    endpoint's reply is encoded again, and that must not starve the query path.
+    """
+    if (question.qtype != QType.A or resolution.rcode != Rcode.NOERROR or resolution.authority
+            or resolution.additional or not resolution.variants):
+        return None
+    name = question.name
+    for variant in resolution.variants:
+        for record in variant.answer:
+            if record.name != name or not isinstance(record.rdata, ARdata):
+                return None
+    opt = _opt_wire(edns, resolution.generation) if edns is not EdnsKind.NONE else b""
+    ar = b"\x00\x01" if opt else b"\x00\x00"
+    aa = 0x04 if resolution.authoritative else 0
+    count = len(resolution.variants[0].answer)
+    head = bytes((_QR_FLAG | aa, 0, 0, 1)) + count.to_bytes(2, "big") + b"\x00\x00" + ar
+    tails = []
+    for variant in resolution.variants:
+        if len(variant.answer) != count:
+            return None
+        tails.append(b"".join(
+            b"\xc0\x0c\x00\x01\x00\x01" + (record.ttl & 0xFFFFFFFF).to_bytes(4, "big")
+            + b"\x00\x04" + socket.inet_aton(record.rdata.ip)  # type: ignore[union-attr]
+            for record in variant.answer) + opt)
+    trunc_head = bytes((_QR_FLAG | aa | 0x02, 0, 0, 1, 0, 0, 0, 0)) + ar
+    trunc_tail = _opt_wire(edns, None) if opt else b""
+    size = HEADER_LEN + len(question_wire(question)) + max(len(t) for t in tails)
+    return WireReply(_split_rd(head), tuple(tails), size, _split_rd(trunc_head), trunc_tail)
+
+
+def _split_rd(head: bytes) -> tuple[bytes, bytes]:
+    return head, bytes((head[0] | RD_FLAG,)) + head[1:]
+
+
 def encode_reply(question: Question, resolution: Resolution, edns: EdnsKind) -> WireReply:
     """Every variant of the reply to ``question``, and its truncated form."""
+    fast = _address_reply(question, resolution, edns)
+    if fast is not None:
+        return fast
+    return encode_reply_dnslib(question, resolution, edns)
+
+
+def encode_reply_dnslib(question: Question, resolution: Resolution,
+                        edns: EdnsKind) -> WireReply:
+    """``encode_reply`` through dnslib for every kind of reply (the reference encoding)."""
     qlen = len(question_wire(question))
     tails = []
     head = (b"", b"")

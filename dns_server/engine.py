@@ -48,8 +48,11 @@ class ReplyEngine:
         self.zone = zone
         self.cache.clear()
 
-    def zone_changed(self, changed_names: Iterable[str]) -> None:
-        """Record sets at these names changed in ``self.zone`` (and so did its serial)."""
+    def zone_changed(self, changed_names: Iterable[str], zone: Zone | None = None) -> None:
+        """Record sets at these names changed (and so did the serial); answer from ``zone``
+        when given (a new zone object that differs from the old one at these names only)."""
+        if zone is not None:
+            self.zone = zone
         self.cache.invalidate(changed_names)
 
     def respond(self, data: bytes, tcp: bool) -> bytes | None:

@@ -87,7 +87,7 @@ class DnsServer:
         if names is None:
             self.engine.set_zone(zone)
         else:
-            self.engine.zone_changed(names)
+            self.engine.zone_changed(names, zone)
 
     async def start(self) -> None:
         """Bind UDP and TCP and start following the zone (answers SERVFAIL until loaded)."""

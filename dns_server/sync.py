@@ -2,12 +2,13 @@
 
 One session: subscribe to the change channel and wait for Redis to confirm it, take a full
 snapshot, then follow the notifications whose serial is above the snapshot's.  For each
-group of notifications the changed keys are read with ``get_many`` and then the serial is
-read: if the serial is still the last notified one, the keys were read at exactly that
-serial (serials only grow), so the group is applied at once and no query ever sees a mix of
-two batches (a flip without its tree would be an empty answer we made up).  If the serial
-moved on, the next notifications are on their way: wait for them and read again; after a few
-such reads in a row (a storm of writes) read the whole zone atomically instead.
+group of notifications the changed keys and the serial are read together, atomically (one
+MULTI/EXEC, one round-trip): if the serial is the last notified one, the keys were read at
+exactly that serial, so the group is applied at once and no query ever sees a mix of two
+batches (a flip without its tree would be an empty answer we made up).  If the serial moved
+on, the next notifications are on their way: wait for them and read again; after a few such
+reads in a row (a storm of writes) read the whole zone atomically instead, and drop from the
+reply cache only the answers of names whose record sets differ.
 
 A gap in the serials, a lost subscription or a restarted Redis ends the session: the error
 is counted, and after a short back-off a new session starts from a full snapshot.  While
@@ -95,7 +96,18 @@ def _reads_client(url: str) -> aioredis.Redis:
 
 
 ZoneListener = Callable[[Zone, frozenset[str] | None], None]
-"""Called after the zone changed: the names touched, or None for a whole new zone."""
+"""Called after the zone changed: the names touched, or None for a whole new zone.
+
+The zone passed may be a new object (a catch-up) even when names are given."""
+
+
+async def _read_at_serial(store: ZoneStore, keys: list[str]) -> tuple[dict[str, str | None], int]:
+    """The values of ``keys`` and the zone serial, read atomically in one round-trip."""
+    async with store.client.pipeline(transaction=True) as pipe:
+        pipe.hmget(store.keys.rrsets, keys)
+        pipe.get(store.keys.serial)
+        values, serial = await pipe.execute()
+    return dict(zip(keys, values, strict=True)), int(serial or 0)
 
 
 class ZoneSync:
@@ -225,8 +237,7 @@ class ZoneSync:
             if not pending:
                 continue
             keys = sorted({key for change in pending for key in change.keys})
-            values = await store.get_many(keys)
-            serial = await store.serial()
+            values, serial = await _read_at_serial(store, keys)
             target = pending[-1].serial
             if serial < target:
                 raise ZoneSyncError(ResyncReason.SERIAL_REGRESSED,
@@ -263,9 +274,12 @@ class ZoneSync:
                                 f"{pending[-1].serial}")
         metrics.CATCH_UPS.inc()
         zone = Zone.from_snapshot(snapshot)
+        changed = zone.changed_names(self.zone) if self.zone is not None else None
         self.zone = zone
         if self.listener is not None:
-            self.listener(zone, None)
+            # Only the names whose record sets differ lose their cached replies: under a
+            # storm of writes a catch-up must not make the server re-encode every answer.
+            self.listener(zone, changed)
         self._live([c for c in pending if c.serial <= zone.serial])
         return [c for c in pending if c.serial > zone.serial]
 

@@ -1,0 +1,239 @@
+"""What every benchmark shares: the machine's facts, load sampling, child processes, probes."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not run (a tool is missing, a server did not start)."""
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 (DNS servers bind both)."""
+    for _ in range(50):
+        with socket.socket() as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise BenchError("no port free for both UDP and TCP")
+
+
+def require(tool: str) -> str:
+    path = shutil.which(tool) or (f"/usr/sbin/{tool}" if Path(f"/usr/sbin/{tool}").exists()
+                                  else None)
+    if path is None:
+        raise BenchError(f"{tool} is not installed (apt-get install the Debian package)")
+    return path
+
+
+def machine() -> dict[str, Any]:
+    """nproc, CPU model, memory, kernel, Python, and the commit measured."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_kb = 0
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    commit = ""
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, check=True,
+                                capture_output=True, text=True).stdout.strip()
+    return {
+        "nproc": os.cpu_count(), "cpu_model": model, "mem_gib": round(mem_kb / 2**20, 1),
+        "kernel": platform.release(), "python": platform.python_version(), "commit": commit,
+        "loadavg_at_start": load_average(),
+    }
+
+
+def load_average() -> tuple[float, float, float]:
+    one, five, fifteen = os.getloadavg()
+    return (round(one, 2), round(five, 2), round(fifteen, 2))
+
+
+class LoadSampler:
+    """Samples the 1-minute load average and the machine's busy CPU share every second.
+
+    Started around a benchmark so that its report says how busy the (shared) machine was.
+    """
+
+    def __init__(self, interval_s: float = 1.0) -> None:
+        self.interval_s = interval_s
+        self.loadavg: list[float] = []
+        self.busy: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="load-sampler", daemon=True)
+
+    @staticmethod
+    def _cpu() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]
+        return sum(fields), idle
+
+    def _run(self) -> None:
+        total, idle = self._cpu()
+        while not self._stop.wait(self.interval_s):
+            self.loadavg.append(os.getloadavg()[0])
+            new_total, new_idle = self._cpu()
+            if new_total > total:
+                self.busy.append(1 - (new_idle - idle) / (new_total - total))
+            total, idle = new_total, new_idle
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict[str, Any]:
+        if not self.loadavg:
+            return {"samples": 0}
+        return {
+            "samples": len(self.loadavg),
+            "loadavg_1m_min": round(min(self.loadavg), 2),
+            "loadavg_1m_mean": round(statistics.fmean(self.loadavg), 2),
+            "loadavg_1m_max": round(max(self.loadavg), 2),
+            "cpu_busy_mean_pct": round(100 * statistics.fmean(self.busy), 1) if self.busy
+            else None,
+        }
+
+
+@dataclass
+class Child:
+    """A child process of the benchmark, in its own session, stopped by its pid only."""
+
+    name: str
+    args: Sequence[str]
+    log: Path
+    env: dict[str, str] | None = None
+    cwd: Path = REPO
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> Child:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                list(self.args), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=self.env, cwd=self.cwd, start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def check_alive(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+            raise BenchError(f"{self.name} is not running; its log ends:\n{tail}")
+
+    def stop(self, timeout_s: float = 8.0) -> None:
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> Child:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM of a process, in KiB."""
+    out: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0])
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    fields = raw[raw.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def dns_query(name: str, qtype: int = 1, qid: int = 0x1234) -> bytes:
+    """A plain query packet (RD clear, no EDNS) for ``name``."""
+    labels = b"".join(bytes((len(p),)) + p.encode() for p in name.rstrip(".").split("."))
+    return struct.pack(">HHHHHH", qid, 0, 1, 0, 0, 0) + labels + b"\x00" + struct.pack(
+        ">HH", qtype, 1)
+
+
+def answers_once(port: int, name: str, timeout_s: float = 0.2) -> bytes | None:
+    """One UDP query to 127.0.0.1:port; the reply, or None if none came in time."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout_s)
+        sock.sendto(dns_query(name), ("127.0.0.1", port))
+        try:
+            return sock.recv(4096)
+        except OSError:
+            return None
+
+
+def wait_answering(port: int, name: str, child: Child | None = None,
+                   timeout_s: float = 30.0, rcode: int | None = 0) -> float:
+    """Wait until the server on ``port`` answers ``name`` (with ``rcode``); seconds waited."""
+    started = time.monotonic()
+    while True:
+        reply = answers_once(port, name)
+        if reply is not None and len(reply) >= 12 and (rcode is None or reply[3] & 0xF == rcode):
+            return time.monotonic() - started
+        if child is not None:
+            child.check_alive()
+        if time.monotonic() - started > timeout_s:
+            raise BenchError(f"nothing answered {name} on port {port} in {timeout_s:.0f} s")
+        time.sleep(0.05)
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of already sorted values."""
+    if not sorted_values:
+        raise ValueError("no values")
+    rank = max(1, math.ceil(len(sorted_values) * q / 100 - 1e-9))
+    return sorted_values[rank - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)

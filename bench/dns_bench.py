@@ -1,0 +1,137 @@
+"""Our DNS server against NSD, Knot and dnslib's built-in server: same zone, same queries.
+
+Every round runs every server once, one after the other (interleaved), so a busy moment on
+the shared machine hits all of them alike; the figures are medians over rounds.  Zone churn
+comes from a real planner/enactor pair, paused (SIGSTOP) during the static runs and resumed
+(SIGCONT) for the runs under churn, so those interleave too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import dnsperf, propagation, servers, zonedata
+from bench.churn import Churn
+from bench.common import BenchError, proc_status
+from bench.dnsperf import DnsperfResult
+from bench.servers import DnsChild
+
+Log = Callable[[str], None]
+
+
+def _median(results: list[DnsperfResult], field: str) -> float | None:
+    values = [getattr(r, field) for r in results if getattr(r, field) is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
+def summarize(results: list[DnsperfResult]) -> dict[str, Any]:
+    return {
+        "runs": len(results),
+        "qps_median": _median(results, "qps"),
+        "qps_runs": [r.qps for r in results],
+        "avg_latency_ms_median": _median(results, "avg_latency_ms"),
+        "p50_ms_median": _median(results, "p50_ms"),
+        "p99_ms_median": _median(results, "p99_ms"),
+        "p99_ms_runs": [r.p99_ms for r in results],
+        "p999_ms_median": _median(results, "p999_ms"),
+        "lost_total": sum(r.lost for r in results),
+        "sent_total": sum(r.sent for r in results),
+        "response_bytes": results[0].response_bytes if results else None,
+        "command": results[0].command if results else "",
+    }
+
+
+def _pause(churn: Churn, paused: bool) -> None:
+    for child in churn.children:
+        child.check_alive()
+        child.process.send_signal(signal.SIGSTOP if paused else signal.SIGCONT)  # type: ignore[union-attr]
+
+
+async def run(root: Path, log: Log, endpoints: int = 1003, rounds: int = 3,
+              duration_s: float = 10.0, rate: float = 25_000, references: tuple[str, ...] = (
+                  "nsd", "knot"), propagation_samples: int = 300) -> dict[str, Any]:
+    out: dict[str, Any] = {"endpoints": endpoints, "rounds": rounds, "duration_s": duration_s,
+                           "rate_qps": rate}
+    async with zonedata.store(root, endpoints, appendonly=True) as s:
+        started = time.perf_counter()
+        await zonedata.populate(s, plans=2)
+        out["zone_populate_s"] = round(time.perf_counter() - started, 2)
+        zone = await zonedata.export(s, root / "zone")
+        out["zone"] = {"endpoints": len(zone.names), "a_records": zone.records,
+                       "query_file_names": len(zone.names)}
+        running: list[DnsChild] = []
+        try:
+            running.append(servers.start_ours(root, s.url))
+            starters = {"nsd": servers.start_nsd, "knot": servers.start_knot}
+            for name in references:
+                try:
+                    running.append(starters[name](root, zone))
+                except BenchError as e:
+                    log(f"  {name} skipped: {e}")
+            running.append(servers.start_dnslib(root, zone))
+            ours = running[0]
+            results: dict[str, list[DnsperfResult]] = {}
+
+            def record(key: str, result: DnsperfResult) -> None:
+                results.setdefault(key, []).append(result)
+                extra = f" p99 {result.p99_ms} ms" if result.p99_ms is not None else ""
+                log(f"  {key:<24} {result.qps:>10.0f} q/s  avg {result.avg_latency_ms:.3f} ms"
+                    f"{extra}  lost {result.lost}")
+
+            with Churn(s.url, endpoints - 3, root) as churn:
+                churn.wait_churning()
+                churn_rates = []
+                for n in range(rounds):
+                    log(f" round {n + 1}/{rounds}")
+                    _pause(churn, True)
+                    for server in running:
+                        record(f"max/{server.name}", dnsperf.run(
+                            server.name, server.port, zone.query_file, duration_s))
+                    for server in running:
+                        if server.name == "dnslib":
+                            continue  # it cannot answer this rate (see max); not compared
+                        record(f"rate/{server.name}", dnsperf.run(
+                            server.name, server.port, zone.query_file, duration_s, rate=rate))
+                    _pause(churn, False)
+                    churn.wait_churning(batches=20)
+                    record("max/ours+churn", dnsperf.run(
+                        "ours+churn", ours.port, zone.query_file, duration_s))
+                    record("rate/ours+churn", dnsperf.run(
+                        "ours+churn", ours.port, zone.query_file, duration_s, rate=rate))
+                    churn_rates.append(churn.rate())
+                out["churn"] = churn_rates
+                prop_zone = s.zone()
+                log(" propagation under churn")
+                out["propagation_churn"] = await propagation.measure(
+                    prop_zone, ours.port, propagation_samples, ours.metrics_port, first=1)
+                _pause(churn, True)
+                log(" propagation idle")
+                out["propagation_idle"] = await propagation.measure(
+                    prop_zone, ours.port, propagation_samples, ours.metrics_port,
+                    first=propagation_samples + 1)
+                log(f" propagation at {rate:g} q/s")
+                load = dnsperf.start_background(ours.port, zone.query_file,
+                                                duration_s * 3, rate)
+                try:
+                    await asyncio.sleep(0.5)
+                    out["propagation_loaded"] = await propagation.measure(
+                        prop_zone, ours.port, propagation_samples, ours.metrics_port,
+                        first=2 * propagation_samples + 1)
+                finally:
+                    load.terminate()
+                    load.communicate()
+                _pause(churn, False)
+            out["rss_mib"] = {srv.name: round(proc_status(srv.pid)["VmRSS"] / 1024, 1)
+                              for srv in running}
+        finally:
+            for server in running:
+                server.stop()
+    out["results"] = {key: summarize(values) for key, values in results.items()}
+    out["raw"] = {key: [r.to_dict() for r in values] for key, values in results.items()}
+    return out

@@ -1,0 +1,118 @@
+"""dnsperf (Debian ``dnsperf`` 2.10) runs and what they report.
+
+dnsperf 2.10 prints the average latency but no percentiles, so the fixed-rate runs use
+``-v``, which prints every query's latency; the percentiles are computed from those lines.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.common import BenchError, percentile, require
+
+_FIELDS = {
+    "sent": r"Queries sent:\s+(\d+)",
+    "completed": r"Queries completed:\s+(\d+)",
+    "lost": r"Queries lost:\s+(\d+)",
+    "qps": r"Queries per second:\s+([\d.]+)",
+    "avg_latency_s": r"Average Latency \(s\):\s+([\d.]+)",
+    "max_latency_s": r"Average Latency \(s\):\s+[\d.]+ \(min [\d.]+, max ([\d.]+)\)",
+    "response_bytes": r"Average packet size:\s+request \d+, response (\d+)",
+    "run_time_s": r"Run time \(s\):\s+([\d.]+)",
+}
+
+
+@dataclass
+class DnsperfResult:
+    server: str
+    mode: str
+    """``max`` (as fast as the server answers) or ``rate`` (fixed ``-Q``)."""
+    sent: int
+    completed: int
+    lost: int
+    qps: float
+    avg_latency_ms: float
+    max_latency_ms: float
+    response_bytes: int
+    run_time_s: float
+    rcodes: str
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    p999_ms: float | None = None
+    target_qps: float | None = None
+    command: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def command(port: int, query_file: Path, duration_s: float, *, rate: float | None = None,
+            clients: int = 1, threads: int = 1, outstanding: int = 100,
+            verbose: bool = False) -> list[str]:
+    args = [require("dnsperf"), "-s", "127.0.0.1", "-p", str(port), "-d", str(query_file),
+            "-l", f"{duration_s:g}", "-c", str(clients), "-T", str(threads),
+            "-q", str(outstanding), "-t", "1"]
+    if rate is not None:
+        args += ["-Q", f"{rate:g}"]
+    if verbose:
+        args.append("-v")
+    return args
+
+
+def parse(server: str, mode: str, output: str, args: Sequence[str],
+          target: float | None = None) -> DnsperfResult:
+    values: dict[str, float] = {}
+    for key, pattern in _FIELDS.items():
+        match = re.search(pattern, output)
+        if match is None:
+            raise BenchError(f"dnsperf output has no {key!r}:\n{output[-1500:]}")
+        values[key] = float(match.group(1))
+    rcodes = re.search(r"Response codes:\s+(.*)", output)
+    result = DnsperfResult(
+        server=server, mode=mode, sent=int(values["sent"]), completed=int(values["completed"]),
+        lost=int(values["lost"]), qps=round(values["qps"], 1),
+        avg_latency_ms=round(values["avg_latency_s"] * 1000, 3),
+        max_latency_ms=round(values["max_latency_s"] * 1000, 3),
+        response_bytes=int(values["response_bytes"]), run_time_s=values["run_time_s"],
+        rcodes=rcodes.group(1).strip() if rcodes else "", target_qps=target,
+        command=" ".join(Path(a).name if a.startswith("/") and i == 0 else a
+                         for i, a in enumerate(args)),
+    )
+    latencies = sorted(float(line.rsplit(" ", 1)[1]) for line in output.splitlines()
+                       if line.startswith("> ") and _is_number(line.rsplit(" ", 1)[1]))
+    if latencies:
+        result.p50_ms = round(percentile(latencies, 50) * 1000, 3)
+        result.p99_ms = round(percentile(latencies, 99) * 1000, 3)
+        result.p999_ms = round(percentile(latencies, 99.9) * 1000, 3)
+    return result
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def run(server: str, port: int, query_file: Path, duration_s: float, *,
+        rate: float | None = None, outstanding: int = 100, clients: int = 1) -> DnsperfResult:
+    """One dnsperf run: ``max`` throughput, or a fixed ``rate`` with per-query latencies."""
+    args = command(port, query_file, duration_s, rate=rate, outstanding=outstanding,
+                   clients=clients, verbose=rate is not None)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=duration_s + 30)
+    if done.returncode != 0:
+        raise BenchError(f"dnsperf failed ({done.returncode}): {done.stderr[-1000:]}")
+    return parse(server, "rate" if rate is not None else "max", done.stdout, args, rate)
+
+
+def start_background(port: int, query_file: Path, duration_s: float,
+                     rate: float) -> subprocess.Popen[str]:
+    """A fixed-rate dnsperf in the background (load while something else is measured)."""
+    args = command(port, query_file, duration_s, rate=rate)
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -1,0 +1,210 @@
+"""Run every dnsrace benchmark in one sequence; print the figures and write them as JSON.
+
+    .venv/bin/python -m bench.run                  # everything (about 10 minutes)
+    .venv/bin/python -m bench.run --quick          # a small smoke run (about 1 minute)
+    .venv/bin/python -m bench.run --only dns,enactor --out /tmp/bench.json
+
+``main`` is the function to wire as ``dnsrace bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench import dns_bench, enactor_bench, loadgen_bench, memory_bench
+from bench.common import REPO, LoadSampler, machine
+
+SECTIONS = ("dns", "enactor", "memory", "loadgen")
+DEFAULT_OUT = REPO / "bench" / "results" / "latest.json"
+
+
+def log(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of issue 6: the figure, the bound, met or not, and by how much."""
+    rows: list[dict[str, Any]] = []
+
+    def add(name: str, value: float | None, bound: float, higher_is_better: bool,
+            unit: str) -> None:
+        if value is None:
+            rows.append({"target": name, "value": None, "bound": bound, "met": None})
+            return
+        met = value >= bound if higher_is_better else value < bound
+        margin = value / bound if higher_is_better else bound / value if value else None
+        rows.append({"target": name, "value": value, "bound": bound, "unit": unit, "met": met,
+                     "factor": round(margin, 3) if margin is not None else None})
+
+    dns = result.get("dns")
+    if dns:
+        r = dns["results"]
+        ours = r["max/ours"]["qps_median"]
+        add("DNS q/s vs NSD (>= 0.9)", _ratio(ours, r.get("max/nsd", {}).get("qps_median")),
+            0.9, True, "x")
+        add("DNS q/s vs dnslib (>= 20)",
+            _ratio(ours, r.get("max/dnslib", {}).get("qps_median")), 20, True, "x")
+        lost = sum(r[k]["lost_total"] for k in r if k.endswith("/ours")
+                   or k.endswith("/ours+churn"))
+        rows.append({"target": "0 lost queries (ours, every run)", "value": lost, "bound": 0,
+                     "unit": "queries", "met": lost == 0})
+        add(f"p99 at {dns['rate_qps']:g} q/s < 1 ms", r["rate/ours"]["p99_ms_median"], 1.0,
+            False, "ms")
+        add("p99 at rate under churn < 1 ms", r["rate/ours+churn"]["p99_ms_median"], 1.0,
+            False, "ms")
+        for key in ("propagation_idle", "propagation_loaded", "propagation_churn"):
+            add(f"{key.replace('_', ' ')} p99 < 5 ms",
+                dns[key]["from_apply_call"]["p99_ms"], 5.0, False, "ms")
+    enactor = result.get("enactor")
+    if enactor:
+        add(f"{enactor['endpoints']}-endpoint plan < 2 s (cluster Redis config)",
+            enactor["cluster_config"]["wall_s"], 2.0, False, "s")
+    loadgen = result.get("loadgen")
+    if loadgen:
+        add("loadgen >= 99% of 2000 req/s", loadgen["at_2000"]["achieved_pct_of_target"],
+            99.0, True, "%")
+    return rows
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = []
+    dns = result.get("dns")
+    if dns:
+        lines.append(f"DNS ({dns['zone']['endpoints']} endpoints, {dns['rounds']} rounds of "
+                     f"{dns['duration_s']:g} s, medians)")
+        lines.append(f"  {'run':<20} {'q/s':>10} {'avg ms':>8} {'p50 ms':>8} {'p99 ms':>8} "
+                     f"{'p99.9':>8} {'lost':>6}")
+        for key, row in dns["results"].items():
+            lines.append(
+                f"  {key:<20} {row['qps_median']:>10.0f} {row['avg_latency_ms_median']:>8.3f} "
+                f"{_fmt(row['p50_ms_median'])} {_fmt(row['p99_ms_median'])} "
+                f"{_fmt(row['p999_ms_median'])} {row['lost_total']:>6}")
+        for key in ("propagation_idle", "propagation_loaded", "propagation_churn"):
+            p = dns[key]
+            lines.append(f"  {key:<20} p50 {p['from_apply_call']['p50_ms']} ms  "
+                         f"p99 {p['from_apply_call']['p99_ms']} ms (from apply call); "
+                         f"p99 {p['from_apply_return']['p99_ms']} ms (from its return)")
+        lines.append(f"  churn: {dns['churn']}")
+    enactor = result.get("enactor")
+    if enactor:
+        for key in ("cluster_config", "no_persistence"):
+            e = enactor[key]
+            lines.append(f"enactor {e['endpoints']} endpoints ({key}): {e['wall_s']} s wall, "
+                         f"client CPU {e['client_cpu_s']} s, Redis {e['redis_server_s']} s, "
+                         f"{e['round_trips_per_endpoint']} round-trips/endpoint")
+        for key in ("pipelined_prototype_cluster_config", "pipelined_prototype_no_persistence"):
+            if key in enactor:
+                lines.append(f"enactor {key}: {enactor[key]['wall_s']} s")
+    memory = result.get("memory")
+    if memory:
+        lines.append(f"zone of {memory['record_sets']} record sets: first answer after "
+                     f"{memory['server_start_to_first_answer_s']} s, RSS "
+                     f"{memory['rss_after_load_mib']} MiB loaded, "
+                     f"{memory['rss_after_queries_mib']} MiB after queries")
+    loadgen = result.get("loadgen")
+    if loadgen:
+        a = loadgen["at_2000"]
+        lines.append(f"loadgen at 2000/s: achieved {a['achieved_rate']}/s "
+                     f"({a['achieved_pct_of_target']} %), late {a['late']}, "
+                     f"dropped {a['dropped']}, ok {a['ok_pct']} %")
+        lines.append(f"loadgen one core: max sustained "
+                     f"{loadgen.get('one_core_max_sustained_rate')} req/s")
+    lines.append("targets")
+    for row in result.get("targets", []):
+        verdict = {True: "met", False: "MISSED", None: "n/a"}[row["met"]]
+        lines.append(f"  {verdict:<7} {row['target']}: {row['value']} "
+                     f"{row.get('unit', '')} (bound {row['bound']})")
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return f"{value:>8.3f}" if value is not None else f"{'-':>8}"
+
+
+async def _run_async(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    if "dns" in args.only:
+        log("== DNS: ours vs NSD, Knot, dnslib; churn; propagation")
+        result["dns"] = await dns_bench.run(
+            root / "dns", log, endpoints=args.endpoints, rounds=args.rounds,
+            duration_s=args.duration, rate=args.rate,
+            propagation_samples=args.propagation_samples)
+    if "enactor" in args.only:
+        log(f"== enactor: one plan over {args.enactor_endpoints} endpoints")
+        result["enactor"] = await enactor_bench.run(root / "enactor", args.enactor_endpoints)
+    if "memory" in args.only:
+        log(f"== memory: a zone of {args.memory_endpoints} endpoints")
+        result["memory"] = await memory_bench.run(root / "memory", args.memory_endpoints,
+                                                  query_s=min(5.0, args.duration))
+    return result
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="small and short: checks that every benchmark still runs")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated sections of {', '.join(SECTIONS)}")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result file")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per dnsperf run")
+    parser.add_argument("--rate", type=float, default=25_000, help="fixed dnsperf rate, q/s")
+    parser.add_argument("--endpoints", type=int, default=1003, help="endpoints in the DNS zone")
+    parser.add_argument("--enactor-endpoints", type=int, default=10_000)
+    parser.add_argument("--memory-endpoints", type=int, default=25_000)
+    parser.add_argument("--propagation-samples", type=int, default=300)
+    parser.add_argument("--loadgen-duration", type=float, default=10.0)
+    args = parser.parse_args(argv)
+    args.only = tuple(part.strip() for part in args.only.split(",") if part.strip())
+    unknown = set(args.only) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(sorted(unknown))}")
+    if args.quick:
+        args.rounds, args.duration, args.rate = 1, 2.0, 5000
+        args.endpoints, args.enactor_endpoints, args.memory_endpoints = 53, 200, 500
+        args.propagation_samples, args.loadgen_duration = 20, 2.0
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    result: dict[str, Any] = {"machine": machine(), "quick": args.quick,
+                              "argv": list(argv if argv is not None else sys.argv[1:])}
+    log(f"machine: {result['machine']}")
+    with tempfile.TemporaryDirectory(prefix="dnsrace-bench-") as tmp, LoadSampler() as load:
+        root = Path(tmp)
+        result.update(asyncio.run(_run_async(args, root)))
+        if "loadgen" in args.only:
+            log("== load generator")
+            result["loadgen"] = loadgen_bench.run(
+                root / "loadgen", duration_s=args.loadgen_duration,
+                step_s=min(5.0, args.loadgen_duration),
+                rates=(2000, 2500) if args.quick else (2000, 3000, 4000, 5000, 6000, 8000))
+    result["machine_load_during_run"] = load.summary()
+    result["wall_s"] = round(time.monotonic() - started, 1)
+    result["targets"] = targets(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    log(table(result))
+    log(f"machine load during the run: {result['machine_load_during_run']}")
+    log(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

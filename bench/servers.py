@@ -1,0 +1,129 @@
+"""The DNS servers compared, each a child process on its own loopback port.
+
+- ``ours``: ``python -m dns_server`` following the zone in Redis (as the cluster runs it);
+- ``dnslib``: dnslib's built-in threaded ``DNSServer`` with a tiny resolver (same answers);
+- ``nsd`` / ``knot``: the reference authoritative servers, from a zone file, configured in a
+  temporary directory and run in the foreground (no system service).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import PYTHON, Child, free_port, require, wait_answering
+from bench.zonedata import ExportedZone
+from services import names
+
+
+@dataclass
+class DnsChild:
+    """A running DNS server under test."""
+
+    name: str
+    port: int
+    child: Child
+    metrics_port: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
+
+    def stop(self) -> None:
+        self.child.stop()
+
+
+def _env(**values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")}
+    env.update(values)
+    return env
+
+
+def start_ours(work: Path, redis_url: str, probe: str = names.REGIONAL,
+               timeout_s: float = 60.0) -> DnsChild:
+    """Our server, answering once its zone is loaded from Redis."""
+    port = free_port()
+    metrics_base = free_port() - 4
+    env = _env(DNSRACE_REDIS_URL=redis_url, DNSRACE_DNS_PORT=str(port),
+               DNSRACE_METRICS_PORT_BASE=str(metrics_base), DNSRACE_LOG_LEVEL="WARNING",
+               DNSRACE_STATE_DIR=str(work / "state"))
+    child = Child("ours", [PYTHON, "-m", "dns_server"], work / "ours.log", env=env).start()
+    wait_answering(port, probe, child, timeout_s)
+    return DnsChild("ours", port, child, metrics_base + 4)
+
+
+def start_dnslib(work: Path, zone: ExportedZone) -> DnsChild:
+    port = free_port()
+    child = Child("dnslib", [PYTHON, "-m", "bench.dnslib_server", str(zone.answers_json),
+                             str(port)], work / "dnslib.log", env=_env()).start()
+    wait_answering(port, zone.names[0], child)
+    return DnsChild("dnslib", port, child)
+
+
+def start_nsd(work: Path, zone: ExportedZone) -> DnsChild:
+    """NSD 4 with one server process (as ours is one process), minimal responses."""
+    nsd = require("nsd")
+    port = free_port()
+    home = work / "nsd"
+    home.mkdir(parents=True, exist_ok=True)
+    conf = home / "nsd.conf"
+    conf.write_text(f"""server:
+    ip-address: 127.0.0.1@{port}
+    port: {port}
+    username: ""
+    chroot: ""
+    zonesdir: "{zone.zone_file.parent}"
+    pidfile: "{home}/nsd.pid"
+    database: ""
+    zonelistfile: "{home}/zone.list"
+    xfrdfile: "{home}/xfrd.state"
+    xfrdir: "{home}"
+    logfile: "{home}/nsd.log"
+    server-count: 1
+    verbosity: 0
+    minimal-responses: yes
+    refuse-any: yes
+    hide-version: yes
+remote-control:
+    control-enable: no
+zone:
+    name: "{names.ZONE}"
+    zonefile: "{zone.zone_file.name}"
+""")
+    child = Child("nsd", [nsd, "-d", "-c", str(conf)], work / "nsd.log").start()
+    wait_answering(port, zone.names[0], child)
+    return DnsChild("nsd", port, child)
+
+
+def start_knot(work: Path, zone: ExportedZone) -> DnsChild:
+    """Knot DNS with one UDP worker (as ours is one thread)."""
+    knotd = require("knotd")
+    port = free_port()
+    home = work / "knot"
+    (home / "db").mkdir(parents=True, exist_ok=True)
+    conf = home / "knot.conf"
+    conf.write_text(f"""server:
+    rundir: "{home}"
+    listen: 127.0.0.1@{port}
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+log:
+  - target: stderr
+    any: warning
+database:
+    storage: "{home}/db"
+template:
+  - id: default
+    storage: "{zone.zone_file.parent}"
+    semantic-checks: off
+    journal-content: none
+    zonefile-sync: -1
+zone:
+  - domain: {names.ZONE}
+    file: "{zone.zone_file.name}"
+""")
+    child = Child("knot", [knotd, "-c", str(conf)], work / "knot.log").start()
+    wait_answering(port, zone.names[0], child)
+    return DnsChild("knot", port, child)

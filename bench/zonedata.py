@@ -1,0 +1,172 @@
+"""The zones the benchmarks serve: built in a real Redis, exported for the other servers.
+
+``populate`` applies plans with the real Enactor (what the cluster does); ``bulk_load`` writes
+a large zone in big change batches through the same Lua script (faster, same record sets).
+``export`` reads what our DNS server answers for every endpoint, so that NSD, Knot and the
+dnslib server serve exactly the same addresses from a zone file or JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from services import config, history, names
+from services.config import Settings
+from services.enactor import Enactor, RoundReport, policy_for
+from services.faults import FaultBook, FaultGate
+from services.fleet import fleet
+from services.plans import PlanStore, make_plan
+from services.records import (
+    Action,
+    Alias,
+    Change,
+    ChangeBatch,
+    Lock,
+    a_records,
+    alias_record,
+    lock_record,
+)
+from services.redis_server import EmbeddedRedis
+from services.zone_store import ZoneStore, ensure_apex
+
+AZ = names.AZS[0]
+
+
+@dataclass
+class Store:
+    """One real Redis with the zone and plan stores on it."""
+
+    redis: EmbeddedRedis
+    client: aioredis.Redis
+    settings: Settings
+
+    @property
+    def url(self) -> str:
+        return self.redis.url
+
+    def zone(self) -> ZoneStore:
+        return ZoneStore(self.client)
+
+    def enactor(self, az: str = AZ) -> Enactor:
+        """An enactor as ``services.enactor.serve`` builds it: Redis history, fault gate."""
+        sink = history.RedisHistory(self.client, source=f"enactor/{az}")
+        gate = FaultGate(FaultBook(self.client), az, sink)
+        return Enactor(az, policy_for(self.settings, az), self.zone(), PlanStore(self.client),
+                       gate, sink, backoff_base_s=self.settings.backoff_base_s,
+                       backoff_max_s=self.settings.backoff_max_s)
+
+    async def publish_plan(self, generation: int) -> None:
+        endpoints = names.endpoints(self.settings.cells)
+        plan = make_plan(generation, int(time.time() * 1000), endpoints, fleet(self.settings),
+                         {})
+        await PlanStore(self.client).publish(plan)
+
+    async def apply_plan(self, generation: int, enactor: Enactor | None = None) -> RoundReport:
+        await self.publish_plan(generation)
+        return await (enactor or self.enactor()).run_round()
+
+
+@asynccontextmanager
+async def store(root: Path, endpoints: int, appendonly: bool = False) -> AsyncIterator[Store]:
+    """A fresh Redis (``appendonly`` as the cluster runs it, fsync always) with the apex."""
+    root.mkdir(parents=True, exist_ok=True)
+    data = Path(tempfile.mkdtemp(prefix="redis-", dir=root))
+    redis = EmbeddedRedis(data, appendonly=appendonly).start()
+    client = aioredis.Redis.from_url(redis.url, decode_responses=True)
+    try:
+        settings = config.load({}, redis_url=redis.url, cells=max(0, endpoints - 3),
+                               state_dir=str(root / "state"))
+        await ensure_apex(ZoneStore(client), settings.ttl_s, settings.negative_ttl_s)
+        yield Store(redis, client, settings)
+    finally:
+        await client.aclose()
+        redis.stop()
+
+
+async def populate(s: Store, plans: int = 2) -> None:
+    """Apply ``plans`` generations with the real enactor (the second sets every rollback)."""
+    enactor = s.enactor()
+    for generation in range(1, plans + 1):
+        await s.apply_plan(generation, enactor)
+
+
+async def bulk_load(s: Store, generation: int = 2, chunk: int = 2000) -> int:
+    """Every endpoint's alias, tree, previous tree, rollback and lock, in big change batches.
+
+    The same record sets an enactor leaves after applying ``generation`` over
+    ``generation - 1``; written through ``ZoneStore.apply``. Returns the record sets written.
+    """
+    endpoints = names.endpoints(s.settings.cells)
+    lbs = fleet(s.settings)
+    now_ms = int(time.time() * 1000)
+    current = make_plan(generation, now_ms, endpoints, lbs, {})
+    previous = make_plan(generation - 1, now_ms, endpoints, lbs, {})
+    written = 0
+    for start in range(0, len(endpoints), chunk):
+        changes: list[Change] = []
+        for endpoint in endpoints[start:start + chunk]:
+            tree = names.tree_name(generation, endpoint)
+            old = names.tree_name(generation - 1, endpoint)
+            changes += [
+                Change(Action.CREATE, a_records(old, previous.endpoints[endpoint])),
+                Change(Action.CREATE, a_records(tree, current.endpoints[endpoint])),
+                Change(Action.CREATE, alias_record(endpoint, Alias(tree, generation))),
+                Change(Action.CREATE, alias_record(names.rollback_name(endpoint),
+                                                   Alias(old, generation - 1))),
+                Change(Action.CREATE, lock_record(names.lock_name(endpoint),
+                                                  Lock(AZ, now_ms))),
+            ]
+        await s.zone().apply(ChangeBatch(tuple(changes), comment="bench bulk load"))
+        written += len(changes)
+    return written
+
+
+@dataclass(frozen=True)
+class ExportedZone:
+    """The endpoints' answers as files the other servers read."""
+
+    names: tuple[str, ...]
+    zone_file: Path
+    answers_json: Path
+    query_file: Path
+    records: int
+
+
+async def export(s: Store, out: Path) -> ExportedZone:
+    """Zone file (RFC 1035), JSON and dnsperf query file with every endpoint's A records."""
+    snapshot = await s.zone().snapshot()
+    answers: dict[str, list[str]] = {}
+    for endpoint in names.endpoints(s.settings.cells):
+        alias = snapshot.alias(endpoint)
+        addresses = snapshot.addresses(alias.target) if alias is not None else None
+        if addresses:
+            answers[endpoint] = [a.ip for a in addresses]
+    ttl = s.settings.ttl_s
+    lines = [
+        f"$ORIGIN {names.ZONE}.",
+        f"@ {ttl} IN SOA ns1 hostmaster {snapshot.serial % 2**32} 60 10 3600 "
+        f"{s.settings.negative_ttl_s}",
+        f"@ {ttl} IN NS ns1",
+        f"ns1 {ttl} IN A 127.0.0.1",
+    ]
+    records = 0
+    for name, ips in answers.items():
+        for ip in ips:
+            lines.append(f"{name}. {ttl} IN A {ip}")
+            records += 1
+    out.mkdir(parents=True, exist_ok=True)
+    zone_file = out / f"{names.ZONE}.zone"
+    zone_file.write_text("\n".join(lines) + "\n")
+    answers_json = out / "answers.json"
+    answers_json.write_text(json.dumps({"ttl": ttl, "answers": answers}))
+    query_file = out / "queries.txt"
+    query_file.write_text("".join(f"{name} A\n" for name in answers))
+    return ExportedZone(tuple(answers), zone_file, answers_json, query_file, records)
