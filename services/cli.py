@@ -230,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="how long to inject faults (default 120)")
     soak.add_argument("--seed", type=int, default=1, help="seed of the fault schedule")
     soak.add_argument("--faults", help="comma-separated fault types (default: all)")
+    # 'dnsrace bench ...' hands its arguments to bench.run (benchmarks: a script, not tests).
+    sub.add_parser("bench", add_help=False,
+                   help="benchmarks against dnslib, NSD and Knot ('dnsrace bench --help')")
     # 'dnsrace explore ...' hands its arguments to the explorer's parser (run_explore).
     sub.add_parser("explore", add_help=False,
                    help="the real enactors under a seeded scheduler, I1-I3 checked every step "
@@ -252,6 +255,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["explore"]:
         return run_explore(argv[1:])
+    if argv[:1] == ["bench"]:
+        from bench.run import main as bench_main
+
+        return bench_main(argv[1:])
     if argv[:1] == ["loadgen"]:
         from loadgen.__main__ import main as loadgen_main
 
