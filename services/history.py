@@ -247,11 +247,15 @@ class RedisHistory:
         rows = await self.client.xrevrange(self.key, count=1)
         return rows[0][0] if rows else "0-0"
 
-    async def follow(self, since_id: str = "$", block_ms: int = 1000
-                     ) -> AsyncIterator[tuple[str, Event]]:
-        """Events as they are recorded after ``since_id``."""
+    async def follow(self, since_id: str = "$", block_ms: int = 1000,
+                     stop: asyncio.Event | None = None) -> AsyncIterator[tuple[str, Event]]:
+        """Events as they are recorded after ``since_id``, until ``stop`` is set.
+
+        Stop it with the event rather than by cancelling: cancelling redis-py in the middle of
+        a blocking XREAD can leave the call waiting for good (redis/redis-py#2663, #2028).
+        """
         last = since_id
-        while True:
+        while stop is None or not stop.is_set():
             reply = await self.client.xread({self.key: last}, block=block_ms, count=500)
             for _, rows in reply or []:
                 for entry_id, fields in rows:

@@ -40,6 +40,7 @@ class HistoryWatch:
         self.since_id = since_id
         self.events: list[Event] = []
         self._arrived = asyncio.Event()
+        self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> HistoryWatch:
@@ -47,13 +48,18 @@ class HistoryWatch:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
+        if self._task is None:
+            return
+        self._stop.set()  # the follower ends after its current XREAD (at most 200 ms)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), 5.0)
+        except TimeoutError:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
     async def _follow(self) -> None:
-        async for _, event in self.sink.follow(self.since_id, block_ms=200):
+        async for _, event in self.sink.follow(self.since_id, block_ms=200, stop=self._stop):
             self.events.append(event)
             self._arrived.set()
 
