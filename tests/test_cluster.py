@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,3 +138,28 @@ def test_boto3_puts_then_gets_an_item_through_a_load_balancer(running: Running) 
 def test_logs_carry_process_az_and_generation(running: Running) -> None:
     log = Path(running.cluster.log_dir / "enactor_az2.log").read_text()
     assert "[enactor az=use1-az2 gen=" in log
+
+
+def cli(running: Running, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")}
+    env.update(cluster_env(running.settings))
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], capture_output=True,
+                          text=True, timeout=60, env=env)
+
+
+def test_status_shows_every_endpoint_healthy_and_repair_leaves_it_alone(
+        running: Running) -> None:
+    status = cli(running, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    rows = json.loads(status.stdout)
+    assert len(rows) == len(names.endpoints(running.settings.cells))
+    for row in rows:
+        assert not row["broken"] and row["tree_exists"]
+        assert row["newest"] - row["alias_generation"] <= 3
+        if row["endpoint"] in names.NAMED_ENDPOINTS:
+            assert row["dns_outcome"] == "ok" and row["dns_addresses"]
+    table = cli(running, "status")
+    assert "0 broken" in table.stdout and names.REGIONAL in table.stdout
+    repair = cli(running, "repair")
+    assert repair.returncode == 0
+    assert "nothing to repair" in repair.stdout
