@@ -70,6 +70,7 @@ class Controller:
         self.health = HealthStore(self.client)
         self.sink = history.RedisHistory(self.client, source="control")
         self.changed = asyncio.Event()
+        self.stopping = asyncio.Event()
         self.lock = asyncio.Lock()
         self.lbs = {lb.name: lb for lb in fleet(ctx.settings)}
 
@@ -130,8 +131,12 @@ class Controller:
         return fault
 
     async def expire_forever(self) -> None:
-        """End each fault at its expiry; never polls: sleeps until the next expiry or a change."""
-        while True:
+        """End each fault at its expiry; never polls: sleeps until the next expiry or a change.
+
+        Runs until :meth:`stop`: ended by an event, not by cancellation, which redis-py does
+        not always survive in the middle of a call (redis/redis-py#2028).
+        """
+        while not self.stopping.is_set():
             self.changed.clear()
             timeout = 5.0
             try:
@@ -146,6 +151,16 @@ class Controller:
                 timeout = 0.5
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), timeout=max(timeout, 0.001))
+
+    async def stop(self, expiry: asyncio.Task[None], timeout_s: float = 5.0) -> None:
+        """Stop the expiry loop and close the Redis client."""
+        self.stopping.set()
+        self.changed.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(expiry), timeout_s)
+        except TimeoutError:
+            expiry.cancel()
+        await self.client.aclose()
 
 
 def build_app(ctx: ServiceContext, controller: Controller) -> web.Application:
@@ -224,8 +239,5 @@ async def serve(ctx: ServiceContext) -> None:
     try:
         await ctx.stopping.wait()
     finally:
-        expiry.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await expiry
         await runner.cleanup()
-        await controller.client.aclose()
+        await controller.stop(expiry)

@@ -56,9 +56,18 @@ REPO = Path(__file__).resolve().parent.parent
 async def wait_until(condition: Callable[[], Awaitable[bool]], timeout_s: float = 5.0,
                      what: str = "condition") -> None:
     """Check ``condition`` until it holds, failing the test after ``timeout_s``."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await condition():
-        if asyncio.get_running_loop().time() > deadline:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+
+    async def check() -> bool:
+        # A check that itself hangs (a stuck Redis call) fails at the deadline too.
+        try:
+            return await asyncio.wait_for(condition(), max(0.1, deadline - loop.time()))
+        except TimeoutError:
+            return False
+
+    while not await check():
+        if loop.time() > deadline:
             raise AssertionError(f"{what} did not hold within {timeout_s} s")
         await asyncio.sleep(0.01)
 

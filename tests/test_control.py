@@ -31,9 +31,8 @@ async def api(settings_db: Settings) -> AsyncIterator[tuple[TestClient, Controll
     client = TestClient(TestServer(build_app(ctx, controller)))
     await client.start_server()
     yield client, controller
-    expiry.cancel()
     await client.close()
-    await controller.client.aclose()
+    await controller.stop(expiry)
 
 
 STALL = {"type": "enactor_stall", "target": "use1-az1", "duration_s": 30,
@@ -192,6 +191,5 @@ async def test_a_fault_still_ends_when_the_control_service_was_down_at_its_expir
         ended = [e for _, e in await second.sink.read() if isinstance(e, history.FaultEnded)]
         assert [(e.fault_id, e.why) for e in ended] == [(fault.id, "expired")]
     finally:
-        expiry.cancel()
-        await second.client.aclose()
+        await second.stop(expiry)
         await health.client.aclose()

@@ -85,7 +85,8 @@ class DigPoller:
     """``dig`` asking for the regional name every 0.3 s, as an operator would."""
 
     def __init__(self) -> None:
-        self.answers: list[tuple[float, str, int]] = []
+        self.answers: list[tuple[float, float, str, int]] = []
+        """(asked at, answered at, status, answer count), wall-clock times."""
         self.task: asyncio.Task[None] | None = None
 
     def __call__(self, settings: Settings) -> DigPoller:
@@ -95,12 +96,13 @@ class DigPoller:
 
     async def poll(self) -> None:
         while True:
+            asked = time.time()
             dig = await asyncio.create_subprocess_exec(
                 *self.command, stdout=asyncio.subprocess.PIPE)
             out = (await dig.communicate())[0].decode()
             status = out.split("status: ")[1].split(",")[0] if "status: " in out else "none"
             count = int(out.split("ANSWER: ")[1].split(",")[0]) if "ANSWER: " in out else -1
-            self.answers.append((time.time(), status, count))
+            self.answers.append((asked, time.time(), status, count))
             await asyncio.sleep(0.3)
 
     async def __aenter__(self) -> DigPoller:
@@ -143,10 +145,12 @@ async def test_legacy_race_empties_the_name_until_an_operator_repairs_it(
     assert {Invariant.I1, Invariant.I3} <= found
     # dig during the outage: NOERROR with zero answers; before it and after repair: addresses.
     assert result.empty_since is not None and result.repaired_at is not None
-    outage = [(s, n) for t, s, n in dig.answers if result.empty_since <= t < result.repaired_at]
+    # Only digs asked after the poller saw the name empty and answered before the repair.
+    outage = [(s, n) for asked, done, s, n in dig.answers
+              if result.empty_since <= asked and done < result.repaired_at]
     assert outage and set(outage) == {("NOERROR", 0)}
-    assert all(s == "NOERROR" and n > 0 for t, s, n in dig.answers
-               if t < result.empty_since - 1 or t > result.repaired_at + 1)
+    assert all(s == "NOERROR" and n > 0 for asked, done, s, n in dig.answers
+               if done < result.empty_since - 1 or asked > result.repaired_at + 1)
     # The AWS SDK saw the outage as applications did: DNS resolution errors, then recovery.
     assert result.empty_since is not None and result.repaired_at is not None
     calls = sdk.calls()
