@@ -27,6 +27,7 @@ from dns_server.zone import Zone
 from services import history
 from services.config import Settings
 from services.runtime import ServiceContext, observability_app, redis_client, start_site
+from services.topology import ISOLATION_RANGE
 from services.zone_store import ZoneKeys, ZoneStore, ensure_apex
 
 log = logging.getLogger(__name__)
@@ -36,15 +37,17 @@ UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 
 
 def loopback_host(host: str) -> str:
-    """The address to bind; refuses anything but loopback (we are not a public server)."""
+    """The address to bind; refuses anything but loopback or an isolated namespace's address
+    (we are not a public server)."""
     if host == "localhost":
         return "127.0.0.1"
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         raise ListenAddressError(f"DNSRACE_DNS_HOST={host!r} is not an IP address") from None
-    if not address.is_loopback:
-        raise ListenAddressError(f"DNSRACE_DNS_HOST={host!r} is not a loopback address")
+    if not (address.is_loopback or address in ISOLATION_RANGE):
+        raise ListenAddressError(f"DNSRACE_DNS_HOST={host!r} is neither a loopback address nor "
+                                 "in 198.18.0.0/15 (the --isolate namespaces)")
     return host
 
 

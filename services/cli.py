@@ -64,6 +64,12 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     """Run the Procfile under honcho (Ctrl-C stops everything), Prometheus alongside if asked."""
     from services.cluster import PROCFILE
 
+    if args.isolate:
+        from services.isolate import run_up
+
+        return run_up(settings, args.mode,
+                      args.prometheus_port if args.with_prometheus else None)
+
     env = dict(os.environ)
     env["DNSRACE_MODE"] = args.mode or settings.mode
     cmd = [sys.executable, "-m", "honcho", "-f", str(PROCFILE), "start"]
@@ -190,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--with-prometheus", action="store_true",
                     help="also run Prometheus (Debian package 'prometheus') scraping every process")
     up.add_argument("--prometheus-port", type=int, default=9090)
+    up.add_argument("--isolate", action="store_true",
+                    help="one network namespace per AZ and one for the region (needs root; "
+                         "docs/isolation.md)")
     watch_parser = add("watch", cmd_watch,
                        "live view of the numbers that tell the story (reads /metrics)")
     from services import watch
@@ -198,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     fault = add("fault", cmd_fault, "add, list, remove or reset faults through the control API")
     fault_sub = fault.add_subparsers(dest="action", required=True, metavar="ACTION")
     fault_add = fault_sub.add_parser("add", help="start a timed fault")
-    fault_add.add_argument("type", help="enactor_stall, lock_delay, enactor_pause or lb_health")
+    fault_add.add_argument("type", help="enactor_stall, lock_delay, enactor_pause, lb_health "
+                                        "or az_partition")
     fault_add.add_argument("target", help="an AZ (use1-az1 ...), 'all', or a load balancer")
     fault_add.add_argument("--duration", type=float, required=True, metavar="SECONDS",
                            help="the fault ends by itself after this long")
@@ -243,7 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     enactor = add("enactor", _serve("enactor"), "run the DNS Enactor of one AZ")
     enactor.add_argument("--az", required=True, choices=AZS, help="Availability Zone")
     add("dns", _serve("dns"), "run the authoritative DNS server")
-    add("endpoints", _serve("endpoints"), "run the load-balancer fleet (DynamoDB JSON API)")
+    endpoints = add("endpoints", _serve("endpoints"),
+                    "run the load-balancer fleet (DynamoDB JSON API)")
+    endpoints.add_argument("--az", choices=AZS,
+                           help="serve only this AZ's load balancers (dnsrace up --isolate)")
     # 'dnsrace loadgen ...' hands every argument to the load generator's own parser (main).
     sub.add_parser("loadgen", add_help=False,
                    help="run a load generator (options: 'dnsrace loadgen --help')")

@@ -8,6 +8,7 @@ a silent no-op: a typo in a game-day config must not quietly run the default.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import typing
 from collections.abc import Mapping
@@ -64,8 +65,8 @@ class Settings:
     lb_count: int = _doc("load balancers in the fleet, spread over the three AZs", default=12)
     lb_port: int = _doc("HTTP port every load balancer listens on (each its own address)",
                         default=8000)
-    lb_network: str = _doc("first three octets of the load balancers' loopback addresses",
-                           default="127.0.10")
+    lb_network: str = _doc("first three octets of the load balancers' addresses (127.x.y, or "
+                           "198.18.x / 198.19.x under --isolate)", default="127.0.10")
     ttl_s: int = _doc("TTL of the A records served for endpoint names", default=5)
     negative_ttl_s: int = _doc("SOA minimum: how long resolvers cache an empty answer", default=5)
     load_rate: float = _doc("load generator: requests per second", default=200.0)
@@ -89,7 +90,9 @@ class Settings:
             (3 <= self.lb_count <= 250, "DNSRACE_LB_COUNT must be between 3 and 250"),
             (self.ttl_s >= 0 and self.negative_ttl_s >= 0, "TTLs must be >= 0"),
             (self.load_rate >= 0, "DNSRACE_LOAD_RATE must be >= 0"),
-            (self.lb_network.startswith("127."), "DNSRACE_LB_NETWORK must be inside 127.0.0.0/8"),
+            (_lb_network_allowed(self.lb_network),
+             "DNSRACE_LB_NETWORK must be three octets inside 127.0.0.0/8, or inside "
+             "198.18.0.0/15 for --isolate"),
         ]
         for ok, message in checks:
             if not ok:
@@ -118,6 +121,16 @@ class Settings:
 
     def replace(self, **changes: typing.Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def _lb_network_allowed(prefix: str) -> bool:
+    """Loopback, or the benchmarking range that ``--isolate`` gives its namespaces."""
+    try:
+        first = ipaddress.ip_address(f"{prefix}.1")
+    except ValueError:
+        return False
+    # services.topology.ISOLATION_RANGE (config cannot import it: topology imports config)
+    return first.is_loopback or first in ipaddress.ip_network("198.18.0.0/15")
 
 
 def _env_name(name: str) -> str:

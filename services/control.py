@@ -96,6 +96,10 @@ class Controller:
                 capacity = int(fault.params.get("capacity", 100))
                 for ip in self._lb_ips(fault.target):
                     await self.health.set(ip, Health(not starting, capacity))
+            elif fault.type is FaultType.AZ_PARTITION:
+                from services import isolate_net
+
+                await isolate_net.partition(self.settings, fault.target, cut=starting)
         except (OSError, RedisError) as e:
             ACTION_ERRORS.labels(fault.type).inc()
             log.error("fault %s %s: %s", fault.id, "start" if starting else "end", e)

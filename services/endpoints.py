@@ -132,10 +132,10 @@ class LoadBalancerFleet:
     """The listeners of every load balancer; use as ``async with LoadBalancerFleet(...)``."""
 
     def __init__(self, settings: Settings, health: HealthStore, tables: TableStore | None = None,
-                 health_timeout_s: float = HEALTH_LOAD_TIMEOUT_S) -> None:
+                 health_timeout_s: float = HEALTH_LOAD_TIMEOUT_S, az: str | None = None) -> None:
         self.settings = settings
         self.health_timeout_s = health_timeout_s
-        self.lbs = fleet(settings)
+        self.lbs = tuple(lb for lb in fleet(settings) if az in (None, lb.az))
         self.health_store = health
         self.view = HealthView(health, self.lbs)
         self.tables = tables if tables is not None else TableStore(time.time)
@@ -175,8 +175,8 @@ class LoadBalancerFleet:
             raise OSError(e.errno, f"cannot listen on {lb.ip}:{self.settings.lb_port} for "
                                    f"{lb.name}: {e.strerror} (is 127.0.0.0/8 routed to lo?)"
                           ) from e
-        log.info("%d load balancers listening on %s.1-%d:%d", len(self.lbs),
-                 self.settings.lb_network, len(self.lbs), self.settings.lb_port)
+        log.info("%d load balancers listening on %s, port %d", len(self.lbs),
+                 ", ".join(lb.ip for lb in self.lbs), self.settings.lb_port)
 
     async def stop(self) -> None:
         if self._follower is not None:
@@ -236,7 +236,7 @@ async def serve(ctx: ServiceContext) -> None:
     metrics = await start_site(observability_app(ctx), "127.0.0.1",
                                settings.metrics_port("endpoints"))
     try:
-        async with LoadBalancerFleet(settings, HealthStore(redis)):
+        async with LoadBalancerFleet(settings, HealthStore(redis), az=ctx.az):
             ctx.ready = True
             await ctx.stopping.wait()
     finally:

@@ -17,6 +17,7 @@ PARAMS: dict[FaultType, set[str]] = {
     FaultType.LOCK_DELAY: set(),
     FaultType.ENACTOR_PAUSE: set(),
     FaultType.LB_HEALTH: {"capacity"},
+    FaultType.AZ_PARTITION: set(),
 }
 
 
@@ -53,6 +54,14 @@ def parse_fault_request(body: Any, settings: Settings) -> Fault:
     if target not in targets:
         raise FaultRequestError(f"target {target!r} is not valid for {kind}; choose one of "
                                 f"{_choices(targets)}")
+    if kind is FaultType.AZ_PARTITION:
+        from services import isolate_net
+
+        missing = [az for az in (names.AZS if target == "all" else (target,))
+                   if not isolate_net.available(str(az))]
+        if missing:
+            raise FaultRequestError("az_partition needs a cluster started with 'dnsrace up "
+                                    f"--isolate' (no network namespace for {', '.join(missing)})")
     duration = body.get("duration_s")
     if isinstance(duration, bool) or not isinstance(duration, int | float):
         raise FaultRequestError("duration_s is required: a number of seconds > 0")

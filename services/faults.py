@@ -33,6 +33,7 @@ class FaultType(StrEnum):
     LOCK_DELAY = "lock_delay"
     ENACTOR_PAUSE = "enactor_pause"
     LB_HEALTH = "lb_health"
+    AZ_PARTITION = "az_partition"
 
 
 class StallPoint(StrEnum):
