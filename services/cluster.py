@@ -25,6 +25,7 @@ from honcho.environ import parse_procfile
 
 from services.config import Settings
 from services.names import AZS
+from services.redis_server import port_answers
 
 REPO = Path(__file__).resolve().parent.parent
 PROCFILE = REPO / "Procfile"
@@ -130,6 +131,14 @@ class Cluster:
             )
             log.close()
 
+    def health(self, name: str) -> bool:
+        """Does this process answer as healthy (Redis: PING; the others: /healthz)?"""
+        url = health_url(name, self.settings)
+        if url is None:
+            return name != "redis" or not self.settings.embedded_redis or port_answers(
+                self.settings.redis_port)
+        return healthy(url)
+
     def wait_healthy(self, timeout_s: float = 15.0, names: tuple[str, ...] | None = None) -> float:
         """Wait until every process answers /healthz OK; return the seconds it took."""
         started = time.monotonic()
@@ -140,8 +149,7 @@ class Cluster:
                 if process.poll() is not None:
                     raise ClusterError(f"{name} exited with {process.returncode}; "
                                        f"see {self.log_dir / (name + '.log')}")
-                url = health_url(name, self.settings)
-                if url is None or healthy(url):
+                if self.health(name):
                     pending.discard(name)
             if pending and time.monotonic() - started > timeout_s:
                 raise ClusterError(f"not healthy after {timeout_s:.0f} s: "

@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,25 +131,6 @@ class IsolatedCluster(Cluster):
         if process.host_port is None:
             return port_answers(self.settings.redis_port)
         return healthy(f"http://127.0.0.1:{process.host_port}/healthz")
-
-    def wait_healthy(self, timeout_s: float = 20.0,
-                     names: tuple[str, ...] | None = None) -> float:
-        started = time.monotonic()
-        pending = {n for n in self.processes if names is None or n in names}
-        while pending:
-            for name in sorted(pending):
-                process = self.processes[name]
-                if process.poll() is not None:
-                    raise ClusterError(f"{name} exited with {process.returncode}; "
-                                       f"see {self.log_dir / (name + '.log')}")
-                if self.health(name):
-                    pending.discard(name)
-            if pending and time.monotonic() - started > timeout_s:
-                raise ClusterError(f"not healthy after {timeout_s:.0f} s: "
-                                   f"{', '.join(sorted(pending))}; logs in {self.log_dir}")
-            if pending:
-                time.sleep(0.1)
-        return time.monotonic() - started
 
     def _stop_together(self, names: list[str]) -> None:
         for name in names:  # all of them at once, then wait for each (stop_one)
