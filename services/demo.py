@@ -211,6 +211,7 @@ def run_demo(settings: Settings, rate: float, modes: tuple[Mode, ...] = ("legacy
     safe_ok = all(r.empty_answers == 0 and r.failed_requests == 0 and not r.problems
                   for r in results if r.mode == "safe")
     ok = len(results) == len(modes) and legacy_ok and safe_ok
-    print("\nverdict: " + ("legacy broke as in 2025 and was repaired by hand; safe held"
-                           if ok else "the demo did not show what it should (see above)"))
+    shown = "legacy broke as in 2025 and was repaired by hand" + (
+        "; safe held" if "safe" in modes else "")
+    print("\nverdict: " + (shown if ok else "the demo did not show what it should (see above)"))
     return 0 if ok else 1
