@@ -7,7 +7,6 @@ import math
 import os
 import platform
 import shutil
-import signal
 import socket
 import statistics
 import struct
@@ -19,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from services.processes import terminate
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -159,16 +160,8 @@ class Child:
             raise BenchError(f"{self.name} is not running; its log ends:\n{tail}")
 
     def stop(self, timeout_s: float = 8.0) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if self.process is not None:
+            terminate(self.process, timeout_s)
 
     def __enter__(self) -> Child:
         return self.start()

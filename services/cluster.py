@@ -7,7 +7,6 @@ with per-process logs, health checks with deadlines, and kill/restart/pause of o
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
@@ -25,6 +24,7 @@ from honcho.environ import parse_procfile
 
 from services.config import Settings
 from services.names import AZS
+from services.processes import terminate
 from services.redis_server import port_answers
 
 REPO = Path(__file__).resolve().parent.parent
@@ -166,16 +166,8 @@ class Cluster:
     def stop_one(self, name: str, timeout_s: float = 8.0) -> None:
         process = self.processes.get(name)
         self._stopped.add(name)
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGCONT)
-            os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            terminate(process, timeout_s)
 
     def restart(self, name: str) -> None:
         self.stop_one(name)

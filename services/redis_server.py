@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.processes import terminate
+
 
 class RedisServerError(RuntimeError):
     pass
@@ -92,13 +94,8 @@ class EmbeddedRedis:
         return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process:
+            terminate(self.process, 5.0)
         if self.process and self.process.stderr:
             self.process.stderr.close()
 

@@ -11,7 +11,8 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
@@ -22,6 +23,9 @@ from services.plans import PlanStore
 from services.race import RaceError, run_race
 from services.runtime import redis_client
 from services.zone_store import ZoneStore
+
+if TYPE_CHECKING:
+    from services.scenario import Scenario
 
 
 def _run(settings: Settings, body: Callable[[Any], Awaitable[int]]) -> int:
@@ -134,42 +138,45 @@ def check_command(args: argparse.Namespace, settings: Settings) -> int:
     return _run(settings, body)
 
 
-def run_command(args: argparse.Namespace, settings: Settings) -> int:
-    import tempfile
-    from pathlib import Path
-
-    from services.report import write_report
-    from services.scenario import ScenarioError, format_outcome, load_file, run_scenario
+def _scenario(path: Path) -> Scenario | None:
+    """The scenario file, or None after saying on stderr what is wrong with it."""
+    from services.scenario import ScenarioError, load_file
 
     try:
-        scenario = load_file(args.scenario)
+        return load_file(path)
     except ScenarioError as e:
         print(f"dnsrace: {e}", file=sys.stderr)
+        return None
+
+
+def run_command(args: argparse.Namespace, settings: Settings) -> int:
+    import tempfile
+
+    from services.report import write_report
+    from services.scenario import format_outcome, run_scenario
+
+    scenario = _scenario(args.scenario)
+    if scenario is None:
         return 2
     modes = args.mode or list(scenario.expect) or [settings.mode]
     workdir = Path(tempfile.mkdtemp(prefix=f"dnsrace-{scenario.name}-"))
-    failed = 0
     outcomes = []
     for mode in modes:
         outcome = asyncio.run(run_scenario(scenario, settings, mode, workdir))
         outcomes.append(outcome)
         print(format_outcome(scenario, outcome))
-        failed += not outcome.ok
     print(f"logs and data in {workdir}")
     records = [o.record for o in outcomes if o.record]
     if records:
         print(f"report: {write_report('run', records)}")
-    return 1 if failed else 0
+    return 0 if all(o.ok for o in outcomes) else 1
 
 
 def matrix_command(args: argparse.Namespace, settings: Settings) -> int:
     from services.matrix import format_table, run_matrix
-    from services.scenario import ScenarioError, load_file
 
-    try:
-        scenario = load_file(args.scenario)
-    except ScenarioError as e:
-        print(f"dnsrace: {e}", file=sys.stderr)
+    scenario = _scenario(args.scenario)
+    if scenario is None:
         return 2
     results = run_matrix(scenario, settings, only=args.only)
     print(format_table(results))
@@ -180,7 +187,6 @@ def matrix_command(args: argparse.Namespace, settings: Settings) -> int:
 def soak_command(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 0 when the soak shows what the mode promises: safe clean, legacy caught."""
     import tempfile
-    from pathlib import Path
 
     from services.soak import FAULT_TYPES, run_soak
 
