@@ -4,6 +4,11 @@ Each entry remembers the zone names its answer was computed from.  A change to a
 at name N drops every entry that read N (an alias change drops the alias's entries, a tree
 change drops every alias entry that named the tree), and every change drops the entries
 that carry the SOA serial (negative answers, the apex SOA).  So no change leaves a stale reply.
+
+In front of it, UDP queries seen before are answered by their exact bytes (all but the id):
+the query's flags, question and OPT record fix everything in the reply but the id and the
+weighted choice, so a :class:`Prepared` reply keyed by ``query[2:]`` skips parsing.  A dropped
+entry is marked dead, and its prepared replies with it.
 """
 
 from __future__ import annotations
@@ -11,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from prometheus_client import Counter
+from dns_server.metrics import Tally
 
 MAX_ENTRIES = 50_000
 """Beyond this many entries (a flood of random names) the cache starts afresh."""
+MAX_PREPARED = 100_000
+"""Beyond this many prepared replies (names in mixed case, many EDNS variants) they start afresh."""
 
 
 @dataclass(slots=True, eq=False)
@@ -30,17 +37,32 @@ class CachedReply:
     cumulative: tuple[int, ...] | None
     """Cumulative weights of the tails; None when there is one tail only."""
     total: int
-    counter: Counter
-    """The ``dnsrace_dns_queries_total`` child for this reply's rcode and qtype."""
-    empty_counter: Counter | None
+    counter: Tally
+    """``dnsrace_dns_queries_total`` for this reply's rcode and qtype."""
+    empty_counter: Tally | None
     qname: str
     generation: int | None
     address_count: int
+    live: bool = True
+    """False once dropped from the cache: prepared replies built on it are stale."""
+
+
+@dataclass(slots=True, eq=False)
+class Prepared:
+    """A cached reply as one exact query asked for it: header and question ready."""
+
+    entry: CachedReply
+    head: bytes
+    """Header bytes 2..12 (RD as asked, TC if truncated) and the question as asked."""
+    truncated: bool
+    """The whole reply is over the client's UDP size: ``entry.trunc_tail`` follows."""
 
 
 class ReplyCache:
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self.entries: dict[bytes, CachedReply] = {}
+        self.prepared: dict[bytes, Prepared] = {}
+        """UDP queries' bytes after the id, to their reply (see the module's doc)."""
         self._by_name: dict[str, set[bytes]] = {}
         self._serial_dependent: set[bytes] = set()
         self.max_entries = max_entries
@@ -60,17 +82,34 @@ class ReplyCache:
         entries = self.entries
         dropped = 0
         for key in self._serial_dependent:
-            dropped += entries.pop(key, None) is not None
+            dropped += _drop(entries, key)
         self._serial_dependent.clear()
         for name in changed_names:
             for key in self._by_name.pop(name, ()):
-                dropped += entries.pop(key, None) is not None
+                dropped += _drop(entries, key)
         return dropped
 
+    def prepare(self, query_tail: bytes, prepared: Prepared) -> None:
+        """Answer the UDP query whose bytes after the id are ``query_tail`` with ``prepared``."""
+        if len(self.prepared) >= MAX_PREPARED:
+            self.prepared.clear()
+        self.prepared[query_tail] = prepared
+
     def clear(self) -> None:
+        for entry in self.entries.values():
+            entry.live = False
         self.entries.clear()
+        self.prepared.clear()
         self._by_name.clear()
         self._serial_dependent.clear()
 
     def __len__(self) -> int:
         return len(self.entries)
+
+
+def _drop(entries: dict[bytes, CachedReply], key: bytes) -> bool:
+    entry = entries.pop(key, None)
+    if entry is None:
+        return False
+    entry.live = False
+    return True

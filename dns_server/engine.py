@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 from dns_server import metrics
 from dns_server.answer import AnswerPolicy, Question, Resolution, cumulative_weights, resolve
-from dns_server.cache import CachedReply, ReplyCache
+from dns_server.cache import CachedReply, Prepared, ReplyCache
 from dns_server.encode import WireReply, encode_full, encode_reply, header_only
 from dns_server.errors import DroppedQuery, MalformedReason, QueryError
 from dns_server.protocol import MAX_TCP_MESSAGE, EdnsKind, MetricQType, QType, Rcode, metric_qtype
@@ -58,6 +58,10 @@ class ReplyEngine:
     def respond(self, data: bytes, tcp: bool) -> bytes | None:
         """The reply to one query (``bytes``, as sockets give), or None to drop it. Never raises."""
         try:
+            if not tcp:
+                prepared = self.cache.prepared.get(data[2:])
+                if prepared is not None and prepared.entry.live:
+                    return self._reply(prepared, data)
             parsed = fast_parse(data)
             if parsed is None:
                 return self._slow(data, tcp)
@@ -68,7 +72,10 @@ class ReplyEngine:
                 entry = self._entry(question, edns, key)
                 if entry is None:
                     return self._servfail(data, question, edns, data[12:qend])
-            return self._stamp(entry, data, data[12:qend], data[2] & 1, tcp or limit)
+            prepared = _prepare(entry, data[12:qend], data[2] & 1, tcp or limit)
+            if not tcp:
+                self.cache.prepare(data[2:], prepared)
+            return self._reply(prepared, data)
         except Exception:
             self._internal_errors += 1
             metrics.INTERNAL_ERRORS.inc()
@@ -77,24 +84,20 @@ class ReplyEngine:
                               len(data), self._internal_errors)
             return None
 
-    def _stamp(self, entry: CachedReply, data: bytes, question: bytes, rd: int,
-               limit: int | bool) -> bytes:
-        """The cached reply with the query's id, RD bit and question; TC if over ``limit``.
-
-        ``limit`` is True over TCP (no limit), else the UDP size the client accepts.
-        """
-        if entry.cumulative is None:
-            tail = entry.tails[0]
-        else:
-            tail = entry.tails[bisect_right(entry.cumulative, self._random() * entry.total)]
-        entry.counter.inc()
+    def _reply(self, prepared: Prepared, data: bytes) -> bytes:
+        """The prepared reply with the query's id; one of the weighted variants."""
+        entry = prepared.entry
+        entry.counter.n += 1
         if entry.empty_counter is not None:
-            entry.empty_counter.inc()
+            entry.empty_counter.n += 1
         if self.on_answer is not None:
             self.on_answer(entry.qname, entry.generation, entry.address_count)
-        if limit is True or entry.size <= limit:
-            return data[:2] + entry.head[rd] + question + tail
-        return data[:2] + entry.trunc_head[rd] + question + entry.trunc_tail
+        if prepared.truncated:
+            return data[:2] + prepared.head + entry.trunc_tail
+        if entry.cumulative is None:
+            return data[:2] + prepared.head + entry.tails[0]
+        return data[:2] + prepared.head + entry.tails[
+            bisect_right(entry.cumulative, self._random() * entry.total)]
 
     def _entry(self, question: Question, edns: EdnsKind, key: bytes | None) -> CachedReply | None:
         """Resolve, encode and cache the reply to a question; None when there is no zone yet."""
@@ -132,7 +135,8 @@ class ReplyEngine:
         entry = self._entry(question, query.edns, cache_key(question, query.edns))
         if entry is None:
             return self._servfail(data, question, query.edns, query.question_bytes)
-        return self._stamp(entry, data, query.question_bytes, query.rd, tcp or query.udp_limit)
+        return self._reply(_prepare(entry, query.question_bytes, query.rd,
+                                    tcp or query.udp_limit), data)
 
     def _servfail(self, data: bytes, question: Question, edns: EdnsKind,
                   question_bytes: bytes) -> bytes:
@@ -143,18 +147,29 @@ class ReplyEngine:
                 + reply[12 + len(question_bytes):])
 
 
+def _prepare(entry: CachedReply, question: bytes, rd: int, limit: int | bool) -> Prepared:
+    """The entry's reply to a query asking ``question`` with RD ``rd``; TC if over ``limit``.
+
+    ``limit`` is True over TCP (no limit), else the UDP size the client accepts.
+    """
+    if limit is True or entry.size <= limit:
+        return Prepared(entry, entry.head[rd] + question, False)
+    return Prepared(entry, entry.trunc_head[rd] + question, True)
+
+
 def _cached(question: Question, resolution: Resolution, wire: WireReply) -> CachedReply:
     variants = resolution.variants
     cumulative = cumulative_weights(variants) if len(variants) > 1 else None
     empty = None
     if resolution.empty_alias and resolution.endpoint is not None and question.qtype == QType.A \
             and not resolution.endpoint.startswith(names.ROLLBACK_PREFIX):
-        empty = metrics.EMPTY_ANSWERS.labels(names.endpoint_label(resolution.endpoint))
+        empty = metrics.EMPTY_ANSWERS.labels(names.endpoint_label(resolution.endpoint)).tally()
     return CachedReply(
         head=wire.head, tails=wire.tails, size=wire.size, trunc_head=wire.trunc_head,
         trunc_tail=wire.trunc_tail, cumulative=cumulative,
         total=cumulative[-1] if cumulative else 0,
-        counter=metrics.QUERIES.labels(resolution.rcode.name, metric_qtype(question.qtype)),
+        counter=metrics.QUERIES.labels(resolution.rcode.name,
+                                       metric_qtype(question.qtype)).tally(),
         empty_counter=empty, qname=question.name, generation=resolution.generation,
         address_count=resolution.address_count,
     )

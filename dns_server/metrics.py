@@ -2,14 +2,58 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from dns_server.zone import Zone
 from services import names
 
-QUERIES = Counter("dnsrace_dns_queries", "DNS queries answered, by response code and type",
-                  ["rcode", "qtype"])
-EMPTY_ANSWERS = Counter(
+
+class Tally:
+    """One series' count, kept in a plain attribute: ``tally.n += 1`` costs no lock."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0.0
+
+    def inc(self, amount: float) -> None:
+        self.n += amount
+
+    def set(self, value: float) -> None:
+        self.n = value
+
+    def get(self) -> float:
+        return self.n
+
+    def set_exemplar(self, exemplar: Any) -> None:
+        pass
+
+    def get_exemplar(self) -> None:
+        return None
+
+
+class HotCounter(Counter):
+    """A Counter for the per-query path: the hot path adds to :meth:`tally` directly.
+
+    prometheus_client guards every value with a lock (0.6 us an increment, a quarter of a
+    cached answer). The server answers queries and serves /metrics on one thread, its event
+    loop, so a plain attribute is exact here; ``inc`` and the exposition work as for any
+    Counter (the value object is the one ``Counter`` keeps in ``_value``).
+    """
+
+    def _metric_init(self) -> None:
+        super()._metric_init()
+        self._value = Tally()
+
+    def tally(self) -> Tally:
+        return self._value
+
+
+QUERIES = HotCounter("dnsrace_dns_queries", "DNS queries answered, by response code and type",
+                     ["rcode", "qtype"])
+EMPTY_ANSWERS = HotCounter(
     "dnsrace_dns_empty_answers",
     "A queries for an endpoint whose alias names a missing or empty tree (NOERROR, no data)",
     ["endpoint"],
