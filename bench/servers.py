@@ -41,16 +41,20 @@ def _env(**values: str) -> dict[str, str]:
 
 
 def start_ours(work: Path, redis_url: str, probe: str = names.REGIONAL,
-               timeout_s: float = 60.0) -> DnsChild:
-    """Our server, answering once its zone is loaded from Redis."""
+               timeout_s: float = 60.0, udp_batch: int | None = None,
+               name: str = "ours") -> DnsChild:
+    """Our server, answering once its zone is loaded from Redis; ``udp_batch`` as
+    DNSRACE_DNS_UDP_BATCH (0: the asyncio transport, a system call per datagram)."""
     port = free_port()
     metrics_base = free_port() - 4
     env = _env(DNSRACE_REDIS_URL=redis_url, DNSRACE_DNS_PORT=str(port),
                DNSRACE_METRICS_PORT_BASE=str(metrics_base), DNSRACE_LOG_LEVEL="WARNING",
-               DNSRACE_STATE_DIR=str(work / "state"))
-    child = Child("ours", [PYTHON, "-m", "dns_server"], work / "ours.log", env=env).start()
+               DNSRACE_STATE_DIR=str(work / name))
+    if udp_batch is not None:
+        env["DNSRACE_DNS_UDP_BATCH"] = str(udp_batch)
+    child = Child(name, [PYTHON, "-m", "dns_server"], work / f"{name}.log", env=env).start()
     wait_answering(port, probe, child, timeout_s)
-    return DnsChild("ours", port, child, metrics_base + 4)
+    return DnsChild(name, port, child, metrics_base + 4)
 
 
 def start_dnslib(work: Path, zone: ExportedZone) -> DnsChild:

@@ -23,6 +23,7 @@ from dns_server.errors import ListenAddressError
 from dns_server.sampling import AnswerSampler
 from dns_server.sync import Backoff, ZoneSync
 from dns_server.transport import TcpConnections, TcpDnsProtocol, TcpLimits, UdpDnsProtocol
+from dns_server.udp_batch import UdpBatchServer, available
 from dns_server.zone import Zone
 from services import history
 from services.config import Settings
@@ -65,8 +66,10 @@ class DnsServer:
         self.sync = ZoneSync(redis_url or settings.effective_redis_url, keys,
                              listener=self._zone_changed)
         self._tcp_connections = TcpConnections(tcp_limits or TcpLimits())
-        self._udp: asyncio.DatagramTransport | None = None
-        self._udp_protocol: UdpDnsProtocol | None = None
+        self.udp_batch = settings.dns_udp_batch if available() else 0
+        """Datagrams per recvmmsg; 0 when UDP goes through the asyncio transport."""
+        self._udp: asyncio.DatagramTransport | UdpBatchServer | None = None
+        self._udp_closed: asyncio.Future[None] | None = None
         self._tcp: asyncio.Server | None = None
         self._sync_task: asyncio.Task[None] | None = None
 
@@ -106,7 +109,8 @@ class DnsServer:
         else:  # pragma: no cover - twenty ports in a row taken for TCP but free for UDP
             raise OSError("no free port for both UDP and TCP")
         self._sync_task = asyncio.create_task(self.sync.run(), name="zone-sync")
-        log.info("DNS listening on %s port %d (UDP and TCP)", self.host, self.port)
+        log.info("DNS listening on %s port %d (UDP %s, and TCP)", self.host, self.port,
+                 f"in batches of up to {self.udp_batch}" if self.udp_batch else "one by one")
 
     def _udp_socket(self, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -130,12 +134,19 @@ class DnsServer:
             reuse_address=True, backlog=1024,
         )
         try:
-            transport, protocol = await loop.create_datagram_endpoint(
-                lambda: UdpDnsProtocol(engine), sock=udp)
+            if self.udp_batch:
+                batched = UdpBatchServer(udp, engine.respond, self.udp_batch)
+                batched.start()
+                assert batched.closed is not None
+                self._udp, self._udp_closed = batched, batched.closed
+            else:
+                transport, protocol = await loop.create_datagram_endpoint(
+                    lambda: UdpDnsProtocol(engine), sock=udp)
+                self._udp, self._udp_closed = transport, protocol.closed
         except BaseException:
             tcp.close()
             raise
-        self._tcp, self._udp, self._udp_protocol = tcp, transport, protocol
+        self._tcp = tcp
         self.port = port
 
     async def wait_loaded(self, timeout_s: float | None = None) -> None:
@@ -152,10 +163,10 @@ class DnsServer:
             self._sync_task.cancel()
             await asyncio.gather(self._sync_task, return_exceptions=True)
             self._sync_task = None
-        if self._udp is not None and self._udp_protocol is not None:
+        if self._udp is not None and self._udp_closed is not None:
             self._udp.close()
-            await self._udp_protocol.closed
-            self._udp = self._udp_protocol = None
+            await self._udp_closed
+            self._udp = self._udp_closed = None
         if self._tcp is not None:
             self._tcp.close()
             self._tcp_connections.close_all()

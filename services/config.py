@@ -37,6 +37,9 @@ class Settings:
     redis_port: int = _doc("port of the embedded Redis on 127.0.0.1", default=6390)
     dns_host: str = _doc("address the authoritative DNS server listens on", default="127.0.0.1")
     dns_port: int = _doc("UDP and TCP port of the authoritative DNS server", default=5300)
+    dns_udp_batch: int = _doc(
+        "UDP queries the DNS server takes per recvmmsg system call (0: one per call through "
+        "the asyncio transport, also where recvmmsg is missing)", default=64)
     control_host: str = _doc("address of the control service; not loopback needs a token",
                              default="127.0.0.1")
     control_port: int = _doc("HTTP port of the control service (fault API)", default=8600)
@@ -86,6 +89,7 @@ class Settings:
             (self.cleanup_age >= 1, "DNSRACE_CLEANUP_AGE must be >= 1"),
             (self.keep_newest >= 1, "DNSRACE_KEEP_NEWEST must be >= 1"),
             (self.lock_lease_s > 0, "DNSRACE_LOCK_LEASE_S must be > 0"),
+            (0 <= self.dns_udp_batch <= 1024, "DNSRACE_DNS_UDP_BATCH must be between 0 and 1024"),
             (0 < self.max_capacity_drop <= 1, "DNSRACE_MAX_CAPACITY_DROP must be in (0, 1]"),
             (3 <= self.lb_count <= 250, "DNSRACE_LB_COUNT must be between 3 and 250"),
             (self.ttl_s >= 0 and self.negative_ttl_s >= 0, "TTLs must be >= 0"),

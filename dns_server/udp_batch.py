@@ -1,0 +1,230 @@
+"""UDP in batches: ``recvmmsg(2)`` and ``sendmmsg(2)``, one system call for many datagrams.
+
+Through an asyncio transport every query costs one ``recvmsg`` and one ``sendmsg``, and the
+kernel's per-call cost (entry, exit, a wake-up of the client per reply) is most of the
+server's time (docs/benchmarks.md). Here, when the socket is readable, one ``recvmmsg``
+takes up to ``batch`` waiting datagrams into fixed buffers, each is answered, and one
+``sendmmsg`` sends every reply to its sender; repeated until the socket is drained. This is
+how NSD and Knot read their sockets. The system calls go through ``ctypes`` (the standard
+library has no binding for them), so this is Linux only: :func:`available` says whether it
+can be used, and the server falls back to the asyncio transport where it cannot.
+
+The C structures are declared with ``ctypes.Structure``; the per-datagram fields (lengths,
+address pointers) are read and written through memoryviews over the same memory, which
+costs a fraction of a ctypes attribute access.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import errno
+import logging
+import socket
+import struct
+from collections.abc import Callable
+
+from prometheus_client import Histogram
+
+log = logging.getLogger(__name__)
+
+BATCH_DATAGRAMS = Histogram(
+    "dnsrace_dns_udp_batch_datagrams",
+    "UDP queries taken by one recvmmsg system call (the batch the server answers at once)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+
+RECEIVE_SLOT = 65_536
+"""Bytes per received datagram: any UDP datagram fits (a longer one is impossible)."""
+SEND_SLOT = 4096
+"""Bytes per reply; UDP replies are at most the client's size, never over 1232 (RFC 9715)."""
+NAME_SLOT = 128
+"""Bytes per peer address (``struct sockaddr_storage``)."""
+MSG_DONTWAIT = 0x40
+MSG_TRUNC = 0x20
+
+Respond = Callable[[bytes, bool], "bytes | None"]
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+class _MsgHdr(ctypes.Structure):
+    _fields_ = [("msg_name", ctypes.c_void_p), ("msg_namelen", ctypes.c_uint32),
+                ("msg_iov", ctypes.POINTER(_IoVec)), ("msg_iovlen", ctypes.c_size_t),
+                ("msg_control", ctypes.c_void_p), ("msg_controllen", ctypes.c_size_t),
+                ("msg_flags", ctypes.c_int)]
+
+
+class _MMsgHdr(ctypes.Structure):
+    _fields_ = [("msg_hdr", _MsgHdr), ("msg_len", ctypes.c_uint)]
+
+
+def _libc() -> ctypes.CDLL | None:
+    path = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(path, use_errno=True)
+        recv, send = libc.recvmmsg, libc.sendmmsg
+    except (OSError, AttributeError, TypeError):
+        return None
+    recv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_void_p]
+    send.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
+    recv.restype = send.restype = ctypes.c_int
+    return libc
+
+
+_LIBC = _libc()
+
+
+def available() -> bool:
+    """True where the C library has recvmmsg and sendmmsg (Linux)."""
+    return _LIBC is not None
+
+
+def _view(array: ctypes.Array[_MMsgHdr] | ctypes.Array[_IoVec]) -> memoryview:
+    """The bytes of a ctypes array, writable."""
+    raw = (ctypes.c_char * ctypes.sizeof(array)).from_buffer(array)
+    return memoryview(raw).cast("B")
+
+
+class UdpBatchServer:
+    """Answers the datagrams of a bound, non-blocking UDP socket with ``respond``."""
+
+    def __init__(self, sock: socket.socket, respond: Respond, batch: int = 64) -> None:
+        if _LIBC is None:
+            raise OSError("recvmmsg/sendmmsg are not available (Linux only)")
+        if batch < 1:
+            raise ValueError("batch must be >= 1")
+        self.sock = sock
+        self.batch = batch
+        self._respond = respond
+        self._recvmmsg = _LIBC.recvmmsg
+        self._sendmmsg = _LIBC.sendmmsg
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.closed: asyncio.Future[None] | None = None
+
+        self._received = ctypes.create_string_buffer(batch * RECEIVE_SLOT)
+        self._replies = ctypes.create_string_buffer(batch * SEND_SLOT)
+        self._names = ctypes.create_string_buffer(batch * NAME_SLOT)
+        self._recv_iov = (_IoVec * batch)()
+        self._send_iov = (_IoVec * batch)()
+        self._recv_msgs = (_MMsgHdr * batch)()
+        self._send_msgs = (_MMsgHdr * batch)()
+        received, replies = ctypes.addressof(self._received), ctypes.addressof(self._replies)
+        self._names_at = ctypes.addressof(self._names)
+        for i in range(batch):
+            self._recv_iov[i].iov_base = received + i * RECEIVE_SLOT
+            self._recv_iov[i].iov_len = RECEIVE_SLOT
+            self._send_iov[i].iov_base = replies + i * SEND_SLOT
+            for msgs, iov in ((self._recv_msgs, self._recv_iov), (self._send_msgs,
+                                                                   self._send_iov)):
+                header = msgs[i].msg_hdr
+                header.msg_name = self._names_at + i * NAME_SLOT
+                header.msg_namelen = NAME_SLOT
+                header.msg_iov = ctypes.pointer(iov[i])
+                header.msg_iovlen = 1
+        self._received_view = memoryview(self._received).cast("B")
+        self._replies_view = memoryview(self._replies).cast("B")
+        self._recv_view = _view(self._recv_msgs)
+        self._send_view = _view(self._send_msgs)
+        self._send_iov_view = _view(self._send_iov)
+        self._header_size = ctypes.sizeof(_MMsgHdr)
+        self._iov_size = ctypes.sizeof(_IoVec)
+        self._u32 = struct.Struct("=I")
+        self._pointer = struct.Struct("P")
+        self._size = struct.Struct("N")
+        self._name_offset = _MsgHdr.msg_name.offset
+        self._namelen_offset = _MsgHdr.msg_namelen.offset
+        self._flags_offset = _MsgHdr.msg_flags.offset
+        self._len_offset = _MMsgHdr.msg_len.offset
+        self._iov_len_offset = _IoVec.iov_len.offset
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.closed = self._loop.create_future()
+        self._loop.add_reader(self.sock.fileno(), self._readable)
+
+    def close(self) -> None:
+        if self._loop is not None and self.closed is not None and not self.closed.done():
+            self._loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.closed.set_result(None)
+
+    def _readable(self) -> None:
+        """Drain the socket: receive a batch, answer it, send the replies; again until empty."""
+        batch = self.batch
+        while True:
+            count = self._receive()
+            if count <= 0:
+                return
+            self._send(self._answer(count))
+            if count < batch:
+                return  # the socket had fewer waiting: wait for the next readable event
+
+    def _receive(self) -> int:
+        view, size, offset = self._recv_view, self._header_size, self._namelen_offset
+        pack = self._u32.pack_into
+        for i in range(self.batch):
+            pack(view, i * size + offset, NAME_SLOT)
+        count = int(self._recvmmsg(self.sock.fileno(), self._recv_msgs, self.batch,
+                                   MSG_DONTWAIT, None))
+        if count < 0:
+            error = ctypes.get_errno()
+            if error not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                log.debug("recvmmsg: %s", errno.errorcode.get(error, error))
+            return 0
+        BATCH_DATAGRAMS.observe(count)
+        return count
+
+    def _answer(self, count: int) -> int:
+        """Answer the ``count`` datagrams received; the replies to send, in the send arrays."""
+        recv, send, send_iov = self._recv_view, self._send_view, self._send_iov_view
+        received, replies = self._received_view, self._replies_view
+        size, iov_size = self._header_size, self._iov_size
+        unpack, pack = self._u32.unpack_from, self._u32.pack_into
+        pack_pointer, pack_size = self._pointer.pack_into, self._size.pack_into
+        len_at, flags_at = self._len_offset, self._flags_offset
+        name_at, namelen_at, iov_len_at = self._name_offset, self._namelen_offset, \
+            self._iov_len_offset
+        names, respond = self._names_at, self._respond
+        replied = 0
+        for i in range(count):
+            header = i * size
+            if unpack(recv, header + flags_at)[0] & MSG_TRUNC:
+                continue  # cannot happen with 64 KiB slots; never answer a cut query
+            start = i * RECEIVE_SLOT
+            length = unpack(recv, header + len_at)[0]
+            reply = respond(bytes(received[start:start + length]), False)
+            if reply is None:
+                continue
+            if len(reply) > SEND_SLOT:  # pragma: no cover - UDP replies are capped at 1232
+                log.error("a %d-byte UDP reply does not fit its slot; dropped", len(reply))
+                continue
+            out = replied * SEND_SLOT
+            replies[out:out + len(reply)] = reply
+            pack_size(send_iov, replied * iov_size + iov_len_at, len(reply))
+            pack_pointer(send, replied * size + name_at, names + i * NAME_SLOT)
+            pack(send, replied * size + namelen_at, unpack(recv, header + namelen_at)[0])
+            replied += 1
+        return replied
+
+    def _send(self, count: int) -> None:
+        """Send the first ``count`` replies; a reply the kernel refuses is dropped (UDP)."""
+        fd = self.sock.fileno()
+        first = 0
+        while first < count:
+            messages = ctypes.byref(self._send_msgs, first * self._header_size)
+            sent = int(self._sendmmsg(fd, messages, count - first, 0))
+            if sent > 0:
+                first += sent
+                continue
+            error = ctypes.get_errno()
+            if error == errno.EINTR:
+                continue
+            if error in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS):
+                log.debug("send buffer full: %d replies dropped", count - first)
+                return
+            log.debug("sendmmsg: %s", errno.errorcode.get(error, error))
+            first += 1  # that peer's address is refused: skip its reply, send the rest
