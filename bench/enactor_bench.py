@@ -1,12 +1,12 @@
 """The enactor: wall time to apply one plan over N endpoints, and where that time goes.
 
 ``Enactor.run_round`` runs exactly as in the enactor process (Redis history, fault gate,
-legacy policy) against a real Redis, on a plan of N endpoints that replaces the applied one
-(new tree, alias flip, rollback move, lock), in two Redis configurations: the cluster's
-(append-only file, ``appendfsync always``) and without persistence.  Redis's own command
-statistics give round-trips and server time per endpoint; ``cProfile`` gives the client's
-side.  A pipelined prototype of the same writes (same Lua scripts, same decisions, same
-history events; windows of endpoints per round-trip) sizes the fix that is proposed.
+legacy policy, the ``enactor_window`` setting) against a real Redis, on a plan of N endpoints
+that replaces the applied one (new tree, alias flip, rollback move, lock), in two Redis
+configurations: the cluster's (append-only file, ``appendfsync always``) and without
+persistence.  Redis's own command statistics give round-trips and server time per endpoint;
+``cProfile`` gives the client's side.  A sweep of window sizes in the cluster's configuration
+is what the setting's default is chosen from.
 """
 
 from __future__ import annotations
@@ -15,18 +15,22 @@ import cProfile
 import io
 import pstats
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench import zonedata
-from services import history, names
-from services.enactor_decisions import Commit, decide_endpoint
-from services.plans import PlanStore
-from services.records import BatchRejected, decode_alias
-from services.zone_store import EndpointRecords, ZoneStore
+from services import names
+from services.records import decode_alias
+from services.zone_store import ZoneStore
 
-CLIENT_COMMANDS = frozenset({"evalsha", "eval", "xadd", "get", "hgetall", "hscan", "hmget"})
-"""Commands the enactor sends itself (one round-trip each); the rest run inside Lua."""
+CLIENT_COMMANDS = frozenset({"evalsha", "eval", "xadd", "get", "hgetall", "hscan", "hmget",
+                             "script", "script|exists"})
+"""Commands the enactor sends itself; the rest run inside Lua.  A pipelined window sends
+many in one round-trip, so ``commands_sent`` counts commands, not round-trips."""
+SWEEP = (16, 64, 256, 1024)
+"""Windows tried in the cluster's configuration (window 1, the one-at-a-time walk, took 17.7 s
+on 10,000 endpoints: see docs/benchmarks.md)."""
 
 
 async def _command_stats(s: zonedata.Store) -> dict[str, tuple[int, int]]:
@@ -60,10 +64,10 @@ async def _persistence(s: zonedata.Store, appendonly: bool) -> None:
 
 
 async def timed_round(s: zonedata.Store, generation: int, endpoints: int,
-                      profile: bool = False) -> dict[str, Any]:
+                      profile: bool = False, window: int | None = None) -> dict[str, Any]:
     """Publish plan ``generation`` and time one ``run_round`` applying it."""
     await s.publish_plan(generation)
-    enactor = s.enactor()
+    enactor = s.enactor(window=window)
     before = await _command_stats(s)
     profiler = cProfile.Profile() if profile else None
     cpu = time.process_time()
@@ -81,14 +85,17 @@ async def timed_round(s: zonedata.Store, generation: int, endpoints: int,
     redis_usec = sum(u for _, u in stats.values())
     network = {k: v for k, v in stats.items()
                if k in CLIENT_COMMANDS}
+    sent = sum(c for c, _ in network.values())
     result: dict[str, Any] = {
-        "endpoints": endpoints, "generation": generation, "committed": report.committed,
-        "rejected": report.rejected, "deleted": report.deleted,
+        "endpoints": endpoints, "window": enactor.window, "generation": generation,
+        "committed": report.committed, "rejected": report.rejected, "deleted": report.deleted,
+        "applied_endpoints": await check_applied(s.zone(), generation,
+                                                 names.endpoints(s.settings.cells)),
         "wall_s": round(wall, 3), "client_cpu_s": round(cpu, 3),
         "redis_server_s": round(redis_usec / 1e6, 3),
         "per_endpoint_ms": round(1000 * wall / endpoints, 3),
-        "round_trips": sum(c for c, _ in network.values()),
-        "round_trips_per_endpoint": round(sum(c for c, _ in network.values()) / endpoints, 2),
+        "commands_sent": sent,
+        "commands_sent_per_endpoint": round(sent / endpoints, 2),
         "redis_commands": redis_calls,
         "commands": {k: {"calls": c, "usec_per_call": round(u / c, 1)}
                      for k, (c, u) in sorted(stats.items())},
@@ -112,100 +119,33 @@ def _profile_top(profiler: cProfile.Profile, count: int = 18) -> list[dict[str, 
     return rows[:count]
 
 
-async def pipelined_round(s: zonedata.Store, generation: int, window: int = 500
-                          ) -> dict[str, Any]:
-    """A prototype of the proposed fix: the same reads, decisions, batches and history
-    events, but ``window`` endpoints per round-trip (each batch still its own atomic Lua
-    call).  No lock contention handling: one enactor runs here, so none is needed."""
-    await s.publish_plan(generation)
-    plan = await PlanStore(s.client).newest()
-    assert plan is not None
-    zone = s.zone()
-    sink = history.RedisHistory(s.client, source="enactor/bench-pipelined")
-    policy = s.enactor().policy
-    keys = zone.keys
-    before = await _command_stats(s)
-    started = time.perf_counter()
-    items = list(plan.endpoints.items())
-    committed = rejected = 0
-    for start in range(0, len(items), window):
-        chunk = items[start:start + window]
-        async with s.client.pipeline(transaction=False) as pipe:
-            for endpoint, _ in chunk:
-                await zone._read_endpoint(
-                    keys=[keys.rrsets],
-                    args=[endpoint, names.rollback_name(endpoint), names.lock_name(endpoint),
-                          names.tree_name(generation, endpoint)], client=pipe)
-            views = await pipe.execute()
-        now_ms = int(time.time() * 1000)
-        commits: list[tuple[str, Commit]] = []
-        for (endpoint, addresses), raw in zip(chunk, views, strict=True):
-            view = EndpointRecords(*(v if v else None for v in raw))
-            decision = decide_endpoint(generation, endpoint, addresses, view, policy, now_ms)
-            if isinstance(decision, Commit):
-                commits.append((endpoint, decision))
-        async with s.client.pipeline(transaction=False) as pipe:
-            for _, decision in commits:
-                await zone._apply(keys=[keys.rrsets, keys.serial, keys.refs],
-                                  args=[decision.batch.to_json(), keys.channel], client=pipe)
-            results = await pipe.execute()
-        events: list[history.Event] = []
-        for (endpoint, decision), raw in zip(commits, results, strict=True):
-            parsed = _parse_commit(raw)
-            if parsed is None:
-                rejected += 1
-                continue
-            committed += 1
-            events.append(history.BatchCommitted(
-                endpoint=endpoint, generation=generation, previous=decision.previous,
-                rollback=decision.rollback, serial=parsed, repaired=decision.repairs))
-        async with s.client.pipeline(transaction=False) as pipe:
-            for event in events:
-                pipe.xadd(sink.key, {"e": event.to_json()}, maxlen=sink.maxlen,
-                          approximate=True)
-            await pipe.execute()
-    wall = time.perf_counter() - started
-    stats = _delta(before, await _command_stats(s))
-    stats.pop("info", None)
-    return {"endpoints": len(items), "window": window, "committed": committed,
-            "rejected": rejected, "wall_s": round(wall, 3),
-            "redis_server_s": round(sum(u for _, u in stats.values()) / 1e6, 3),
-            "round_trips": 3 * -(-len(items) // window)}
-
-
-def _parse_commit(raw: str) -> int | None:
-    import json
-
-    result = json.loads(raw)
-    return int(result["serial"]) if result["ok"] else None
-
-
 async def check_applied(zone: ZoneStore, generation: int, endpoints: tuple[str, ...]) -> int:
     """How many endpoints' aliases name plan ``generation`` (a sanity check)."""
     values = await zone.client.hmget(zone.keys.rrsets, [f"{e}|ALIAS" for e in endpoints])
     return sum(1 for v in values if v and decode_alias(v).generation == generation)
 
 
-async def run(root: Path, endpoints: int = 10_000, pipelined: bool = True) -> dict[str, Any]:
+async def run(root: Path, endpoints: int = 10_000, sweep: Sequence[int] = SWEEP
+              ) -> dict[str, Any]:
     """Every enactor figure, on one fresh Redis."""
     out: dict[str, Any] = {"endpoints": endpoints}
     async with zonedata.store(root, endpoints, appendonly=False) as s:
+        out["window"] = s.settings.enactor_window
         setup = time.perf_counter()
         await s.apply_plan(1)  # every endpoint gets a tree and an alias: the state to replace
         out["setup_first_plan_s"] = round(time.perf_counter() - setup, 2)
         await _persistence(s, appendonly=True)
         out["cluster_config"] = await timed_round(s, 2, endpoints)
+        generation = 2
+        out["window_sweep_cluster_config"] = {}
+        for window in sweep:
+            generation += 1
+            timed = await timed_round(s, generation, endpoints, window=window)
+            out["window_sweep_cluster_config"][str(window)] = {
+                k: timed[k] for k in ("wall_s", "client_cpu_s", "redis_server_s",
+                                      "applied_endpoints")}
         await _persistence(s, appendonly=False)
-        out["no_persistence"] = await timed_round(s, 3, endpoints)
-        out["profiled_no_persistence"] = await timed_round(s, 4, endpoints, profile=True)
-        if pipelined:
-            await _persistence(s, appendonly=True)
-            out["pipelined_prototype_cluster_config"] = await pipelined_round(s, 5)
-            await _persistence(s, appendonly=False)
-            out["pipelined_prototype_no_persistence"] = await pipelined_round(s, 6)
-            applied = await check_applied(s.zone(), 6, names.endpoints(s.settings.cells))
-            out["pipelined_prototype_applied_endpoints"] = applied
+        out["no_persistence"] = await timed_round(s, generation + 1, endpoints)
+        out["profiled_no_persistence"] = await timed_round(s, generation + 2, endpoints,
+                                                           profile=True)
     return out
-
-
-__all__ = ["BatchRejected", "run"]

@@ -102,12 +102,13 @@ def table(result: dict[str, Any]) -> str:
     if enactor:
         for key in ("cluster_config", "no_persistence"):
             e = enactor[key]
-            lines.append(f"enactor {e['endpoints']} endpoints ({key}): {e['wall_s']} s wall, "
-                         f"client CPU {e['client_cpu_s']} s, Redis {e['redis_server_s']} s, "
-                         f"{e['round_trips_per_endpoint']} round-trips/endpoint")
-        for key in ("pipelined_prototype_cluster_config", "pipelined_prototype_no_persistence"):
-            if key in enactor:
-                lines.append(f"enactor {key}: {enactor[key]['wall_s']} s")
+            lines.append(f"enactor {e['endpoints']} endpoints, window {e['window']} ({key}): "
+                         f"{e['wall_s']} s wall, client CPU {e['client_cpu_s']} s, Redis "
+                         f"{e['redis_server_s']} s, {e['commands_sent_per_endpoint']} "
+                         "commands/endpoint")
+        sweep = enactor.get("window_sweep_cluster_config", {})
+        lines.append("enactor window sweep (cluster_config): " + ", ".join(
+            f"{w}: {r['wall_s']} s" for w, r in sweep.items()))
     memory = result.get("memory")
     if memory:
         lines.append(f"zone of {memory['record_sets']} record sets: first answer after "

@@ -55,13 +55,15 @@ class Store:
     def zone(self) -> ZoneStore:
         return ZoneStore(self.client)
 
-    def enactor(self, az: str = AZ) -> Enactor:
-        """An enactor as ``services.enactor.serve`` builds it: Redis history, fault gate."""
+    def enactor(self, az: str = AZ, window: int | None = None) -> Enactor:
+        """An enactor as ``services.enactor.serve`` builds it: Redis history, fault gate
+        (and ``window`` endpoints per round-trip instead of the setting, if given)."""
         sink = history.RedisHistory(self.client, source=f"enactor/{az}")
         gate = FaultGate(FaultBook(self.client), az, sink)
         return Enactor(az, policy_for(self.settings, az), self.zone(), PlanStore(self.client),
                        gate, sink, backoff_base_s=self.settings.backoff_base_s,
-                       backoff_max_s=self.settings.backoff_max_s)
+                       backoff_max_s=self.settings.backoff_max_s,
+                       window=window or self.settings.enactor_window)
 
     async def publish_plan(self, generation: int) -> None:
         endpoints = names.endpoints(self.settings.cells)

@@ -61,6 +61,10 @@ class Settings:
     lock_lease_s: float = _doc("how long an endpoint lock is held after it is taken", default=1.0)
     backoff_base_s: float = _doc("first back-off after losing a lock", default=0.05)
     backoff_max_s: float = _doc("longest back-off after losing a lock", default=1.0)
+    enactor_window: int = _doc(
+        "endpoints an enactor reads, then commits, per pipelined round-trip (1: one at a time)",
+        default=256,
+    )
     max_capacity_drop: float = _doc(
         "plan validation refuses a plan removing more than this fraction of capacity",
         default=0.5,
@@ -90,6 +94,7 @@ class Settings:
             (self.keep_newest >= 1, "DNSRACE_KEEP_NEWEST must be >= 1"),
             (self.lock_lease_s > 0, "DNSRACE_LOCK_LEASE_S must be > 0"),
             (0 <= self.dns_udp_batch <= 1024, "DNSRACE_DNS_UDP_BATCH must be between 0 and 1024"),
+            (self.enactor_window >= 1, "DNSRACE_ENACTOR_WINDOW must be >= 1"),
             (0 < self.max_capacity_drop <= 1, "DNSRACE_MAX_CAPACITY_DROP must be in (0, 1]"),
             (3 <= self.lb_count <= 250, "DNSRACE_LB_COUNT must be between 3 and 250"),
             (self.ttl_s >= 0 and self.negative_ttl_s >= 0, "TTLs must be >= 0"),

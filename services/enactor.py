@@ -3,6 +3,13 @@
 The loop only reads, asks :mod:`services.enactor_decisions` what to write, and writes. Every
 store call is an ``await`` on the zone or plan store, which is where the interleaving explorer
 takes its turns; time and sleeping are injected for the same reason.
+
+The walk goes in windows of ``window`` endpoints: one round-trip reads the window, one sends
+its change batches (each still its own atomic batch with its lock and fences), one records its
+history. Whatever today's one-at-a-time walk would do differently is done one at a time: an
+endpoint whose lock is held or whose flip a stall names ends the window before it and goes
+alone, and a batch that lost its lock is retried alone after its back-off. ``window=1`` is
+the one-at-a-time walk itself (the explorer's: it takes its turns at each ``await``).
 """
 
 from __future__ import annotations
@@ -12,12 +19,11 @@ import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from prometheus_client import Counter, Gauge, Histogram
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -28,10 +34,26 @@ from services.enactor_decisions import (
     Commit,
     Policy,
     Refuse,
-    RefuseReason,
     Skip,
+    TreeRemoval,
     decide_endpoint,
     plan_cleanup,
+    window_cut,
+)
+from services.enactor_metrics import (
+    APPLIED_GENERATION,
+    APPLY_SECONDS,
+    BACKOFF_SECONDS,
+    CHECKED_GENERATION,
+    CLEANUP_RACES,
+    COMMITTED,
+    LOCKS,
+    PLANS_APPLIED,
+    REFUSED,
+    REJECTED,
+    ROUND_ERRORS,
+    TREES_DELETED,
+    init_metrics,
 )
 from services.faults import PIDS_KEY, FaultBook, FaultGate, StallPoint
 from services.plans import Plan, PlanStore
@@ -55,58 +77,23 @@ from services.zone_store import EndpointRecords, ZoneStore
 
 log = logging.getLogger(__name__)
 
-PLANS_APPLIED = Counter("dnsrace_enactor_plans_applied_total",
-                        "Plans walked to the end by this enactor", ["az"])
-APPLY_SECONDS = Histogram("dnsrace_enactor_apply_seconds",
-                          "Wall time to walk one plan over every endpoint", ["az"],
-                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
-LOCKS = Counter("dnsrace_enactor_locks_total", "Endpoint lock attempts", ["az", "outcome"])
-BACKOFF_SECONDS = Counter("dnsrace_enactor_backoff_seconds_total",
-                          "Seconds spent backing off after losing a lock", ["az"])
-REJECTED = Counter("dnsrace_enactor_batches_rejected_total",
-                   "Change batches the zone refused, by reason", ["az", "reason"])
-COMMITTED = Counter("dnsrace_enactor_batches_committed_total",
-                    "Change batches committed (endpoint flips and clean-up deletions)",
-                    ["az", "kind"])
-REFUSED = Counter("dnsrace_enactor_plans_refused_total",
-                  "Endpoint applies refused by plan validation", ["az", "reason"])
-TREES_DELETED = Counter("dnsrace_enactor_trees_deleted_total",
-                        "Trees deleted by clean-up; live=true when an alias still named it",
-                        ["az", "live"])
-CLEANUP_RACES = Counter("dnsrace_enactor_cleanup_races_total",
-                        "Clean-up deletions another enactor had already made", ["az"])
-APPLIED_GENERATION = Gauge("dnsrace_enactor_applied_generation",
-                           "Generation this enactor last made the endpoint's alias name",
-                           ["az", "endpoint"])
-ROUND_ERRORS = Counter("dnsrace_enactor_round_errors_total",
-                       "Rounds abandoned because Redis could not be reached", ["az"])
-CHECKED_GENERATION = Gauge("dnsrace_enactor_checked_generation",
-                           "Plan generation that passed this enactor's staleness check", ["az"])
-
-
-def init_metrics(az: str) -> None:
-    """Every counter series of this AZ at zero from the start, so rates exist before events."""
-    for metric in (PLANS_APPLIED, APPLY_SECONDS, BACKOFF_SECONDS, CLEANUP_RACES, ROUND_ERRORS):
-        metric.labels(az)
-    for outcome in ("won", "lost"):
-        LOCKS.labels(az, outcome)
-    for reason in RejectReason:
-        REJECTED.labels(az, reason)
-    for kind in ("flip", "cleanup"):
-        COMMITTED.labels(az, kind)
-    for refusal in RefuseReason:
-        REFUSED.labels(az, refusal)
-    for live in ("true", "false"):
-        TREES_DELETED.labels(az, live)
-
 Sleep = Callable[[float], Awaitable[None]]
+Addresses = tuple[WeightedAddress, ...]
+"""The weighted addresses a plan gives one endpoint."""
 
 
 class ZoneAccess(Protocol):
-    """What an enactor does with the zone: one read per endpoint, atomic batches, clean-up."""
+    """What an enactor does with the zone: endpoint reads, atomic batches, clean-up.
+
+    ``read_endpoints`` and ``apply_many`` are one round-trip each for a whole window.
+    """
 
     async def read_endpoint(self, endpoint: str, tree: str) -> EndpointRecords: ...
+    async def read_endpoints(self, requests: Sequence[tuple[str, str]]
+                             ) -> list[EndpointRecords]: ...
     async def apply(self, batch: ChangeBatch) -> Committed: ...
+    async def apply_many(self, batches: Sequence[ChangeBatch]
+                         ) -> list[Committed | BatchRejected]: ...
     async def trees(self) -> dict[str, str]: ...
     async def references(self) -> dict[str, int]: ...
 
@@ -145,9 +132,11 @@ def _is_lock_conflict(error: BatchRejected) -> bool:
 class Enactor:
     def __init__(self, az: str, policy: Policy, zone: ZoneAccess, plans: PlanSource,
                  gate: FaultGate, sink: history.HistorySink, *,
-                 backoff_base_s: float = 0.05, backoff_max_s: float = 1.0,
+                 backoff_base_s: float = 0.05, backoff_max_s: float = 1.0, window: int = 1,
                  clock: Callable[[], float] = time.time, sleep: Sleep = asyncio.sleep,
                  rng: random.Random | None = None) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1 endpoint, not {window}")
         self.az = az
         self.policy = policy
         self.zone = zone
@@ -156,6 +145,7 @@ class Enactor:
         self.sink = sink
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
+        self.window = window
         self.clock = clock
         self.sleep = sleep
         self.rng = rng or random.Random(az)
@@ -181,11 +171,9 @@ class Enactor:
         await self.gate.checkpoint(StallPoint.AFTER_CHECK, plan.generation)
         report = RoundReport(RoundOutcome.APPLIED, plan.generation)
         started = time.monotonic()
-        for endpoint, addresses in plan.endpoints.items():
-            if self.stopping.is_set():
-                report.outcome = RoundOutcome.STOPPED
-                return report
-            await self._apply_endpoint(plan, endpoint, addresses, report)
+        if not await self._walk(plan, report):
+            report.outcome = RoundOutcome.STOPPED
+            return report
         APPLY_SECONDS.labels(self.az).observe(time.monotonic() - started)
         PLANS_APPLIED.labels(self.az).inc()
         await self.gate.checkpoint(StallPoint.DURING_CLEANUP, plan.generation)
@@ -194,6 +182,94 @@ class Enactor:
             generation=plan.generation, committed=report.committed,
             rejected=sum(report.rejected.values()), deleted=report.deleted))
         return report
+
+    async def _walk(self, plan: Plan, report: RoundReport) -> bool:
+        """Apply the plan to every endpoint in order; False when stopped part-way."""
+        items = list(plan.endpoints.items())
+        done = 0
+        while done < len(items):
+            if self.stopping.is_set():
+                return False
+            if self.window == 1:
+                await self._apply_endpoint(plan, *items[done], report)
+                done += 1
+            else:
+                done += await self._apply_window(plan, items[done:done + self.window], report)
+        return True
+
+    async def _apply_window(self, plan: Plan, window: list[tuple[str, Addresses]],
+                            report: RoundReport) -> int:
+        """Apply the plan to the first endpoints of ``window``; how many were handled (>= 1).
+
+        One read and one pipeline of batches for the window, then its history at once, in
+        endpoint order. Where one at a time would differ, one at a time it is (window_cut).
+        """
+        generation = plan.generation
+        if self.gate.lock_delayed():
+            await self._apply_endpoint(plan, *window[0], report)  # backs off, one at a time
+            return 1
+        views = await self.zone.read_endpoints(
+            [(endpoint, names.tree_name(generation, endpoint)) for endpoint, _ in window])
+        now_ms = self._now_ms()
+        decisions = [decide_endpoint(generation, endpoint, addresses, view, self.policy, now_ms)
+                     for (endpoint, addresses), view in zip(window, views, strict=True)]
+        cut = window_cut(decisions, lambda i: self.gate.stall_pending(
+            StallPoint.BEFORE_FLIP, generation, window[i][0]))
+        commits = [(i, d) for i, d in enumerate(decisions[:cut]) if isinstance(d, Commit)]
+        outcomes = dict(zip((i for i, _ in commits),
+                            await self.zone.apply_many([d.batch for _, d in commits]),
+                            strict=True))
+        events: list[history.Event] = []
+        lost: list[tuple[int, BatchRejected]] = []
+        for index, decision in enumerate(decisions[:cut]):
+            endpoint = window[index][0]
+            if isinstance(decision, Refuse):
+                events.append(self._refused(endpoint, generation, decision))
+            if not isinstance(decision, Commit):
+                continue
+            outcome = outcomes[index]
+            if isinstance(outcome, Committed):
+                events.append(self._committed(endpoint, generation, decision, outcome, report))
+            elif _is_lock_conflict(outcome):
+                lost.append((index, outcome))
+            else:
+                events.append(self._rejected(endpoint, generation, outcome, report))
+        await self.sink.record_many(events)
+        for index, error in lost:  # retried alone after its back-off, as one at a time
+            await self._backoff(0, window[index][0], generation, str(error.reason))
+            await self._apply_endpoint(plan, *window[index], report, attempt=1)
+        if cut == len(window):
+            return cut
+        attempt = 0
+        if isinstance(decisions[cut], Backoff):
+            await self._backoff(0, window[cut][0], generation, "lock_held")
+            attempt = 1
+        await self._apply_endpoint(plan, *window[cut], report, attempt=attempt)
+        return cut + 1
+
+    def _refused(self, endpoint: str, generation: int, decision: Refuse) -> history.Event:
+        REFUSED.labels(self.az, decision.reason).inc()
+        return history.PlanRefused(endpoint=endpoint, generation=generation,
+                                   reason=decision.reason)
+
+    def _committed(self, endpoint: str, generation: int, decision: Commit, committed: Committed,
+                   report: RoundReport) -> history.Event:
+        LOCKS.labels(self.az, "won").inc()
+        COMMITTED.labels(self.az, "flip").inc()
+        report.committed += 1
+        if endpoint in names.NAMED_ENDPOINTS:
+            APPLIED_GENERATION.labels(self.az, names.endpoint_label(endpoint)).set(generation)
+        return history.BatchCommitted(
+            endpoint=endpoint, generation=generation, previous=decision.previous,
+            rollback=decision.rollback, serial=committed.serial, repaired=decision.repairs)
+
+    def _rejected(self, endpoint: str, generation: int, error: BatchRejected,
+                  report: RoundReport) -> history.Event:
+        REJECTED.labels(self.az, error.reason).inc()
+        report.rejected[error.reason] = report.rejected.get(error.reason, 0) + 1
+        log.warning("plan %d on %s rejected: %s", generation, endpoint, error)
+        return history.BatchRejected(endpoint=endpoint, generation=generation,
+                                     reason=error.reason, detail=error.detail)
 
     async def _backoff(self, attempt: int, endpoint: str, generation: int, reason: str) -> None:
         delay = min(self.backoff_max_s, self.backoff_base_s * 2 ** min(attempt, 16))
@@ -204,11 +280,11 @@ class Enactor:
                                                 reason=reason, backoff_s=round(delay, 4)))
         await self.sleep(delay)
 
-    async def _apply_endpoint(self, plan: Plan, endpoint: str,
-                              addresses: tuple[WeightedAddress, ...], report: RoundReport) -> None:
+    async def _apply_endpoint(self, plan: Plan, endpoint: str, addresses: Addresses,
+                              report: RoundReport, attempt: int = 0) -> None:
+        """Apply the plan to one endpoint, backing off and retrying until it is done."""
         generation = plan.generation
         tree = names.tree_name(generation, endpoint)
-        attempt = 0
         while not self.stopping.is_set():
             if self.gate.lock_delayed():
                 await self._backoff(attempt, endpoint, generation, "lock_delay")
@@ -220,9 +296,7 @@ class Enactor:
             if isinstance(decision, Skip):
                 return
             if isinstance(decision, Refuse):
-                REFUSED.labels(self.az, decision.reason).inc()
-                await self.sink.record(history.PlanRefused(
-                    endpoint=endpoint, generation=generation, reason=decision.reason))
+                await self.sink.record(self._refused(endpoint, generation, decision))
                 return
             if isinstance(decision, Backoff):
                 await self._backoff(attempt, endpoint, generation, "lock_held")
@@ -237,44 +311,42 @@ class Enactor:
                     await self._backoff(attempt, endpoint, generation, str(e.reason))
                     attempt += 1
                     continue
-                REJECTED.labels(self.az, e.reason).inc()
-                report.rejected[e.reason] = report.rejected.get(e.reason, 0) + 1
-                log.warning("plan %d on %s rejected: %s", generation, endpoint, e)
-                await self.sink.record(history.BatchRejected(
-                    endpoint=endpoint, generation=generation, reason=e.reason, detail=e.detail))
+                await self.sink.record(self._rejected(endpoint, generation, e, report))
                 return
-            LOCKS.labels(self.az, "won").inc()
-            COMMITTED.labels(self.az, "flip").inc()
-            report.committed += 1
-            if endpoint in names.NAMED_ENDPOINTS:
-                APPLIED_GENERATION.labels(self.az, names.endpoint_label(endpoint)).set(generation)
-            await self.sink.record(history.BatchCommitted(
-                endpoint=endpoint, generation=generation, previous=decision.previous,
-                rollback=decision.rollback, serial=committed.serial, repaired=decision.repairs))
+            await self.sink.record(self._committed(endpoint, generation, decision, committed,
+                                                   report))
             return
 
     async def _clean_up(self, generation: int, report: RoundReport) -> None:
         trees = await self.zone.trees()
         references = await self.zone.references()
-        for removal in plan_cleanup(generation, trees, references, self.policy):
-            try:
-                committed = await self.zone.apply(ChangeBatch((removal.change,)))
-            except BatchRejected as e:
-                if e.reason is RejectReason.DELETE_MISSING:
-                    CLEANUP_RACES.labels(self.az).inc()
-                    continue
-                REJECTED.labels(self.az, e.reason).inc()
-                report.rejected[e.reason] = report.rejected.get(e.reason, 0) + 1
-                continue
-            live = bool(committed.live_deleted)
-            TREES_DELETED.labels(self.az, str(live).lower()).inc()
-            COMMITTED.labels(self.az, "cleanup").inc()
-            report.deleted += 1
-            if live:
-                log.error("clean-up deleted %s while an alias still names it", removal.tree)
-            await self.sink.record(history.TreeDeleted(
-                tree=removal.tree, endpoint=removal.endpoint, generation=removal.generation,
-                live=live, serial=committed.serial))
+        removals = plan_cleanup(generation, trees, references, self.policy)
+        for start in range(0, len(removals), self.window):
+            chunk = removals[start:start + self.window]
+            outcomes = await self.zone.apply_many([ChangeBatch((r.change,)) for r in chunk])
+            events = [self._removed(removal, outcome, report)
+                      for removal, outcome in zip(chunk, outcomes, strict=True)]
+            await self.sink.record_many([e for e in events if e is not None])
+
+    def _removed(self, removal: TreeRemoval, outcome: Committed | BatchRejected,
+                 report: RoundReport) -> history.Event | None:
+        """Count one clean-up deletion; the event to record if it was committed."""
+        if isinstance(outcome, BatchRejected):
+            if outcome.reason is RejectReason.DELETE_MISSING:
+                CLEANUP_RACES.labels(self.az).inc()
+            else:
+                REJECTED.labels(self.az, outcome.reason).inc()
+                report.rejected[outcome.reason] = report.rejected.get(outcome.reason, 0) + 1
+            return None
+        live = bool(outcome.live_deleted)
+        TREES_DELETED.labels(self.az, str(live).lower()).inc()
+        COMMITTED.labels(self.az, "cleanup").inc()
+        report.deleted += 1
+        if live:
+            log.error("clean-up deleted %s while an alias still names it", removal.tree)
+        return history.TreeDeleted(tree=removal.tree, endpoint=removal.endpoint,
+                                   generation=removal.generation, live=live,
+                                   serial=outcome.serial)
 
 
 async def register_pid(client: Redis, az: str) -> None:
@@ -323,7 +395,7 @@ async def serve(ctx: ServiceContext) -> None:
     plans = PlanStore(client)
     enactor = Enactor(az, policy_for(settings, az), ZoneStore(client), plans, gate, sink,
                       backoff_base_s=settings.backoff_base_s,
-                      backoff_max_s=settings.backoff_max_s)
+                      backoff_max_s=settings.backoff_max_s, window=settings.enactor_window)
     runner = await start_site(observability_app(ctx), "127.0.0.1",
                               settings.metrics_port("enactor", names.AZS.index(az)))
     signal = asyncio.Event()

@@ -9,6 +9,7 @@ command, so a schedule costs its round-trips and nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -152,6 +153,10 @@ class _Recorder:
     async def record(self, event: history.Event) -> None:
         self._lab.record(self._actor, event)
 
+    async def record_many(self, events: Sequence[history.Event]) -> None:
+        for event in events:
+            self._lab.record(self._actor, event)
+
 
 class GatedZone(ZoneStore):
     """The real zone store; each round-trip first waits for this actor's turn."""
@@ -168,9 +173,30 @@ class GatedZone(ZoneStore):
         await self._lab.after_commit(committed)
         return committed
 
+    async def apply_many(self, batches: Sequence[ChangeBatch]
+                         ) -> list[Committed | BatchRejected]:
+        """One turn for the whole pipeline; the batches commit in order, each judged alone."""
+        await self._lab.turn(self._actor)
+        outcomes: list[Committed | BatchRejected] = []
+        for batch in batches:
+            try:
+                self._lab.check_lease(batch)
+                committed = await super().apply(batch)
+            except BatchRejected as e:
+                outcomes.append(e)
+                continue
+            await self._lab.after_commit(committed)
+            outcomes.append(committed)
+        return outcomes
+
     async def read_endpoint(self, endpoint: str, tree: str) -> EndpointRecords:
         await self._lab.turn(self._actor)
         return await super().read_endpoint(endpoint, tree)
+
+    async def read_endpoints(self, requests: Sequence[tuple[str, str]]
+                             ) -> list[EndpointRecords]:
+        await self._lab.turn(self._actor)
+        return await super().read_endpoints(requests)
 
     async def trees(self) -> dict[str, str]:
         await self._lab.turn(self._actor)

@@ -168,6 +168,10 @@ class FaultGate:
     def lock_delayed(self) -> bool:
         return self._active(FaultType.LOCK_DELAY) is not None
 
+    def stall_pending(self, point: StallPoint, generation: int, endpoint: str = "") -> bool:
+        """Would :meth:`checkpoint` stall here now? (A windowed walk cuts its window there.)"""
+        return self._active(FaultType.ENACTOR_STALL, point, endpoint, generation) is not None
+
     async def checkpoint(self, point: StallPoint, generation: int, endpoint: str = "") -> None:
         """Stall here while a matching ``enactor_stall`` fault is active."""
         fault = self._active(FaultType.ENACTOR_STALL, point, endpoint, generation)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
@@ -79,17 +79,38 @@ class EndpointRecords:
     tree: str | None
 
 
-_READ_ENDPOINT = """
+_READ_ENDPOINTS = """
 local function target_value(alias)
   if not alias then return false end
   return redis.call('HGET', KEYS[1], cjson.decode(alias).target .. '|A')
 end
-local alias = redis.call('HGET', KEYS[1], ARGV[1] .. '|ALIAS')
-local rollback = redis.call('HGET', KEYS[1], ARGV[2] .. '|ALIAS')
-local lock = redis.call('HGET', KEYS[1], ARGV[3] .. '|TXT')
-local tree = redis.call('HGET', KEYS[1], ARGV[4] .. '|A')
-return {alias, target_value(alias), rollback, target_value(rollback), lock, tree}
+local out = {}
+for i = 1, #ARGV, 4 do
+  local alias = redis.call('HGET', KEYS[1], ARGV[i] .. '|ALIAS')
+  local rollback = redis.call('HGET', KEYS[1], ARGV[i + 1] .. '|ALIAS')
+  local n = #out
+  out[n + 1] = alias
+  out[n + 2] = target_value(alias)
+  out[n + 3] = rollback
+  out[n + 4] = target_value(rollback)
+  out[n + 5] = redis.call('HGET', KEYS[1], ARGV[i + 2] .. '|TXT')
+  out[n + 6] = redis.call('HGET', KEYS[1], ARGV[i + 3] .. '|A')
+end
+return out
 """
+"""Every endpoint's records in one call: ARGV is (endpoint, rollback, lock, tree) per endpoint,
+the reply six values per endpoint (false, a nil reply, for a missing record set)."""
+
+
+def _outcome(batch: ChangeBatch, raw: str) -> Committed | BatchRejected:
+    """What change_batch.lua answered for ``batch``: the commit, or why it was refused."""
+    result = json.loads(raw)
+    if result["ok"]:
+        live = result["live"] if isinstance(result["live"], list) else []
+        return Committed(int(result["serial"]), int(result["ms"]), tuple(live))
+    index = int(result["index"])
+    change = batch.changes[index - 1] if index else None
+    return BatchRejected(RejectReason(result["reason"]), index, result["detail"], change)
 
 
 class ZoneStore:
@@ -97,19 +118,34 @@ class ZoneStore:
         self.client = client
         self.keys = keys or ZoneKeys()
         self._apply = client.register_script(_script("change_batch.lua"))
-        self._read_endpoint = client.register_script(_READ_ENDPOINT)
+        self._read_endpoints = client.register_script(_READ_ENDPOINTS)
 
     async def apply(self, batch: ChangeBatch) -> Committed:
         """Commit a batch atomically, or raise BatchRejected saying which change failed."""
         raw = await self._apply(keys=[self.keys.rrsets, self.keys.serial, self.keys.refs],
                                 args=[batch.to_json(), self.keys.channel])
-        result = json.loads(raw)
-        if result["ok"]:
-            live = result["live"] if isinstance(result["live"], list) else []
-            return Committed(int(result["serial"]), int(result["ms"]), tuple(live))
-        index = int(result["index"])
-        change = batch.changes[index - 1] if index else None
-        raise BatchRejected(RejectReason(result["reason"]), index, result["detail"], change)
+        outcome = _outcome(batch, raw)
+        if isinstance(outcome, BatchRejected):
+            raise outcome
+        return outcome
+
+    async def apply_many(self, batches: Sequence[ChangeBatch]
+                         ) -> list[Committed | BatchRejected]:
+        """Each batch its own atomic commit, in order, all sent in one round-trip.
+
+        Not a transaction: each batch commits or is refused on its own, exactly as if it were
+        applied alone (other clients' commands may run between two of them). The outcomes come
+        back in the order of ``batches``, refusals as values rather than raised.
+        """
+        if not batches:
+            return []
+        keys = [self.keys.rrsets, self.keys.serial, self.keys.refs]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for batch in batches:
+                await self._apply(keys=keys, args=[batch.to_json(), self.keys.channel],
+                                  client=pipe)
+            raws = await pipe.execute()
+        return [_outcome(batch, raw) for batch, raw in zip(batches, raws, strict=True)]
 
     async def snapshot(self) -> ZoneSnapshot:
         """The whole zone and its serial, read atomically."""
@@ -129,14 +165,21 @@ class ZoneStore:
         return int(await self.client.get(self.keys.serial) or 0)
 
     async def read_endpoint(self, endpoint: str, tree: str) -> EndpointRecords:
-        values = await self._read_endpoint(
-            keys=[self.keys.rrsets],
-            args=[endpoint, names.rollback_name(endpoint), names.lock_name(endpoint), tree],
-        )
-        alias, alias_target, rollback, rollback_target, lock, tree_value = (
-            v if v else None for v in values
-        )
-        return EndpointRecords(alias, alias_target, rollback, rollback_target, lock, tree_value)
+        """One endpoint's records and whether its aliases resolve, in one round-trip."""
+        return (await self._read_views(((endpoint, tree),)))[0]
+
+    async def read_endpoints(self, requests: Sequence[tuple[str, str]]
+                             ) -> list[EndpointRecords]:
+        """``read_endpoint`` for each (endpoint, tree), all in one round-trip, in order."""
+        return await self._read_views(requests) if requests else []
+
+    async def _read_views(self, requests: Sequence[tuple[str, str]]) -> list[EndpointRecords]:
+        args: list[str] = []
+        for endpoint, tree in requests:
+            args += (endpoint, names.rollback_name(endpoint), names.lock_name(endpoint), tree)
+        values = [v or None for v in await self._read_endpoints(keys=[self.keys.rrsets],
+                                                                 args=args)]
+        return [EndpointRecords(*values[i:i + 6]) for i in range(0, len(values), 6)]
 
     async def trees(self) -> dict[str, str]:
         """Every tree record set in the zone: tree name -> value."""

@@ -31,7 +31,7 @@ class Cell:
     """Three enactors, a plan store and a fault book under one key prefix."""
 
     def __init__(self, client: aioredis.Redis, prefix: str,
-                 protections: frozenset[Protection]) -> None:
+                 protections: frozenset[Protection], window: int) -> None:
         self.zone = ZoneStore(client, ZoneKeys(prefix))
         self.plans = PlanStore(client, prefix)
         self.book = FaultBook(client, prefix)
@@ -39,7 +39,8 @@ class Cell:
         self.gates = {az: FaultGate(self.book, az, self.sink) for az in names.AZS}
         self.enactors = {
             az: Enactor(az, Policy(az, protections, cleanup_age=3), self.zone, self.plans,
-                        self.gates[az], self.sink, backoff_base_s=0.001, backoff_max_s=0.01)
+                        self.gates[az], self.sink, backoff_base_s=0.001, backoff_max_s=0.01,
+                        window=window)
             for az in names.AZS
         }
         self.generation = 0
@@ -63,10 +64,10 @@ class Cell:
         await self.sink.wait_for(seen, timeout_s)
 
 
-@pytest.fixture
-async def cells(redis_client: aioredis.Redis, prefix: str) -> AsyncIterator[
-        Callable[[frozenset[Protection]], Cell]]:
-    yield lambda protections: Cell(redis_client, prefix, protections)
+@pytest.fixture(params=[1, 256], ids=["one_at_a_time", "windowed"])
+async def cells(redis_client: aioredis.Redis, prefix: str, request: pytest.FixtureRequest
+                ) -> AsyncIterator[Callable[[frozenset[Protection]], Cell]]:
+    yield lambda protections: Cell(redis_client, prefix, protections, request.param)
 
 
 def stalled(az_point: StallPoint) -> Callable[[history.Event], bool]:

@@ -12,13 +12,14 @@ from services.records import (
     BatchRejected,
     Change,
     ChangeBatch,
+    Committed,
     GenerationFence,
     RejectReason,
     WeightedAddress,
     a_records,
     alias_record,
 )
-from services.zone_store import ZoneStore
+from services.zone_store import EndpointRecords, ZoneStore
 from tests.conftest import wait_until
 
 TREE = a_records("plan-1.x.example", [WeightedAddress("127.0.10.1", 10)])
@@ -119,3 +120,33 @@ async def test_commit_reports_a_live_tree_it_deleted(zone: ZoneStore) -> None:
     assert done.live_deleted == ("plan-1.x.example",)
     await zone.apply(batch(Change(Action.CREATE, TREE2)))
     assert (await zone.apply(batch(Change(Action.DELETE, TREE2)))).live_deleted == ()
+
+
+async def test_a_pipeline_of_batches_commits_each_alone_and_returns_refusals_as_values(
+        zone: ZoneStore) -> None:
+    before = await zone.serial()
+    outcomes = await zone.apply_many([
+        batch(Change(Action.CREATE, TREE), Change(Action.UPSERT, ALIAS1)),
+        batch(Change(Action.CREATE, TREE2), Change(Action.CREATE, TREE)),  # refused whole
+        batch(Change(Action.CREATE, TREE2)),
+    ])
+    first, refused, third = outcomes
+    assert isinstance(refused, BatchRejected) and refused.reason is RejectReason.CREATE_EXISTS
+    assert refused.change == Change(Action.CREATE, TREE)
+    assert isinstance(first, Committed) and isinstance(third, Committed)
+    assert (first.serial, third.serial) == (before + 1, before + 2)
+    snap = await zone.snapshot()
+    assert snap.get(TREE2.name, TREE2.type) == TREE2.value  # by the third batch, not the second
+    assert await zone.apply_many([]) == []
+
+
+async def test_a_window_read_is_each_endpoint_read_alone(zone: ZoneStore) -> None:
+    await zone.apply(batch(Change(Action.CREATE, TREE), Change(Action.UPSERT, ALIAS1),
+                           Change(Action.CREATE, TREE2)))
+    requests = [("x.example", "plan-2.x.example"), ("y.example", "plan-1.y.example"),
+                ("x.example", "plan-3.x.example")]
+    views = await zone.read_endpoints(requests)
+    assert views == [await zone.read_endpoint(e, t) for e, t in requests]
+    assert views[0] == EndpointRecords(ALIAS1.value, TREE.value, None, None, None, TREE2.value)
+    assert views[1] == EndpointRecords(None, None, None, None, None, None)
+    assert await zone.read_endpoints([]) == []

@@ -1,0 +1,283 @@
+"""The windowed walk: a window of endpoints per round-trip, and the one-at-a-time walk's outcome.
+
+Which endpoints of a window must go alone is a pure function (tested without I/O). The rest
+runs the real Enactor on the real Redis: the same zone and history as ``window=1``; a lock lost
+inside a window retried for that endpoint alone; a stall naming an endpoint in the middle of a
+window stalling right before that endpoint, with every endpoint before it committed; a
+``lock_delay`` making the windowed walk back off exactly as the one-at-a-time walk does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from services import history, names
+from services.config import ALL_PROTECTIONS, Protection
+from services.enactor import Enactor
+from services.enactor_decisions import (
+    Backoff,
+    Commit,
+    Policy,
+    Refuse,
+    RefuseReason,
+    Skip,
+    SkipReason,
+    window_cut,
+)
+from services.faults import Fault, FaultBook, FaultGate, FaultType, StallPoint
+from services.fleet import LoadBalancer
+from services.plans import Health, PlanStore, make_plan
+from services.records import (
+    Action,
+    Change,
+    ChangeBatch,
+    Lock,
+    RecordSet,
+    RecordType,
+    lock_record,
+)
+from services.zone_store import EndpointRecords, ZoneKeys, ZoneStore
+from tests.conftest import wait_until
+
+LBS = tuple(LoadBalancer(f"lb-{i}", names.AZS[i % 3], f"127.0.10.{i + 1}", 100)
+            for i in range(12))
+HALF_DOWN = {lb.ip: Health(False, 0) for lb in LBS[:6]}
+"""Some endpoints keep most of their capacity, others lose more than half (safe: refused)."""
+ENDPOINTS = names.endpoints(9)  # the three named endpoints and nine cells
+A, B = names.AZS[:2]
+NOW_S = 4_102_444_800.0
+"""2100-01-01: a fenced batch's lease (``not_after_ms``) is never past the zone's clock."""
+
+
+# -- which endpoints of a window go alone (no I/O) ----------------------------------------------
+
+COMMIT = Commit(ChangeBatch((Change(Action.CREATE, RecordSet("x", RecordType.A, "{}")),)),
+                previous=1, rollback=0, repairs=False)
+SKIP = Skip(SkipReason.ALREADY_APPLIED)
+REFUSE = Refuse(RefuseReason.NO_HEALTHY_ADDRESS, "none")
+
+
+def test_a_window_without_held_locks_or_stalls_is_batched_whole() -> None:
+    assert window_cut([COMMIT, SKIP, REFUSE, COMMIT], lambda i: False) == 4
+    assert window_cut([], lambda i: True) == 0
+
+
+def test_a_held_lock_ends_the_window_before_it() -> None:
+    assert window_cut([COMMIT, SKIP, Backoff(B), COMMIT], lambda i: False) == 2
+
+
+def test_a_stall_ends_the_window_only_before_a_flip_it_names() -> None:
+    named = {1, 3}
+    # Index 1 is skipped (there is no flip to stall before); index 3 is a flip it names.
+    assert window_cut([COMMIT, SKIP, COMMIT, COMMIT], lambda i: i in named) == 3
+    assert window_cut([COMMIT, COMMIT], lambda i: True) == 0
+
+
+# -- the real enactor on the real Redis ---------------------------------------------------------
+
+class Cell:
+    """One zone, plan store and fault book under a key prefix, and enactors on them."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str,
+                 protections: frozenset[Protection] = frozenset(),
+                 zone: ZoneStore | None = None) -> None:
+        self.zone = zone or ZoneStore(client, ZoneKeys(prefix))
+        self.plans = PlanStore(client, prefix)
+        self.book = FaultBook(client, prefix)
+        self.sink = history.MemoryHistory()
+        self.protections = protections
+        self.generation = 0
+        self.gates: dict[str, FaultGate] = {}
+        self.sleeps: list[float] = []
+
+    def enactor(self, window: int, az: str = A) -> Enactor:
+        gate = self.gates.setdefault(az, FaultGate(self.book, az, self.sink))
+
+        async def sleep(delay_s: float) -> None:  # a back-off, noted
+            self.sleeps.append(round(delay_s, 4))
+            await asyncio.sleep(delay_s)
+
+        return Enactor(az, Policy(az, self.protections, cleanup_age=2), self.zone, self.plans,
+                       gate, self.sink, backoff_base_s=0.001, backoff_max_s=0.01,
+                       window=window, clock=lambda: NOW_S, sleep=sleep)
+
+    async def publish(self, health: dict[str, Health] | None = None) -> None:
+        self.generation += 1
+        await self.plans.publish(make_plan(self.generation, 0, ENDPOINTS, LBS, health or {}))
+
+    async def aliases(self) -> dict[str, int]:
+        """Endpoint -> the generation its alias names (0: no alias)."""
+        snap = await self.zone.snapshot()
+        return {e: (a.generation if (a := snap.alias(e)) else 0) for e in ENDPOINTS}
+
+    def events(self, kind: type[history.Event]) -> list[Any]:
+        return [e for e in self.sink.events if isinstance(e, kind)]
+
+
+def without_time(events: Sequence[history.Event]) -> list[dict[str, Any]]:
+    return [{"kind": e.kind, **dataclasses.asdict(e), "at_ms": 0} for e in events]
+
+
+@pytest.mark.parametrize("protections", [frozenset(), frozenset(ALL_PROTECTIONS)],
+                         ids=["legacy", "safe"])
+async def test_a_windowed_walk_leaves_the_zone_and_history_of_the_one_at_a_time_walk(
+        redis_client: aioredis.Redis, prefix: str, protections: frozenset[Protection]) -> None:
+    cells = {window: Cell(redis_client, f"{prefix}w{window}", protections)
+             for window in (1, 5)}
+    for window, cell in cells.items():
+        enactor = cell.enactor(window)
+        # Plans 1..5: trees built, aliases and rollbacks moved, trees deleted; plan 3 loses
+        # half the fleet, which safe mode refuses for some endpoints and not others.
+        for generation in range(1, 6):
+            await cell.publish(HALF_DOWN if generation == 3 else None)
+            await enactor.run_round()
+    one, windowed = cells[1], cells[5]
+    assert one.events(history.TreeDeleted)
+    assert without_time(windowed.sink.events) == without_time(one.sink.events)
+    zone_one, zone_windowed = await one.zone.snapshot(), await windowed.zone.snapshot()
+    assert zone_windowed == zone_one
+    assert set((await windowed.aliases()).values()) == {5}
+    refused = {e.endpoint for e in one.events(history.PlanRefused)}
+    if protections:  # refusals in the middle of windows, between flips
+        assert refused and refused != set(ENDPOINTS[:len(refused)])
+    else:
+        assert not refused
+
+
+class Interloper(ZoneStore):
+    """The real zone store, where another enactor takes ``endpoint``'s lock once, right after
+    a windowed read: the window's batch for it then deletes a lock value that is gone."""
+
+    def __init__(self, client: aioredis.Redis, keys: ZoneKeys, endpoint: str) -> None:
+        super().__init__(client, keys)
+        self.endpoint = endpoint
+        self.armed = False
+        self.reads: list[tuple[str, ...]] = []
+
+    async def read_endpoints(self, requests: Sequence[tuple[str, str]]
+                             ) -> list[EndpointRecords]:
+        views = await super().read_endpoints(requests)
+        self.reads.append(tuple(endpoint for endpoint, _ in requests))
+        if self.armed:  # B's lease is over by the time A retries: A may take the lock then
+            self.armed = False
+            taken = lock_record(names.lock_name(self.endpoint), Lock(B, 0))
+            await self.apply(ChangeBatch((Change(Action.UPSERT, taken),)))
+        return views
+
+    async def read_endpoint(self, endpoint: str, tree: str) -> EndpointRecords:
+        self.reads.append((endpoint,))
+        return await super().read_endpoint(endpoint, tree)
+
+
+async def test_a_lock_lost_inside_a_window_is_retried_for_that_endpoint_alone(
+        redis_client: aioredis.Redis, prefix: str) -> None:
+    contested = ENDPOINTS[4]
+    zone = Interloper(redis_client, ZoneKeys(prefix), contested)
+    cell = Cell(redis_client, prefix, zone=zone)
+    enactor = cell.enactor(window=len(ENDPOINTS))
+    await cell.publish()
+    await enactor.run_round()
+    await cell.publish()
+    zone.armed, zone.reads = True, []
+    report = await enactor.run_round()
+
+    assert report.committed == len(ENDPOINTS) and report.rejected == {}
+    assert set((await cell.aliases()).values()) == {2}
+    lost = cell.events(history.LockLost)
+    assert [(e.endpoint, e.reason) for e in lost] == [(contested, "delete_mismatch")]
+    assert cell.sleeps == [lost[0].backoff_s]
+    # The staleness check, one read of the whole window, then the contested endpoint alone.
+    assert zone.reads == [(names.REGIONAL,), tuple(ENDPOINTS), (contested,)]
+    committed = [e.endpoint for e in cell.events(history.BatchCommitted) if e.generation == 2]
+    assert committed == [e for e in ENDPOINTS if e != contested] + [contested]
+    lock = (await cell.zone.snapshot()).get(names.lock_name(contested), RecordType.TXT)
+    assert lock is not None and f'"holder":"{A}"' in lock
+
+
+async def test_a_lock_held_inside_a_window_ends_the_window_there(
+        redis_client: aioredis.Redis, prefix: str) -> None:
+    cell = Cell(redis_client, prefix)
+    await cell.publish()
+    await cell.enactor(window=1).run_round()
+    held = ENDPOINTS[6]
+    lease = lock_record(names.lock_name(held), Lock(B, int(NOW_S * 1000) + 60_000))
+    await cell.zone.apply(ChangeBatch((Change(Action.UPSERT, lease),)))
+    await cell.publish()
+    enactor = cell.enactor(window=len(ENDPOINTS))
+    walk = asyncio.create_task(enactor.run_round())
+
+    async def backed_off() -> bool:
+        return bool(cell.events(history.LockLost))
+
+    await wait_until(backed_off, what="A to back off from the held lock")
+    # Every endpoint before the held one is committed; the held one and those after wait.
+    assert await cell.aliases() == {e: 2 if i < 6 else 1 for i, e in enumerate(ENDPOINTS)}
+    await cell.zone.apply(ChangeBatch((Change(Action.DELETE, lease),)))  # B lets go
+    report = await asyncio.wait_for(walk, 5)
+    assert report.committed == len(ENDPOINTS)
+    assert set((await cell.aliases()).values()) == {2}
+    assert {e.endpoint for e in cell.events(history.LockLost)} == {held}
+    committed = [e.endpoint for e in cell.events(history.BatchCommitted) if e.generation == 2]
+    assert committed == list(ENDPOINTS)  # in plan order, as one at a time
+
+
+async def test_a_stall_naming_an_endpoint_mid_window_stalls_right_before_its_flip(
+        redis_client: aioredis.Redis, prefix: str) -> None:
+    cell = Cell(redis_client, prefix)
+    named = ENDPOINTS[5]
+    fault = Fault.new(FaultType.ENACTOR_STALL, A, 60, {
+        "point": StallPoint.BEFORE_FLIP, "endpoint": named, "min_generation": 2})
+    await cell.book.add(fault)
+    enactor = cell.enactor(window=len(ENDPOINTS))
+    await enactor.gate.refresh()
+    await cell.publish()
+    await enactor.run_round()  # plan 1 is older than min_generation: no stall
+    assert not cell.events(history.Stalled)
+
+    await cell.publish()
+    walk = asyncio.create_task(enactor.run_round())
+    stalled = await cell.sink.wait_for(lambda e: isinstance(e, history.Stalled), 5)
+    assert isinstance(stalled, history.Stalled)
+    assert (stalled.endpoint, stalled.point, stalled.generation) == (
+        named, StallPoint.BEFORE_FLIP, 2)
+    # Everything before the named endpoint is committed and recorded before the stall.
+    assert await cell.aliases() == {e: 2 if i < 5 else 1 for i, e in enumerate(ENDPOINTS)}
+    before = cell.sink.events[:cell.sink.events.index(stalled)]
+    assert [e.endpoint for e in before if isinstance(e, history.BatchCommitted)
+            and e.generation == 2] == list(ENDPOINTS[:5])
+
+    await cell.book.remove(fault.id)
+    await enactor.gate.refresh()
+    await asyncio.wait_for(walk, 5)
+    assert set((await cell.aliases()).values()) == {2}
+    assert [e.endpoint for e in cell.events(history.Resumed)] == [named]
+
+
+async def test_a_lock_delay_makes_the_windowed_walk_back_off_endpoint_by_endpoint(
+        redis_client: aioredis.Redis, prefix: str) -> None:
+    cell = Cell(redis_client, prefix)
+    fault = Fault.new(FaultType.LOCK_DELAY, A, 60)
+    await cell.book.add(fault)
+    enactor = cell.enactor(window=len(ENDPOINTS))
+    await enactor.gate.refresh()
+    await cell.publish()
+    walk = asyncio.create_task(enactor.run_round())
+
+    async def backed_off_twice() -> bool:
+        return len(cell.events(history.LockLost)) >= 2
+
+    await wait_until(backed_off_twice, what="A to back off under the lock delay")
+    assert set((await cell.aliases()).values()) == {0}  # nothing written while delayed
+    await cell.book.remove(fault.id)
+    await enactor.gate.refresh()
+    report = await asyncio.wait_for(walk, 5)
+    assert report.committed == len(ENDPOINTS)
+    lost = cell.events(history.LockLost)
+    assert {(e.endpoint, e.reason) for e in lost} == {(ENDPOINTS[0], "lock_delay")}
+    assert [e.backoff_s for e in lost] == cell.sleeps
