@@ -25,7 +25,7 @@ from bench.churn import Churn
 from bench.common import require
 
 INTERESTING = ("UdpDnsProtocol.datagram_received", "ReplyEngine.respond", "ReplyEngine._entry",
-               "ReplyEngine._reply", "fast_parse", "ZoneSync._follow", "ZoneSync._catch_up",
+               "ReplyEngine._reply", "fast_parse", "ZoneSync._follow", "ZoneSync._apply",
                "encode_reply", "sendmsg", "recvmsg", "epoll_pwait")
 
 

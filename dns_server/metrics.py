@@ -75,9 +75,6 @@ MALFORMED = Counter("dnsrace_dns_malformed", "Queries dropped or refused as malf
                     ["reason"])
 RESYNCS = Counter("dnsrace_dns_resyncs", "Full zone reloads after losing track of changes",
                   ["reason"])
-CATCH_UPS = Counter("dnsrace_dns_zone_catch_ups",
-                    "Whole-zone reads while following a zone that changed faster than its keys "
-                    "could be read consistently")
 SYNC_ERRORS = Counter("dnsrace_dns_zone_sync_errors",
                       "Failed attempts to follow the zone in Redis (retried after a back-off)",
                       ["reason"])

@@ -1,18 +1,18 @@
 """Keep the in-memory zone equal to the zone in Redis, from notifications, never by polling.
 
 One session: subscribe to the change channel and wait for Redis to confirm it, take a full
-snapshot, then follow the notifications whose serial is above the snapshot's.  For each
-group of notifications the changed keys and the serial are read together, atomically (one
-MULTI/EXEC, one round-trip): if the serial is the last notified one, the keys were read at
-exactly that serial, so the group is applied at once and no query ever sees a mix of two
-batches (a flip without its tree would be an empty answer we made up).  If the serial moved
-on, the next notifications are on their way: wait for them and read again; after a few such
-reads in a row (a storm of writes) read the whole zone atomically instead, and drop from the
-reply cache only the answers of names whose record sets differ.
+snapshot, then follow the notifications whose serial is above the snapshot's.  Each
+notification carries the new values of the keys its batch changed (``change_batch.lua``
+publishes them in the same atomic script), so following needs no read at all: applied in
+serial order, without a gap, they make the copy exactly the zone at the last serial.  The
+notifications waiting when the event loop comes back are applied together, and queries are
+answered between groups only, so no query ever sees a mix of two batches (a flip without its
+tree would be an empty answer we made up).
 
-A gap in the serials, a lost subscription or a restarted Redis ends the session: the error
-is counted, and after a short back-off a new session starts from a full snapshot.  While
-Redis is away the server keeps answering from the zone it has.
+A gap in the serials, a serial going backwards, a malformed notification, a lost
+subscription or a restarted Redis ends the session: the error is counted, and after a short
+back-off a new session starts from a full snapshot.  While Redis is away the server keeps
+answering from the zone it has.
 """
 
 from __future__ import annotations
@@ -38,10 +38,6 @@ from services.zone_store import ZoneChange, ZoneKeys, ZoneStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-MAX_REREADS = 3
-"""Reads in a row that found the serial moved on before reading the whole zone instead."""
-
 
 @dataclass
 class Backoff:
@@ -101,15 +97,6 @@ ZoneListener = Callable[[Zone, frozenset[str] | None], None]
 The zone passed may be a new object (a catch-up) even when names are given."""
 
 
-async def _read_at_serial(store: ZoneStore, keys: list[str]) -> tuple[dict[str, str | None], int]:
-    """The values of ``keys`` and the zone serial, read atomically in one round-trip."""
-    async with store.client.pipeline(transaction=True) as pipe:
-        pipe.hmget(store.keys.rrsets, keys)
-        pipe.get(store.keys.serial)
-        values, serial = await pipe.execute()
-    return dict(zip(keys, values, strict=True)), int(serial or 0)
-
-
 class ZoneSync:
     """Follows the zone under ``keys`` in the Redis at ``redis_url``; ``zone`` is its copy."""
 
@@ -126,6 +113,8 @@ class ZoneSync:
         self._advanced = asyncio.Event()
         self._run_id: str | None = None
         self._pending_reason: ResyncReason | None = None
+        self._last_notified = 0
+        """Serial of the last notification of this session (applied or older than the zone)."""
 
     @property
     def serial(self) -> int | None:
@@ -173,7 +162,8 @@ class ZoneSync:
             info = await reads.info("server")
             snapshot = await store.snapshot()
             self._install(Zone.from_snapshot(snapshot), str(info.get("run_id", "")))
-            await self._follow(store, queue, pump)
+            self._last_notified = 0
+            await self._follow(queue, pump)
         finally:
             pump.cancel()
             await asyncio.gather(pump, return_exceptions=True)
@@ -225,74 +215,46 @@ class ZoneSync:
         self.loaded.set()
         self._advance()
 
-    async def _follow(self, store: ZoneStore, queue: asyncio.Queue[ZoneChange],
-                      pump: asyncio.Task[None]) -> None:
-        pending: list[ZoneChange] = []
-        rereads = 0
+    async def _follow(self, queue: asyncio.Queue[ZoneChange], pump: asyncio.Task[None]) -> None:
         while True:
             changes = [await self._race(queue.get(), pump)]
             while not queue.empty():
                 changes.append(queue.get_nowait())
-            pending = self._contiguous(pending, changes)
-            if not pending:
-                continue
-            keys = sorted({key for change in pending for key in change.keys})
-            values, serial = await _read_at_serial(store, keys)
-            target = pending[-1].serial
-            if serial < target:
-                raise ZoneSyncError(ResyncReason.SERIAL_REGRESSED,
-                                    f"serial {serial} after notification {target}")
-            if serial == target:
-                self._apply(values, pending)
-                pending, rereads = [], 0
-                continue
-            rereads += 1  # more batches committed meanwhile: their notifications are coming
-            if rereads >= MAX_REREADS:
-                pending, rereads = await self._catch_up(store, pending), 0
+            self._apply(self._contiguous(changes))
 
-    def _contiguous(self, pending: list[ZoneChange],
-                    changes: list[ZoneChange]) -> list[ZoneChange]:
-        """``pending`` extended by the new changes above the zone's serial, without a gap."""
+    def _contiguous(self, changes: list[ZoneChange]) -> list[ZoneChange]:
+        """The changes above the zone's serial, checked to follow it without a gap."""
         assert self.zone is not None
+        fresh: list[ZoneChange] = []
         for change in changes:
-            last = pending[-1].serial if pending else self.zone.serial
+            if change.serial <= self._last_notified:
+                raise ZoneSyncError(ResyncReason.SERIAL_REGRESSED,
+                                    f"serial {change.serial} notified after "
+                                    f"{self._last_notified}")
+            self._last_notified = change.serial
+            last = fresh[-1].serial if fresh else self.zone.serial
             if change.serial <= last:
-                continue
+                continue  # committed before the snapshot was taken: already in it
             if change.serial != last + 1:
                 raise ZoneSyncError(ResyncReason.GAP,
                                     f"expected serial {last + 1}, got {change.serial}")
-            pending.append(change)
-        return pending
+            fresh.append(change)
+        return fresh
 
-    async def _catch_up(self, store: ZoneStore,
-                        pending: list[ZoneChange]) -> list[ZoneChange]:
-        """Under a storm of writes, read the whole zone at once instead of chasing keys."""
-        snapshot = await store.snapshot()
-        if snapshot.serial < pending[-1].serial:
-            raise ZoneSyncError(ResyncReason.SERIAL_REGRESSED,
-                                f"snapshot {snapshot.serial} after notification "
-                                f"{pending[-1].serial}")
-        metrics.CATCH_UPS.inc()
-        zone = Zone.from_snapshot(snapshot)
-        changed = zone.changed_names(self.zone) if self.zone is not None else None
-        self.zone = zone
-        if self.listener is not None:
-            # Only the names whose record sets differ lose their cached replies: under a
-            # storm of writes a catch-up must not make the server re-encode every answer.
-            self.listener(zone, changed)
-        self._live([c for c in pending if c.serial <= zone.serial])
-        return [c for c in pending if c.serial > zone.serial]
-
-    def _apply(self, values: dict[str, str | None], changes: list[ZoneChange]) -> None:
+    def _apply(self, changes: list[ZoneChange]) -> None:
+        """Apply a group of consecutive batches at once; queries see all of them or none."""
         zone = self.zone
         assert zone is not None
+        if not changes:
+            return
         touched = set()
-        for key, value in values.items():
-            update = zone.set(key, value)
-            touched.add(update.name)
-            if not update.valid:
-                metrics.BAD_RECORDS.inc()
-                log.warning("record set %s does not decode; served as absent", key)
+        for change in changes:
+            for key, value in zip(change.keys, change.values, strict=True):
+                update = zone.set(key, value)
+                touched.add(update.name)
+                if not update.valid:
+                    metrics.BAD_RECORDS.inc()
+                    log.warning("record set %s does not decode; served as absent", key)
         zone.serial = changes[-1].serial
         if self.listener is not None:
             self.listener(zone, frozenset(touched))

@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -60,11 +61,13 @@ class ZoneKeys:
 
 @dataclass(frozen=True)
 class ZoneChange:
-    """One notification: the batch with this serial changed these record-set keys."""
+    """One notification: the batch with this serial set these record-set keys to these values
+    (None: deleted)."""
 
     serial: int
     at_ms: int
     keys: tuple[str, ...]
+    values: tuple[str | None, ...]
 
 
 @dataclass(frozen=True)
@@ -200,11 +203,20 @@ class ZoneStore:
         await pubsub.subscribe(self.keys.channel)
         try:
             async for message in pubsub.listen():
-                data = json.loads(message["data"])
-                keys = data["keys"] if isinstance(data["keys"], list) else []
-                yield ZoneChange(int(data["serial"]), int(data["ms"]), tuple(keys))
+                yield _zone_change(json.loads(message["data"]))
         finally:
             await pubsub.aclose()
+
+
+def _zone_change(data: dict[str, Any]) -> ZoneChange:
+    """A notification as change_batch.lua publishes it (an empty Lua table encodes as {})."""
+    keys = data["keys"] if isinstance(data["keys"], list) else []
+    values = data["values"] if isinstance(data["values"], list) else []
+    if len(values) != len(keys) or not all(isinstance(k, str) for k in keys) or not all(
+            isinstance(v, str) or v is False for v in values):
+        raise ValueError(f"malformed zone notification: {data!r}")
+    return ZoneChange(int(data["serial"]), int(data["ms"]), tuple(keys),
+                      tuple(v or None for v in values))
 
 
 def zone_apex_batch(ttl_s: int, negative_ttl_s: int) -> ChangeBatch:

@@ -13,6 +13,7 @@ from dnslib import EDNS0, QTYPE, DNSRecord
 from prometheus_client import REGISTRY
 
 from dns_server.client import query_tcp, query_udp, read_tcp_message, tcp_frame
+from dns_server.metrics import served_generation
 from dns_server.server import DnsServer
 from dns_server.transport import TcpLimits
 from services import names
@@ -133,6 +134,23 @@ async def test_serial_gap_triggers_a_resync_that_catches_up(dns: DnsServer, zone
     await dns.wait_for_serial(done.serial, timeout_s=10)
     assert sample("dnsrace_dns_resyncs_total", reason="gap") == before + 1
     assert addresses(await ask(dns, names.REGIONAL)) == ["127.0.10.1"]
+
+
+async def test_a_zone_wiped_and_rebuilt_resyncs_although_its_serials_start_again(
+        dns: DnsServer, zone: ZoneStore, redis_client: aioredis.Redis) -> None:
+    """Notifications carry their values and are applied above the zone's serial only: a zone
+    rebuilt from serial 1 must not be skipped as old news."""
+    done = await commit(zone, Change(Action.CREATE, TREE1), flip(TREE1, 1))
+    await dns.wait_for_serial(done.serial, timeout_s=10)
+    before = sample("dnsrace_dns_resyncs_total", reason="serial_regressed")
+    await redis_client.delete(zone.keys.rrsets, zone.keys.serial, zone.keys.refs)
+    await ensure_apex(zone, 5, 5)
+    rebuilt = await commit(zone, Change(Action.CREATE, TREE2), flip(TREE2, 2))
+    assert rebuilt.serial <= done.serial
+    await _until(lambda: dns.zone is not None and served_generation(dns.zone,
+                                                                    names.REGIONAL) == 2)
+    assert addresses(await ask(dns, names.REGIONAL)) == ["127.0.10.2"]
+    assert sample("dnsrace_dns_resyncs_total", reason="serial_regressed") == before + 1
 
 
 async def test_lost_subscription_resyncs_and_sees_what_was_missed(

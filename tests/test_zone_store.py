@@ -99,7 +99,7 @@ async def test_deleting_a_tree_leaves_the_alias_dangling(zone: ZoneStore) -> Non
     assert snap.addresses("plan-1.x.example") is None
 
 
-async def test_every_commit_is_notified_with_its_keys(zone: ZoneStore) -> None:
+async def test_every_commit_is_notified_with_its_keys_and_new_values(zone: ZoneStore) -> None:
     stream = zone.changes()
     first = asyncio.ensure_future(anext(stream))
 
@@ -111,6 +111,11 @@ async def test_every_commit_is_notified_with_its_keys(zone: ZoneStore) -> None:
     change = await asyncio.wait_for(first, 5)
     assert change.serial == done.serial
     assert change.keys == (TREE.key,)
+    assert change.values == (TREE.value,)
+    second = asyncio.ensure_future(anext(stream))
+    await zone.apply(batch(Change(Action.DELETE, TREE)))
+    deleted = await asyncio.wait_for(second, 5)
+    assert (deleted.serial, deleted.keys, deleted.values) == (done.serial + 1, (TREE.key,), (None,))
     await stream.aclose()
 
 

@@ -123,5 +123,10 @@ for target, n in pairs(refs) do
   if n > 0 then redis.call('HSET', KEYS[3], target, n) else redis.call('HDEL', KEYS[3], target) end
 end
 local serial = redis.call('INCR', KEYS[2])
-redis.call('PUBLISH', ARGV[2], cjson.encode({serial = serial, ms = now_ms, keys = changed}))
+-- The notification carries the batch's new values (false: deleted), so a follower applies
+-- it without reading: in serial order, the values are exactly the zone at that serial.
+local values = {}
+for i, key in ipairs(changed) do values[i] = view[key] end
+redis.call('PUBLISH', ARGV[2], cjson.encode({serial = serial, ms = now_ms, keys = changed,
+                                             values = values}))
 return cjson.encode({ok = true, serial = serial, ms = now_ms, live = live})
