@@ -41,6 +41,9 @@ SEND_SLOT = 4096
 """Bytes per reply; UDP replies are at most the client's size, never over 1232 (RFC 9715)."""
 NAME_SLOT = 128
 """Bytes per peer address (``struct sockaddr_storage``)."""
+BATCHES_PER_TURN = 4
+"""Batches answered per readable event before the event loop runs its other callbacks (zone
+changes, /metrics, TCP): under a flood the socket stays readable, and the loop comes back."""
 MSG_DONTWAIT = 0x40
 MSG_TRUNC = 0x20
 
@@ -153,9 +156,10 @@ class UdpBatchServer:
             self.closed.set_result(None)
 
     def _readable(self) -> None:
-        """Drain the socket: receive a batch, answer it, send the replies; again until empty."""
+        """Receive a batch, answer it, send the replies; again until the socket is empty or
+        :data:`BATCHES_PER_TURN` batches were answered (the rest waits for the next turn)."""
         batch = self.batch
-        while True:
+        for _ in range(BATCHES_PER_TURN):
             count = self._receive()
             if count <= 0:
                 return
