@@ -56,7 +56,7 @@ class Store:
         return ZoneStore(self.client)
 
     def enactor(self, az: str = AZ, window: int | None = None) -> Enactor:
-        """An enactor as ``services.enactor.serve`` builds it: Redis history, fault gate
+        """An enactor as ``services.enactor_service.serve`` builds it: Redis history, fault gate
         (and ``window`` endpoints per round-trip instead of the setting, if given)."""
         sink = history.RedisHistory(self.client, source=f"enactor/{az}")
         gate = FaultGate(FaultBook(self.client), az, sink)

@@ -28,8 +28,8 @@ ROLES: dict[str, tuple[str, ...]] = {
 }
 """Each ``dnsrace <role>`` command and the Procfile processes that run it."""
 ROLE_MODULES = {
-    "planner": "services.planner", "enactor": "services.enactor", "dns": "dns_server.server",
-    "endpoints": "services.endpoints", "control": "services.control",
+    "planner": "services.planner", "enactor": "services.enactor_service",
+    "dns": "dns_server.server", "endpoints": "services.endpoints", "control": "services.control",
     "loadgen": "loadgen.__main__",
 }
 """The module each ``dnsrace <role>`` command runs (besides services.cli and runtime)."""

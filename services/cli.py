@@ -23,7 +23,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 SERVICE_MODULES = {
     "planner": "services.planner",
-    "enactor": "services.enactor",
+    "enactor": "services.enactor_service",
     "dns": "dns_server.server",
     "endpoints": "services.endpoints",
     "control": "services.control",

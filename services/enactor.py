@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,14 +23,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from services import history, names
 from services.config import Settings
 from services.enactor_decisions import (
     Backoff,
     Commit,
+    Decision,
     Policy,
     Refuse,
     Skip,
@@ -51,12 +48,10 @@ from services.enactor_metrics import (
     PLANS_APPLIED,
     REFUSED,
     REJECTED,
-    ROUND_ERRORS,
     TREES_DELETED,
-    init_metrics,
 )
-from services.faults import PIDS_KEY, FaultBook, FaultGate, StallPoint
-from services.plans import Plan, PlanStore
+from services.faults import FaultGate, StallPoint
+from services.plans import Plan
 from services.records import (
     BatchRejected,
     ChangeBatch,
@@ -66,14 +61,9 @@ from services.records import (
     decode_alias,
 )
 from services.runtime import (
-    ServiceContext,
     generation_var,
-    observability_app,
-    redis_client,
-    run_until_stopped,
-    start_site,
 )
-from services.zone_store import EndpointRecords, ZoneStore
+from services.zone_store import EndpointRecords
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +109,29 @@ class RoundReport:
     committed: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     deleted: int = 0
+
+
+@dataclass
+class _Sent:
+    """A window whose change batches are on their way in one pipeline, and what they are for."""
+
+    window: list[tuple[str, Addresses]]
+    decisions: list[Decision]
+    outcomes: asyncio.Task[list[Committed | BatchRejected]]
+    """Of the Commit decisions, in order."""
+
+    @classmethod
+    def start(cls, window: list[tuple[str, Addresses]], decisions: list[Decision],
+              zone: ZoneAccess) -> _Sent:
+        batches = [d.batch for d in decisions if isinstance(d, Commit)]
+        return cls(window, decisions, asyncio.ensure_future(zone.apply_many(batches)))
+
+    async def abandon(self) -> None:
+        """The walk failed or was cancelled: stop waiting, and reap the pipeline's task."""
+        self.outcomes.cancel()
+        await asyncio.wait([self.outcomes])
+        if not self.outcomes.cancelled():
+            self.outcomes.exception()  # retrieved; the walk's own error is the one raised
 
 
 def _is_lock_conflict(error: BatchRejected) -> bool:
@@ -186,66 +199,96 @@ class Enactor:
     async def _walk(self, plan: Plan, report: RoundReport) -> bool:
         """Apply the plan to every endpoint in order; False when stopped part-way."""
         items = list(plan.endpoints.items())
-        done = 0
-        while done < len(items):
+        if self.window > 1:
+            return await self._walk_windows(plan, items, report)
+        for endpoint, addresses in items:
             if self.stopping.is_set():
                 return False
-            if self.window == 1:
-                await self._apply_endpoint(plan, *items[done], report)
-                done += 1
-            else:
-                done += await self._apply_window(plan, items[done:done + self.window], report)
+            await self._apply_endpoint(plan, endpoint, addresses, report)
         return True
 
-    async def _apply_window(self, plan: Plan, window: list[tuple[str, Addresses]],
-                            report: RoundReport) -> int:
-        """Apply the plan to the first endpoints of ``window``; how many were handled (>= 1).
+    async def _walk_windows(self, plan: Plan, items: list[tuple[str, Addresses]],
+                            report: RoundReport) -> bool:
+        """The walk in windows: one read per window, its batches in one pipeline.
 
-        One read and one pipeline of batches for the window, then its history at once, in
-        endpoint order. Where one at a time would differ, one at a time it is (window_cut).
+        While Redis commits one window's batches, the next window is read and decided; its
+        batches go once the previous ones are settled, so commits keep the plan's order.
+        Where one at a time would differ, one at a time it is: an endpoint ``window_cut``
+        names goes alone after everything before it is settled, and so does each endpoint
+        whose batch lost its lock (after its back-off, then the window after it is re-read).
         """
         generation = plan.generation
-        if self.gate.lock_delayed():
-            await self._apply_endpoint(plan, *window[0], report)  # backs off, one at a time
-            return 1
-        views = await self.zone.read_endpoints(
-            [(endpoint, names.tree_name(generation, endpoint)) for endpoint, _ in window])
-        now_ms = self._now_ms()
-        decisions = [decide_endpoint(generation, endpoint, addresses, view, self.policy, now_ms)
-                     for (endpoint, addresses), view in zip(window, views, strict=True)]
-        cut = window_cut(decisions, lambda i: self.gate.stall_pending(
-            StallPoint.BEFORE_FLIP, generation, window[i][0]))
-        commits = [(i, d) for i, d in enumerate(decisions[:cut]) if isinstance(d, Commit)]
-        outcomes = dict(zip((i for i, _ in commits),
-                            await self.zone.apply_many([d.batch for _, d in commits]),
-                            strict=True))
+        done = 0  # endpoints settled or on their way
+        sent: _Sent | None = None
+        try:
+            while done < len(items) and not self.stopping.is_set():
+                if self.gate.lock_delayed():
+                    await self._settle(plan, sent, report)
+                    sent = None
+                    await self._apply_endpoint(plan, *items[done], report)  # backs off
+                    done += 1
+                    continue
+                window = items[done:done + self.window]
+                views = await self.zone.read_endpoints(
+                    [(endpoint, names.tree_name(generation, endpoint)) for endpoint, _ in window])
+                now_ms = self._now_ms()
+                decisions = [decide_endpoint(generation, e, addresses, view, self.policy, now_ms)
+                             for (e, addresses), view in zip(window, views, strict=True)]
+                cut = window_cut(decisions, [self.gate.stall_pending(
+                    StallPoint.BEFORE_FLIP, generation, endpoint) for endpoint, _ in window])
+                went_alone = await self._settle(plan, sent, report)
+                sent = None
+                if went_alone:
+                    continue  # time passed backing off: read this window again
+                sent = _Sent.start(window[:cut], decisions[:cut], self.zone)
+                done += cut
+                if cut < len(window):
+                    await self._settle(plan, sent, report)
+                    sent = None
+                    await self._apply_alone(plan, *window[cut], decisions[cut], report)
+                    done += 1
+            await self._settle(plan, sent, report)
+            sent = None
+        finally:
+            if sent is not None:  # failed or cancelled part-way: do not leave the commit behind
+                await sent.abandon()
+        return done >= len(items)
+
+    async def _settle(self, plan: Plan, sent: _Sent | None, report: RoundReport) -> bool:
+        """Record what a sent window did, in endpoint order, and retry alone each endpoint
+        whose batch lost its lock (after its back-off, as one at a time would); True if any."""
+        if sent is None:
+            return False
+        generation = plan.generation
         events: list[history.Event] = []
-        lost: list[tuple[int, BatchRejected]] = []
-        for index, decision in enumerate(decisions[:cut]):
-            endpoint = window[index][0]
+        lost: list[tuple[tuple[str, Addresses], BatchRejected]] = []
+        outcomes = iter(await sent.outcomes)
+        for (endpoint, addresses), decision in zip(sent.window, sent.decisions, strict=True):
             if isinstance(decision, Refuse):
                 events.append(self._refused(endpoint, generation, decision))
             if not isinstance(decision, Commit):
                 continue
-            outcome = outcomes[index]
+            outcome = next(outcomes)
             if isinstance(outcome, Committed):
                 events.append(self._committed(endpoint, generation, decision, outcome, report))
             elif _is_lock_conflict(outcome):
-                lost.append((index, outcome))
+                lost.append(((endpoint, addresses), outcome))
             else:
                 events.append(self._rejected(endpoint, generation, outcome, report))
         await self.sink.record_many(events)
-        for index, error in lost:  # retried alone after its back-off, as one at a time
-            await self._backoff(0, window[index][0], generation, str(error.reason))
-            await self._apply_endpoint(plan, *window[index], report, attempt=1)
-        if cut == len(window):
-            return cut
+        for (endpoint, addresses), error in lost:
+            await self._backoff(0, endpoint, generation, str(error.reason))
+            await self._apply_endpoint(plan, endpoint, addresses, report, attempt=1)
+        return bool(lost)
+
+    async def _apply_alone(self, plan: Plan, endpoint: str, addresses: Addresses,
+                           decision: Decision, report: RoundReport) -> None:
+        """An endpoint a window cut before: it backs off first if its lock was held."""
         attempt = 0
-        if isinstance(decisions[cut], Backoff):
-            await self._backoff(0, window[cut][0], generation, "lock_held")
+        if isinstance(decision, Backoff):
+            await self._backoff(0, endpoint, plan.generation, "lock_held")
             attempt = 1
-        await self._apply_endpoint(plan, *window[cut], report, attempt=attempt)
-        return cut + 1
+        await self._apply_endpoint(plan, endpoint, addresses, report, attempt=attempt)
 
     def _refused(self, endpoint: str, generation: int, decision: Refuse) -> history.Event:
         REFUSED.labels(self.az, decision.reason).inc()
@@ -349,14 +392,6 @@ class Enactor:
                                    serial=outcome.serial)
 
 
-async def register_pid(client: Redis, az: str) -> None:
-    """Tell the control service which process to SIGSTOP for an ``enactor_pause``."""
-    try:
-        await client.hset(PIDS_KEY, az, os.getpid())
-    except RedisError as e:
-        log.warning("pid not registered: %s", e)
-
-
 def policy_for(settings: Settings, az: str) -> Policy:
     return Policy(
         holder=az,
@@ -366,66 +401,3 @@ def policy_for(settings: Settings, az: str) -> Policy:
         keep_newest=settings.keep_newest,
         max_capacity_drop=settings.max_capacity_drop,
     )
-
-
-async def _follow_plans(plans: PlanStore, signal: asyncio.Event) -> None:
-    """Set ``signal`` whenever the planner publishes (re-subscribing after Redis restarts)."""
-    while True:
-        pubsub = plans.client.pubsub(ignore_subscribe_messages=True)
-        try:
-            await pubsub.subscribe(plans.channel)
-            signal.set()
-            async for _ in pubsub.listen():
-                signal.set()
-        except RedisError as e:
-            log.warning("plan notifications lost (%s); re-subscribing", e)
-            await asyncio.sleep(0.2)
-        finally:
-            await pubsub.aclose()
-
-
-async def serve(ctx: ServiceContext) -> None:
-    """The enactor process of one AZ (``ctx.az``)."""
-    settings = ctx.settings
-    az = ctx.az or names.AZS[0]
-    init_metrics(az)
-    client = redis_client(settings)
-    sink = history.RedisHistory(client, source=f"enactor/{az}")
-    gate = FaultGate(FaultBook(client), az, sink)
-    plans = PlanStore(client)
-    enactor = Enactor(az, policy_for(settings, az), ZoneStore(client), plans, gate, sink,
-                      backoff_base_s=settings.backoff_base_s,
-                      backoff_max_s=settings.backoff_max_s, window=settings.enactor_window)
-    runner = await start_site(observability_app(ctx), "127.0.0.1",
-                              settings.metrics_port("enactor", names.AZS.index(az)))
-    signal = asyncio.Event()
-    await register_pid(client, az)
-
-    async def rounds() -> None:
-        errors = 0
-        while True:
-            signal.clear()
-            try:
-                report = await enactor.run_round()
-                ctx.ready = True
-                errors = 0
-                if report.outcome is RoundOutcome.APPLIED:
-                    log.info("plan %d: %d flips, %d deletions, rejected %s", report.generation,
-                             report.committed, report.deleted, report.rejected or "none")
-            except RedisError as e:
-                errors += 1
-                ROUND_ERRORS.labels(az).inc()
-                log.warning("round failed: %s", e)
-                await asyncio.sleep(min(1.0, 0.05 * 2 ** errors))
-                continue
-            try:
-                await asyncio.wait_for(signal.wait(), timeout=settings.plan_interval_s)
-            except TimeoutError:
-                continue  # no notification: look again anyway, a plan may be waiting
-
-    try:
-        await run_until_stopped(ctx, rounds(), gate.follow(), _follow_plans(plans, signal))
-    finally:
-        enactor.stopping.set()
-        await runner.cleanup()
-        await client.aclose()

@@ -13,7 +13,7 @@ Each protection of ``safe`` mode changes one of those choices and can be switche
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -170,17 +170,16 @@ def decide_endpoint(generation: int, endpoint: str, addresses: tuple[WeightedAdd
     return Commit(batch, alias.generation if alias else 0, rollback_generation, repairs)
 
 
-def window_cut(decisions: Sequence[Decision], stall_before_flip: Callable[[int], bool]) -> int:
+def window_cut(decisions: Sequence[Decision], stalled: Sequence[bool]) -> int:
     """How many endpoints of a window may be batched: the index of the first that must go alone.
 
     An endpoint goes alone when another enactor holds its lock (it backs off and retries, and
     the endpoints after it wait, as in a one-at-a-time walk) or when a stall names its flip
-    (``stall_before_flip(index)``): everything before it is committed before the stall.
+    (``stalled[index]``): everything before it is committed before the stall.
     ``len(decisions)`` when none must.
     """
     for index, decision in enumerate(decisions):
-        if isinstance(decision, Backoff) or (isinstance(decision, Commit)
-                                             and stall_before_flip(index)):
+        if isinstance(decision, Backoff) or (isinstance(decision, Commit) and stalled[index]):
             return index
     return len(decisions)
 

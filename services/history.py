@@ -24,6 +24,9 @@ HISTORY_ERRORS = Counter("dnsrace_history_errors_total",
                          "History events that could not be recorded (Redis unreachable)")
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -35,8 +38,8 @@ class Event:
     source: str = ""
 
     def to_json(self) -> str:
-        return json.dumps({"kind": self.kind, **dataclasses.asdict(self)},
-                          separators=(",", ":"))
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return _COMPACT.encode({"kind": self.kind, **fields})
 
 
 _KINDS: dict[str, type[Event]] = {}
@@ -226,6 +229,17 @@ class MemoryHistory:
         return await asyncio.wait_for(first(), timeout_s)
 
 
+_XADD_MANY = """
+redis.replicate_commands()
+for i = 2, #ARGV do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i])
+end
+return #ARGV - 1
+"""
+"""Each of ARGV[2..] its own stream entry, in order, capped at about ARGV[1] entries: what a
+pipeline of XADDs does, in one command (redis-py spends ~30 us per pipelined command)."""
+
+
 class RedisHistory:
     """The cluster's history: one Redis stream, capped, shared by every process."""
 
@@ -235,6 +249,7 @@ class RedisHistory:
         self.key = f"{prefix}:history"
         self.source = source
         self.maxlen = maxlen
+        self._xadd_many = client.register_script(_XADD_MANY)
 
     def _stamped(self, event: Event) -> Event:
         if not event.source and self.source:
@@ -251,15 +266,12 @@ class RedisHistory:
             log.warning("history event %s not recorded: %s", event.kind, e)
 
     async def record_many(self, events: Sequence[Event]) -> None:
-        """Every event its own stream entry, in order, sent in one pipelined round-trip."""
+        """Every event its own stream entry, in order, in one round-trip."""
         if not events:
             return
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for event in events:
-                    pipe.xadd(self.key, {"e": self._stamped(event).to_json()},
-                              maxlen=self.maxlen, approximate=True)
-                await pipe.execute()
+            await self._xadd_many(keys=[self.key], args=[
+                self.maxlen, *(self._stamped(event).to_json() for event in events)])
         except RedisError as e:
             HISTORY_ERRORS.inc(len(events))
             log.warning("%d history events not recorded: %s", len(events), e)

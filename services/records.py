@@ -40,9 +40,14 @@ class RejectReason(StrEnum):
     BAD_ACTION = "bad_action"
 
 
+# json.dumps(...) with arguments builds an encoder per call; these are built once.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def canonical(payload: Mapping[str, Any]) -> str:
     """The one JSON spelling of a value: sorted keys, no spaces."""
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return _CANONICAL.encode(payload)
 
 
 @dataclass(frozen=True, order=True)
@@ -147,11 +152,11 @@ class ChangeBatch:
             raise ValueError("a change batch needs at least one change")
 
     def to_json(self) -> str:
-        return json.dumps({
+        return _COMPACT.encode({
             "changes": [c.to_json() for c in self.changes],
             "fences": [{"name": f.name, "below": f.below} for f in self.fences],
             "not_after_ms": self.not_after_ms,
-        }, separators=(",", ":"))
+        })
 
 
 @dataclass(frozen=True)

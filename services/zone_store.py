@@ -83,26 +83,44 @@ class EndpointRecords:
 
 
 _READ_ENDPOINTS = """
+local function value(field)
+  return redis.call('HGET', KEYS[1], field) or cjson.null
+end
 local function target_value(alias)
-  if not alias then return false end
-  return redis.call('HGET', KEYS[1], cjson.decode(alias).target .. '|A')
+  if alias == cjson.null then return cjson.null end
+  return value(cjson.decode(alias).target .. '|A')
 end
 local out = {}
 for i = 1, #ARGV, 4 do
-  local alias = redis.call('HGET', KEYS[1], ARGV[i] .. '|ALIAS')
-  local rollback = redis.call('HGET', KEYS[1], ARGV[i + 1] .. '|ALIAS')
+  local alias = value(ARGV[i] .. '|ALIAS')
+  local rollback = value(ARGV[i + 1] .. '|ALIAS')
   local n = #out
   out[n + 1] = alias
   out[n + 2] = target_value(alias)
   out[n + 3] = rollback
   out[n + 4] = target_value(rollback)
-  out[n + 5] = redis.call('HGET', KEYS[1], ARGV[i + 2] .. '|TXT')
-  out[n + 6] = redis.call('HGET', KEYS[1], ARGV[i + 3] .. '|A')
+  out[n + 5] = value(ARGV[i + 2] .. '|TXT')
+  out[n + 6] = value(ARGV[i + 3] .. '|A')
 end
-return out
+return cjson.encode(out)
 """
 """Every endpoint's records in one call: ARGV is (endpoint, rollback, lock, tree) per endpoint,
-the reply six values per endpoint (false, a nil reply, for a missing record set)."""
+the reply one JSON array of six values per endpoint (null for a missing record set). One
+string, because redis-py parses a reply of many elements at ~6 us each, json.loads in C."""
+
+_SCAN_JSON = """
+local reply = redis.call('HSCAN', KEYS[1], ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+if #reply[2] == 0 then return {reply[1], '[]'} end
+return {reply[1], cjson.encode(reply[2])}
+"""
+"""One HSCAN step whose field/value list comes back as one JSON string."""
+
+_HGETALL_JSON = """
+local flat = redis.call('HGETALL', KEYS[1])
+if #flat == 0 then return '[]' end
+return cjson.encode(flat)
+"""
+"""HGETALL as one JSON string (field, value, field, value, ...)."""
 
 
 def _outcome(batch: ChangeBatch, raw: str) -> Committed | BatchRejected:
@@ -122,6 +140,8 @@ class ZoneStore:
         self.keys = keys or ZoneKeys()
         self._apply = client.register_script(_script("change_batch.lua"))
         self._read_endpoints = client.register_script(_READ_ENDPOINTS)
+        self._scan_json = client.register_script(_SCAN_JSON)
+        self._hgetall_json = client.register_script(_HGETALL_JSON)
 
     async def apply(self, batch: ChangeBatch) -> Committed:
         """Commit a batch atomically, or raise BatchRejected saying which change failed."""
@@ -142,11 +162,12 @@ class ZoneStore:
         """
         if not batches:
             return []
-        keys = [self.keys.rrsets, self.keys.serial, self.keys.refs]
+        keys, channel, sha = self.keys, self.keys.channel, self._apply.sha
         async with self.client.pipeline(transaction=False) as pipe:
+            pipe.scripts.add(self._apply)  # loaded before the batches if Redis lost it
             for batch in batches:
-                await self._apply(keys=keys, args=[batch.to_json(), self.keys.channel],
-                                  client=pipe)
+                pipe.evalsha(sha, 3, keys.rrsets, keys.serial, keys.refs, batch.to_json(),
+                             channel)
             raws = await pipe.execute()
         return [_outcome(batch, raw) for batch, raw in zip(batches, raws, strict=True)]
 
@@ -180,22 +201,26 @@ class ZoneStore:
         args: list[str] = []
         for endpoint, tree in requests:
             args += (endpoint, names.rollback_name(endpoint), names.lock_name(endpoint), tree)
-        values = [v or None for v in await self._read_endpoints(keys=[self.keys.rrsets],
-                                                                 args=args)]
+        values = json.loads(await self._read_endpoints(keys=[self.keys.rrsets], args=args))
         return [EndpointRecords(*values[i:i + 6]) for i in range(0, len(values), 6)]
 
     async def trees(self) -> dict[str, str]:
         """Every tree record set in the zone: tree name -> value."""
         found: dict[str, str] = {}
-        async for key, value in self.client.hscan_iter(
-            self.keys.rrsets, match=f"{names.TREE_PREFIX}*|A", count=1000
-        ):
-            found[key.rsplit("|", 1)[0]] = value
-        return found
+        cursor = "0"
+        while True:
+            cursor, flat = await self._scan_json(
+                keys=[self.keys.rrsets], args=[cursor, f"{names.TREE_PREFIX}*|A", 2000])
+            pairs = json.loads(flat)
+            for i in range(0, len(pairs), 2):
+                found[pairs[i].rsplit("|", 1)[0]] = pairs[i + 1]
+            if cursor == "0":
+                return found
 
     async def references(self) -> dict[str, int]:
         """Record-set names that aliases name, with how many aliases name each."""
-        return {k: int(v) for k, v in (await self.client.hgetall(self.keys.refs)).items()}
+        flat = json.loads(await self._hgetall_json(keys=[self.keys.refs]))
+        return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     async def changes(self) -> AsyncGenerator[ZoneChange, None]:
         """Change notifications as they are published (subscribe before taking a snapshot)."""
