@@ -163,8 +163,8 @@ class Interloper(ZoneStore):
                              ) -> list[EndpointRecords]:
         views = await super().read_endpoints(requests)
         self.reads.append(tuple(endpoint for endpoint, _ in requests))
-        if self.armed:  # B's lease is over by the time A retries: A may take the lock then
-            self.armed = False
+        if self.armed and self.endpoint in self.reads[-1]:
+            self.armed = False  # B's lease is over by the time A retries: A may take it then
             taken = lock_record(names.lock_name(self.endpoint), Lock(B, 0))
             await self.apply(ChangeBatch((Change(Action.UPSERT, taken),)))
         return views
@@ -174,12 +174,17 @@ class Interloper(ZoneStore):
         return await super().read_endpoint(endpoint, tree)
 
 
+WINDOWS = pytest.mark.parametrize("window", [len(ENDPOINTS), 4], ids=["one_window", "three"])
+"""The whole plan in one window, or in three: the next read and decided while one commits."""
+
+
+@WINDOWS
 async def test_a_lock_lost_inside_a_window_is_retried_for_that_endpoint_alone(
-        redis_client: aioredis.Redis, prefix: str) -> None:
-    contested = ENDPOINTS[4]
+        redis_client: aioredis.Redis, prefix: str, window: int) -> None:
+    contested = ENDPOINTS[5]
     zone = Interloper(redis_client, ZoneKeys(prefix), contested)
     cell = Cell(redis_client, prefix, zone=zone)
-    enactor = cell.enactor(window=len(ENDPOINTS))
+    enactor = cell.enactor(window)
     await cell.publish()
     await enactor.run_round()
     await cell.publish()
@@ -191,16 +196,22 @@ async def test_a_lock_lost_inside_a_window_is_retried_for_that_endpoint_alone(
     lost = cell.events(history.LockLost)
     assert [(e.endpoint, e.reason) for e in lost] == [(contested, "delete_mismatch")]
     assert cell.sleeps == [lost[0].backoff_s]
-    # The staleness check, one read of the whole window, then the contested endpoint alone.
-    assert zone.reads == [(names.REGIONAL,), tuple(ENDPOINTS), (contested,)]
     committed = [e.endpoint for e in cell.events(history.BatchCommitted) if e.generation == 2]
-    assert committed == [e for e in ENDPOINTS if e != contested] + [contested]
+    windows = [ENDPOINTS[i:i + window] for i in range(0, len(ENDPOINTS), window)]
+    if window == len(ENDPOINTS):  # the staleness check, the window, the contested one alone
+        assert zone.reads == [(names.REGIONAL,), ENDPOINTS, (contested,)]
+        assert committed == [e for e in ENDPOINTS if e != contested] + [contested]
+    else:  # the third window was read while the second committed, and is read again after
+        assert zone.reads == [(names.REGIONAL,), *windows, (contested,), windows[2]]
+        assert committed == [*windows[0], *(e for e in windows[1] if e != contested),
+                             contested, *windows[2]]
     lock = (await cell.zone.snapshot()).get(names.lock_name(contested), RecordType.TXT)
     assert lock is not None and f'"holder":"{A}"' in lock
 
 
+@WINDOWS
 async def test_a_lock_held_inside_a_window_ends_the_window_there(
-        redis_client: aioredis.Redis, prefix: str) -> None:
+        redis_client: aioredis.Redis, prefix: str, window: int) -> None:
     cell = Cell(redis_client, prefix)
     await cell.publish()
     await cell.enactor(window=1).run_round()
@@ -208,7 +219,7 @@ async def test_a_lock_held_inside_a_window_ends_the_window_there(
     lease = lock_record(names.lock_name(held), Lock(B, int(NOW_S * 1000) + 60_000))
     await cell.zone.apply(ChangeBatch((Change(Action.UPSERT, lease),)))
     await cell.publish()
-    enactor = cell.enactor(window=len(ENDPOINTS))
+    enactor = cell.enactor(window)
     walk = asyncio.create_task(enactor.run_round())
 
     async def backed_off() -> bool:
@@ -226,14 +237,15 @@ async def test_a_lock_held_inside_a_window_ends_the_window_there(
     assert committed == list(ENDPOINTS)  # in plan order, as one at a time
 
 
+@WINDOWS
 async def test_a_stall_naming_an_endpoint_mid_window_stalls_right_before_its_flip(
-        redis_client: aioredis.Redis, prefix: str) -> None:
+        redis_client: aioredis.Redis, prefix: str, window: int) -> None:
     cell = Cell(redis_client, prefix)
     named = ENDPOINTS[5]
     fault = Fault.new(FaultType.ENACTOR_STALL, A, 60, {
         "point": StallPoint.BEFORE_FLIP, "endpoint": named, "min_generation": 2})
     await cell.book.add(fault)
-    enactor = cell.enactor(window=len(ENDPOINTS))
+    enactor = cell.enactor(window)
     await enactor.gate.refresh()
     await cell.publish()
     await enactor.run_round()  # plan 1 is older than min_generation: no stall
@@ -258,12 +270,13 @@ async def test_a_stall_naming_an_endpoint_mid_window_stalls_right_before_its_fli
     assert [e.endpoint for e in cell.events(history.Resumed)] == [named]
 
 
+@WINDOWS
 async def test_a_lock_delay_makes_the_windowed_walk_back_off_endpoint_by_endpoint(
-        redis_client: aioredis.Redis, prefix: str) -> None:
+        redis_client: aioredis.Redis, prefix: str, window: int) -> None:
     cell = Cell(redis_client, prefix)
     fault = Fault.new(FaultType.LOCK_DELAY, A, 60)
     await cell.book.add(fault)
-    enactor = cell.enactor(window=len(ENDPOINTS))
+    enactor = cell.enactor(window)
     await enactor.gate.refresh()
     await cell.publish()
     walk = asyncio.create_task(enactor.run_round())
