@@ -115,6 +115,14 @@ async def run(root: Path, log: Log, endpoints: int = 1003, rounds: int = 3,
                 out["propagation_idle"] = await propagation.measure(
                     prop_zone, ours.port, propagation_samples, ours.metrics_port,
                     first=propagation_samples + 1)
+                log(" propagation idle, Redis without fsync (the software's share)")
+                await prop_zone.client.config_set("appendfsync", "no")
+                try:
+                    out["propagation_idle_nofsync"] = await propagation.measure(
+                        prop_zone, ours.port, propagation_samples, ours.metrics_port,
+                        first=3 * propagation_samples + 1)
+                finally:
+                    await prop_zone.client.config_set("appendfsync", "always")
                 log(f" propagation at {rate:g} q/s")
                 load = dnsperf.start_background(ours.port, zone.query_file,
                                                 duration_s * 3, rate)

@@ -23,6 +23,8 @@ from bench import dns_bench, enactor_bench, loadgen_bench, memory_bench
 from bench.common import REPO, LoadSampler, machine
 
 SECTIONS = ("dns", "enactor", "memory", "loadgen")
+PROPAGATION_RUNS = ("propagation_idle", "propagation_idle_nofsync", "propagation_loaded",
+                    "propagation_churn")
 DEFAULT_OUT = REPO / "bench" / "results" / "latest.json"
 
 
@@ -65,9 +67,9 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             False, "ms")
         add("p99 at rate under churn < 1 ms", r["rate/ours+churn"]["p99_ms_median"], 1.0,
             False, "ms")
-        for key in ("propagation_idle", "propagation_loaded", "propagation_churn"):
-            add(f"{key.replace('_', ' ')} p99 < 5 ms",
-                dns[key]["from_apply_call"]["p99_ms"], 5.0, False, "ms")
+        for key in PROPAGATION_RUNS:
+            add(f"{key.replace('_', ' ')} p99 < 5 ms (from commit)",
+                dns[key]["from_commit"]["p99_ms"], 5.0, False, "ms")
     enactor = result.get("enactor")
     if enactor:
         add(f"{enactor['endpoints']}-endpoint plan < 2 s (cluster Redis config)",
@@ -92,11 +94,14 @@ def table(result: dict[str, Any]) -> str:
                 f"  {key:<20} {row['qps_median']:>10.0f} {row['avg_latency_ms_median']:>8.3f} "
                 f"{_fmt(row['p50_ms_median'])} {_fmt(row['p99_ms_median'])} "
                 f"{_fmt(row['p999_ms_median'])} {row['lost_total']:>6}")
-        for key in ("propagation_idle", "propagation_loaded", "propagation_churn"):
+        for key in PROPAGATION_RUNS:
             p = dns[key]
-            lines.append(f"  {key:<20} p50 {p['from_apply_call']['p50_ms']} ms  "
-                         f"p99 {p['from_apply_call']['p99_ms']} ms (from apply call); "
-                         f"p99 {p['from_apply_return']['p99_ms']} ms (from its return)")
+            lines.append(f"  {key:<26} from commit p50 {p['from_commit']['p50_ms']} ms "
+                         f"p99 {p['from_commit']['p99_ms']} ms; p99 from apply call "
+                         f"{p['from_apply_call']['p99_ms']} ms, from its return "
+                         f"{p['from_apply_return']['p99_ms']} ms; fsync >= 1 ms in "
+                         f"{p['redis_fsync']['seconds_with_fsync_over_1ms']} s, worst "
+                         f"{p['redis_fsync']['worst_ms']} ms")
         lines.append(f"  churn: {dns['churn']}")
     enactor = result.get("enactor")
     if enactor:
