@@ -39,6 +39,10 @@ from services.zone_store import ZoneChange, ZoneKeys, ZoneStore
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+GROUP_MAX = 64
+"""Notifications applied together at most; queries are answered between two groups."""
+
+
 @dataclass
 class Backoff:
     """Capped exponential back-off with jitter; ``reset`` after a success."""
@@ -171,8 +175,14 @@ class ZoneSync:
             await reads.aclose()
 
     async def _pump(self, store: ZoneStore, queue: asyncio.Queue[ZoneChange]) -> None:
+        read = 0
         async for change in store.changes():
             queue.put_nowait(change)
+            read += 1
+            if read % GROUP_MAX == 0:
+                # Notifications already buffered are parsed without the event loop running:
+                # give it a turn, so a storm of changes does not hold up queries.
+                await asyncio.sleep(0)
         raise ZoneSyncError(ResyncReason.DISCONNECT, "the change stream ended")
 
     async def _race(self, awaitable: Awaitable[T], pump: asyncio.Task[None]) -> T:
@@ -218,9 +228,11 @@ class ZoneSync:
     async def _follow(self, queue: asyncio.Queue[ZoneChange], pump: asyncio.Task[None]) -> None:
         while True:
             changes = [await self._race(queue.get(), pump)]
-            while not queue.empty():
+            while not queue.empty() and len(changes) < GROUP_MAX:
                 changes.append(queue.get_nowait())
             self._apply(self._contiguous(changes))
+            if not queue.empty():
+                await asyncio.sleep(0)  # let queries in between groups
 
     def _contiguous(self, changes: list[ZoneChange]) -> list[ZoneChange]:
         """The changes above the zone's serial, checked to follow it without a gap."""

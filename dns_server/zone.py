@@ -7,6 +7,7 @@ endpoints) answers NODATA rather than NXDOMAIN.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 from collections.abc import Iterator
@@ -75,13 +76,20 @@ def _decode_soa(data: Any) -> Soa:
                int(data["retry"]), int(data["expire"]), int(data["minimum"]))
 
 
+@functools.lru_cache(maxsize=4096)
+def _check_ipv4(ip: str) -> None:
+    """Raises ValueError unless ``ip`` is a dotted IPv4 address (the fleet's few addresses
+    recur in every tree: cached, since the zone decodes each tree again on every change)."""
+    ipaddress.IPv4Address(ip)
+
+
 def decode_value(rtype: RecordType, raw: str) -> RecordValue:
     """The typed value of a stored record set; raises ValueError if it does not decode."""
     try:
         if rtype is RecordType.A:
             records = decode_addresses(raw)
             for record in records:
-                ipaddress.IPv4Address(record.ip)
+                _check_ipv4(record.ip)
                 if record.weight < 0:
                     raise ValueError(f"negative weight {record.weight}")
             return Addresses(records)
