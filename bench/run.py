@@ -105,12 +105,12 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"  churn: {dns['churn']}")
     enactor = result.get("enactor")
     if enactor:
-        for key in ("cluster_config", "no_persistence"):
+        for key in ("cluster_config", "cluster_config_with_cleanup", "no_persistence"):
             e = enactor[key]
             lines.append(f"enactor {e['endpoints']} endpoints, window {e['window']} ({key}): "
-                         f"{e['wall_s']} s wall, client CPU {e['client_cpu_s']} s, Redis "
-                         f"{e['redis_server_s']} s, {e['commands_sent_per_endpoint']} "
-                         "commands/endpoint")
+                         f"{e['wall_s']} s wall, client CPU {e['client_cpu_s']} s, Redis busy "
+                         f"{e['redis_busy_s']} s, {e['deleted']} trees deleted, "
+                         f"{e['commands_sent_per_endpoint']} commands/endpoint")
         sweep = enactor.get("window_sweep_cluster_config", {})
         lines.append("enactor window sweep (cluster_config): " + ", ".join(
             f"{w}: {r['wall_s']} s" for w, r in sweep.items()))

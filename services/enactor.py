@@ -8,8 +8,9 @@ The walk goes in windows of ``window`` endpoints: one round-trip reads the windo
 its change batches (each still its own atomic batch with its lock and fences), one records its
 history. Whatever today's one-at-a-time walk would do differently is done one at a time: an
 endpoint whose lock is held or whose flip a stall names ends the window before it and goes
-alone, and a batch that lost its lock is retried alone after its back-off. ``window=1`` is
-the one-at-a-time walk itself (the explorer's: it takes its turns at each ``await``).
+alone, and an endpoint whose batch lost its lock is retried alone after its back-off (the
+others lost with it are read again after it). ``window=1`` is the one-at-a-time walk itself
+(the explorer's: it takes its turns at each ``await``).
 """
 
 from __future__ import annotations
@@ -126,6 +127,11 @@ class _Sent:
         batches = [d.batch for d in decisions if isinstance(d, Commit)]
         return cls(window, decisions, asyncio.ensure_future(zone.apply_many(batches)))
 
+    async def lost_a_lock(self) -> bool:
+        """Wait until the batches are committed or refused: did any lose its lock?"""
+        return any(isinstance(outcome, BatchRejected) and _is_lock_conflict(outcome)
+                   for outcome in await self.outcomes)
+
     async def abandon(self) -> None:
         """The walk failed or was cancelled: stop waiting, and reap the pipeline's task."""
         self.outcomes.cancel()
@@ -163,6 +169,9 @@ class Enactor:
         self.sleep = sleep
         self.rng = rng or random.Random(az)
         self.stopping = asyncio.Event()
+        # Counted for every endpoint: the labelled series are looked up once.
+        self._locks_won = LOCKS.labels(az, "won")
+        self._flips = COMMITTED.labels(az, "flip")
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -211,15 +220,16 @@ class Enactor:
                             report: RoundReport) -> bool:
         """The walk in windows: one read per window, its batches in one pipeline.
 
-        While Redis commits one window's batches, the next window is read and decided; its
-        batches go once the previous ones are settled, so commits keep the plan's order.
-        Where one at a time would differ, one at a time it is: an endpoint ``window_cut``
-        names goes alone after everything before it is settled, and so does each endpoint
-        whose batch lost its lock (after its back-off, then the window after it is re-read).
+        While Redis commits one window's batches, the previous window's history is recorded
+        and the next window is read and decided; its batches go once the previous ones are
+        committed, so commits keep the plan's order. Where one at a time would differ, one at
+        a time it is: an endpoint ``window_cut`` names goes alone once everything before it
+        is settled, and so does an endpoint whose batch lost its lock (``_settle``; the window
+        read meanwhile is read again).
         """
         generation = plan.generation
         done = 0  # endpoints settled or on their way
-        sent: _Sent | None = None
+        sent: _Sent | None = None  # the last window sent: committing, or not yet recorded
         try:
             while done < len(items) and not self.stopping.is_set():
                 if self.gate.lock_delayed():
@@ -236,11 +246,13 @@ class Enactor:
                              for (e, addresses), view in zip(window, views, strict=True)]
                 cut = window_cut(decisions, [self.gate.stall_pending(
                     StallPoint.BEFORE_FLIP, generation, endpoint) for endpoint, _ in window])
-                went_alone = await self._settle(plan, sent, report)
-                sent = None
-                if went_alone:
-                    continue  # time passed backing off: read this window again
-                sent = _Sent.start(window[:cut], decisions[:cut], self.zone)
+                if sent is not None and await sent.lost_a_lock():
+                    await self._settle(plan, sent, report)  # retried alone, backing off first
+                    sent = None
+                    continue  # time passed: read this window again
+                previous, sent = sent, _Sent.start(window[:cut], decisions[:cut], self.zone)
+                await asyncio.sleep(0)  # the batches go on the wire before anything else
+                await self._settle(plan, previous, report)
                 done += cut
                 if cut < len(window):
                     await self._settle(plan, sent, report)
@@ -255,8 +267,13 @@ class Enactor:
         return done >= len(items)
 
     async def _settle(self, plan: Plan, sent: _Sent | None, report: RoundReport) -> bool:
-        """Record what a sent window did, in endpoint order, and retry alone each endpoint
-        whose batch lost its lock (after its back-off, as one at a time would); True if any."""
+        """Record what a sent window did, in endpoint order; True if a batch lost its lock.
+
+        The first endpoint that lost is retried alone after its back-off, as one at a time.
+        The others lost to the same competitor at the same moment, where a one-at-a-time walk
+        would have reached them only after that back-off: they are read and decided again
+        (a walk of their own), and back off only if their lock is still held then.
+        """
         if sent is None:
             return False
         generation = plan.generation
@@ -276,10 +293,13 @@ class Enactor:
             else:
                 events.append(self._rejected(endpoint, generation, outcome, report))
         await self.sink.record_many(events)
-        for (endpoint, addresses), error in lost:
-            await self._backoff(0, endpoint, generation, str(error.reason))
-            await self._apply_endpoint(plan, endpoint, addresses, report, attempt=1)
-        return bool(lost)
+        if not lost:
+            return False
+        (endpoint, addresses), error = lost[0]
+        await self._backoff(0, endpoint, generation, str(error.reason))
+        await self._apply_endpoint(plan, endpoint, addresses, report, attempt=1)
+        await self._walk_windows(plan, [item for item, _ in lost[1:]], report)
+        return True
 
     async def _apply_alone(self, plan: Plan, endpoint: str, addresses: Addresses,
                            decision: Decision, report: RoundReport) -> None:
@@ -297,8 +317,8 @@ class Enactor:
 
     def _committed(self, endpoint: str, generation: int, decision: Commit, committed: Committed,
                    report: RoundReport) -> history.Event:
-        LOCKS.labels(self.az, "won").inc()
-        COMMITTED.labels(self.az, "flip").inc()
+        self._locks_won.inc()
+        self._flips.inc()
         report.committed += 1
         if endpoint in names.NAMED_ENDPOINTS:
             APPLIED_GENERATION.labels(self.az, names.endpoint_label(endpoint)).set(generation)

@@ -8,8 +8,11 @@ counted, and the next round retries after a short back-off.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import os
+from collections.abc import Iterator
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -29,6 +32,23 @@ from services.runtime import (
 from services.zone_store import ZoneStore
 
 log = logging.getLogger(__name__)
+
+GC_FIRST_THRESHOLD = 10_000
+"""Allocations between two young-generation collections in the enactor process (Python's
+default is 700). A round allocates some hundred containers per endpoint while the plan's
+objects stay alive: with the default the collector ran every few endpoints and traversed the
+whole plan every few hundred, 0.3-0.5 s of a 10,000-endpoint round (measured)."""
+
+
+@contextlib.contextmanager
+def collector_tuned() -> Iterator[None]:
+    """The enactor process's garbage collector thresholds, restored on exit."""
+    before = gc.get_threshold()
+    gc.set_threshold(GC_FIRST_THRESHOLD, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 async def register_pid(client: Redis, az: str) -> None:
@@ -95,7 +115,8 @@ async def serve(ctx: ServiceContext) -> None:
                 continue  # no notification: look again anyway, a plan may be waiting
 
     try:
-        await run_until_stopped(ctx, rounds(), gate.follow(), _follow_plans(plans, signal))
+        with collector_tuned():
+            await run_until_stopped(ctx, rounds(), gate.follow(), _follow_plans(plans, signal))
     finally:
         enactor.stopping.set()
         await runner.cleanup()

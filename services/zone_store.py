@@ -14,6 +14,7 @@ from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from services import names
 from services.records import (
@@ -162,14 +163,27 @@ class ZoneStore:
         """
         if not batches:
             return []
+        raws = await self._evalsha_batches(batches)
+        missing = [i for i, raw in enumerate(raws) if isinstance(raw, NoScriptError)]
+        if missing:  # Redis lost its scripts (it restarted): those batches did not run
+            await self.client.script_load(self._apply.script)
+            again = await self._evalsha_batches([batches[i] for i in missing])
+            for i, raw in zip(missing, again, strict=True):
+                raws[i] = raw
+        for raw in raws:
+            if isinstance(raw, Exception):
+                raise raw
+        return [_outcome(batch, raw) for batch, raw in zip(batches, raws, strict=True)]
+
+    async def _evalsha_batches(self, batches: Sequence[ChangeBatch]) -> list[Any]:
+        """One pipeline of change_batch.lua calls; errors as values. No SCRIPT EXISTS first
+        (redis-py's pipeline asks, one more round-trip): a missing script is seen in the reply."""
         keys, channel, sha = self.keys, self.keys.channel, self._apply.sha
         async with self.client.pipeline(transaction=False) as pipe:
-            pipe.scripts.add(self._apply)  # loaded before the batches if Redis lost it
             for batch in batches:
                 pipe.evalsha(sha, 3, keys.rrsets, keys.serial, keys.refs, batch.to_json(),
                              channel)
-            raws = await pipe.execute()
-        return [_outcome(batch, raw) for batch, raw in zip(batches, raws, strict=True)]
+            return list(await pipe.execute(raise_on_error=False))
 
     async def snapshot(self) -> ZoneSnapshot:
         """The whole zone and its serial, read atomically."""

@@ -150,12 +150,13 @@ async def test_a_windowed_walk_leaves_the_zone_and_history_of_the_one_at_a_time_
 
 
 class Interloper(ZoneStore):
-    """The real zone store, where another enactor takes ``endpoint``'s lock once, right after
-    a windowed read: the window's batch for it then deletes a lock value that is gone."""
+    """The real zone store, where another enactor takes the locks of ``endpoints`` once, right
+    after the windowed read of the first of them: the window's batches for them then delete
+    lock values that are gone."""
 
-    def __init__(self, client: aioredis.Redis, keys: ZoneKeys, endpoint: str) -> None:
+    def __init__(self, client: aioredis.Redis, keys: ZoneKeys, *endpoints: str) -> None:
         super().__init__(client, keys)
-        self.endpoint = endpoint
+        self.endpoints = endpoints
         self.armed = False
         self.reads: list[tuple[str, ...]] = []
 
@@ -163,10 +164,11 @@ class Interloper(ZoneStore):
                              ) -> list[EndpointRecords]:
         views = await super().read_endpoints(requests)
         self.reads.append(tuple(endpoint for endpoint, _ in requests))
-        if self.armed and self.endpoint in self.reads[-1]:
-            self.armed = False  # B's lease is over by the time A retries: A may take it then
-            taken = lock_record(names.lock_name(self.endpoint), Lock(B, 0))
-            await self.apply(ChangeBatch((Change(Action.UPSERT, taken),)))
+        if self.armed and self.endpoints[0] in self.reads[-1]:
+            self.armed = False  # B's lease is over by the time A retries: A may take them
+            taken = [Change(Action.UPSERT, lock_record(names.lock_name(e), Lock(B, 0)))
+                     for e in self.endpoints]
+            await self.apply(ChangeBatch(tuple(taken)))
         return views
 
     async def read_endpoint(self, endpoint: str, tree: str) -> EndpointRecords:
@@ -293,3 +295,26 @@ async def test_a_lock_delay_makes_the_windowed_walk_back_off_endpoint_by_endpoin
     lost = cell.events(history.LockLost)
     assert {(e.endpoint, e.reason) for e in lost} == {(ENDPOINTS[0], "lock_delay")}
     assert [e.backoff_s for e in lost] == cell.sleeps
+
+
+async def test_endpoints_lost_at_once_back_off_once_and_are_read_again(
+        redis_client: aioredis.Redis, prefix: str) -> None:
+    # Another enactor took a whole stretch of the window at once: one at a time, the walk
+    # would have lost the first, backed off, and found the others free to take afterwards.
+    contested = ENDPOINTS[3:8]
+    zone = Interloper(redis_client, ZoneKeys(prefix), *contested)
+    cell = Cell(redis_client, prefix, zone=zone)
+    enactor = cell.enactor(len(ENDPOINTS))
+    await cell.publish()
+    await enactor.run_round()
+    await cell.publish()
+    zone.armed, zone.reads = True, []
+    report = await enactor.run_round()
+
+    assert report.committed == len(ENDPOINTS) and report.rejected == {}
+    assert set((await cell.aliases()).values()) == {2}
+    lost = cell.events(history.LockLost)
+    assert [(e.endpoint, e.reason) for e in lost] == [(contested[0], "delete_mismatch")]
+    assert zone.reads == [(names.REGIONAL,), ENDPOINTS, (contested[0],), contested[1:]]
+    committed = [e.endpoint for e in cell.events(history.BatchCommitted) if e.generation == 2]
+    assert committed == [e for e in ENDPOINTS if e not in contested] + list(contested)

@@ -155,3 +155,13 @@ async def test_a_window_read_is_each_endpoint_read_alone(zone: ZoneStore) -> Non
     assert views[0] == EndpointRecords(ALIAS1.value, TREE.value, None, None, None, TREE2.value)
     assert views[1] == EndpointRecords(None, None, None, None, None, None)
     assert await zone.read_endpoints([]) == []
+
+
+async def test_a_pipeline_of_batches_survives_redis_losing_its_scripts(zone: ZoneStore) -> None:
+    await zone.apply(batch(Change(Action.CREATE, TREE)))
+    await zone.client.script_flush()  # as after a restart: the scripts are gone
+    outcomes = await zone.apply_many([batch(Change(Action.CREATE, TREE2)),
+                                      batch(Change(Action.CREATE, TREE))])
+    assert isinstance(outcomes[0], Committed)
+    assert isinstance(outcomes[1], BatchRejected)
+    assert outcomes[1].reason is RejectReason.CREATE_EXISTS
