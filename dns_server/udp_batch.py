@@ -9,9 +9,11 @@ how NSD and Knot read their sockets. The system calls go through ``ctypes`` (the
 library has no binding for them), so this is Linux only: :func:`available` says whether it
 can be used, and the server falls back to the asyncio transport where it cannot.
 
-The C structures are declared with ``ctypes.Structure``; the per-datagram fields (lengths,
-address pointers) are read and written through memoryviews over the same memory, which
-costs a fraction of a ctypes attribute access.
+The C structures are declared with ``ctypes.Structure`` and set up once: every receive slot
+has its buffer and its peer-address slot, and send slot ``i`` replies to the address of
+receive slot ``i``. Per batch, the lengths received are read with one strided memoryview
+slice, the replies are copied into the send buffer with one ``join`` and their iovecs
+written with one slice assignment; the per-datagram Python is the answer itself.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ import errno
 import logging
 import socket
 import struct
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Sequence
+from itertools import accumulate
+from typing import Literal
 
 from prometheus_client import Histogram
 
@@ -38,14 +43,15 @@ BATCH_DATAGRAMS = Histogram(
 RECEIVE_SLOT = 65_536
 """Bytes per received datagram: any UDP datagram fits (a longer one is impossible)."""
 SEND_SLOT = 4096
-"""Bytes per reply; UDP replies are at most the client's size, never over 1232 (RFC 9715)."""
+"""Bytes per reply at most; UDP replies are at most the client's size, never over 1232."""
 NAME_SLOT = 128
 """Bytes per peer address (``struct sockaddr_storage``)."""
 BATCHES_PER_TURN = 4
 """Batches answered per readable event before the event loop runs its other callbacks (zone
 changes, /metrics, TCP): under a flood the socket stays readable, and the loop comes back."""
 MSG_DONTWAIT = 0x40
-MSG_TRUNC = 0x20
+_WORD: Literal["Q", "I"] = "Q" if ctypes.sizeof(ctypes.c_size_t) == 8 else "I"
+"""``array`` and ``memoryview`` code of a pointer / ``size_t`` (they are the same size)."""
 
 Respond = Callable[[bytes, bool], "bytes | None"]
 
@@ -108,6 +114,7 @@ class UdpBatchServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed: asyncio.Future[None] | None = None
 
+        address_size = 28 if sock.family == socket.AF_INET6 else 16  # sockaddr_in6 / _in
         self._received = ctypes.create_string_buffer(batch * RECEIVE_SLOT)
         self._replies = ctypes.create_string_buffer(batch * SEND_SLOT)
         self._names = ctypes.create_string_buffer(batch * NAME_SLOT)
@@ -115,34 +122,35 @@ class UdpBatchServer:
         self._send_iov = (_IoVec * batch)()
         self._recv_msgs = (_MMsgHdr * batch)()
         self._send_msgs = (_MMsgHdr * batch)()
-        received, replies = ctypes.addressof(self._received), ctypes.addressof(self._replies)
+        received = ctypes.addressof(self._received)
+        self._replies_at = ctypes.addressof(self._replies)
         self._names_at = ctypes.addressof(self._names)
         for i in range(batch):
             self._recv_iov[i].iov_base = received + i * RECEIVE_SLOT
             self._recv_iov[i].iov_len = RECEIVE_SLOT
-            self._send_iov[i].iov_base = replies + i * SEND_SLOT
             for msgs, iov in ((self._recv_msgs, self._recv_iov), (self._send_msgs,
                                                                    self._send_iov)):
                 header = msgs[i].msg_hdr
                 header.msg_name = self._names_at + i * NAME_SLOT
-                header.msg_namelen = NAME_SLOT
+                header.msg_namelen = address_size  # the kernel writes the same size back
                 header.msg_iov = ctypes.pointer(iov[i])
                 header.msg_iovlen = 1
         self._received_view = memoryview(self._received).cast("B")
         self._replies_view = memoryview(self._replies).cast("B")
-        self._recv_view = _view(self._recv_msgs)
         self._send_view = _view(self._send_msgs)
-        self._send_iov_view = _view(self._send_iov)
-        self._header_size = ctypes.sizeof(_MMsgHdr)
-        self._iov_size = ctypes.sizeof(_IoVec)
-        self._u32 = struct.Struct("=I")
+        self._send_iov_words = _view(self._send_iov).cast(_WORD)
+        """The send iovecs as machine words: base, length, base, length..."""
+        header_size = ctypes.sizeof(_MMsgHdr)
+        word = struct.calcsize("I")
+        assert header_size % word == 0 and _MMsgHdr.msg_len.offset % word == 0
+        self._recv_words = _view(self._recv_msgs).cast("I")
+        self._len_first = _MMsgHdr.msg_len.offset // word
+        self._len_stride = header_size // word
+        self._header_size = header_size
         self._pointer = struct.Struct("P")
-        self._size = struct.Struct("N")
         self._name_offset = _MsgHdr.msg_name.offset
-        self._namelen_offset = _MsgHdr.msg_namelen.offset
-        self._flags_offset = _MsgHdr.msg_flags.offset
-        self._len_offset = _MMsgHdr.msg_len.offset
-        self._iov_len_offset = _IoVec.iov_len.offset
+        self._shifted = False
+        """Some send slots reply to another slot's peer (see :meth:`_address`)."""
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -168,10 +176,6 @@ class UdpBatchServer:
                 return  # the socket had fewer waiting: wait for the next readable event
 
     def _receive(self) -> int:
-        view, size, offset = self._recv_view, self._header_size, self._namelen_offset
-        pack = self._u32.pack_into
-        for i in range(self.batch):
-            pack(view, i * size + offset, NAME_SLOT)
         count = int(self._recvmmsg(self.sock.fileno(), self._recv_msgs, self.batch,
                                    MSG_DONTWAIT, None))
         if count < 0:
@@ -183,36 +187,50 @@ class UdpBatchServer:
         return count
 
     def _answer(self, count: int) -> int:
-        """Answer the ``count`` datagrams received; the replies to send, in the send arrays."""
-        recv, send, send_iov = self._recv_view, self._send_view, self._send_iov_view
-        received, replies = self._received_view, self._replies_view
-        size, iov_size = self._header_size, self._iov_size
-        unpack, pack = self._u32.unpack_from, self._u32.pack_into
-        pack_pointer, pack_size = self._pointer.pack_into, self._size.pack_into
-        len_at, flags_at = self._len_offset, self._flags_offset
-        name_at, namelen_at, iov_len_at = self._name_offset, self._namelen_offset, \
-            self._iov_len_offset
-        names, respond = self._names_at, self._respond
-        replied = 0
-        for i in range(count):
-            header = i * size
-            if unpack(recv, header + flags_at)[0] & MSG_TRUNC:
-                continue  # cannot happen with 64 KiB slots; never answer a cut query
+        """Answer the ``count`` datagrams received; how many replies the send arrays hold.
+
+        A datagram cannot be cut: any UDP payload fits a 64 KiB slot.
+        """
+        first = self._len_first
+        lengths = self._recv_words[first:first + self._len_stride * count:
+                                   self._len_stride].tolist()
+        received, respond = self._received_view, self._respond
+        replies: list[bytes] = []
+        sources: list[int] | None = None  # receive slot of each reply, once one is dropped
+        for i, length in enumerate(lengths):
             start = i * RECEIVE_SLOT
-            length = unpack(recv, header + len_at)[0]
-            reply = respond(bytes(received[start:start + length]), False)
-            if reply is None:
+            reply = respond(received[start:start + length].tobytes(), False)
+            if reply is None or len(reply) > SEND_SLOT:
+                if sources is None:
+                    sources = list(range(len(replies)))
                 continue
-            if len(reply) > SEND_SLOT:  # pragma: no cover - UDP replies are capped at 1232
-                log.error("a %d-byte UDP reply does not fit its slot; dropped", len(reply))
-                continue
-            out = replied * SEND_SLOT
-            replies[out:out + len(reply)] = reply
-            pack_size(send_iov, replied * iov_size + iov_len_at, len(reply))
-            pack_pointer(send, replied * size + name_at, names + i * NAME_SLOT)
-            pack(send, replied * size + namelen_at, unpack(recv, header + namelen_at)[0])
-            replied += 1
-        return replied
+            replies.append(reply)
+            if sources is not None:
+                sources.append(i)
+        if not replies:
+            return 0
+        blob = b"".join(replies)
+        self._replies_view[:len(blob)] = blob
+        sizes = [len(reply) for reply in replies]
+        at = self._replies_at
+        words = [0] * (2 * len(replies))
+        words[0::2] = [at + offset for offset in accumulate(sizes[:-1], initial=0)]
+        words[1::2] = sizes
+        self._send_iov_words[:len(words)] = array(_WORD, words)
+        if sources is not None:
+            self._address(sources)
+        elif self._shifted:
+            self._address(range(self.batch))
+        return len(replies)
+
+    def _address(self, sources: Sequence[int]) -> None:
+        """Send slot ``j`` replies to the peer of receive slot ``sources[j]``: shifted when
+        queries were dropped, back to ``j`` for ``j`` in the next batch that drops none."""
+        pack, send, size, name = (self._pointer.pack_into, self._send_view, self._header_size,
+                                  self._name_offset)
+        for j, source in enumerate(sources):
+            pack(send, j * size + name, self._names_at + source * NAME_SLOT)
+        self._shifted = any(j != source for j, source in enumerate(sources))
 
     def _send(self, count: int) -> None:
         """Send the first ``count`` replies; a reply the kernel refuses is dropped (UDP)."""
