@@ -187,6 +187,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def scheduler_seconds(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of a process's main thread so
+    far, from ``/proc/PID/schedstat``: the wait is the scheduler's share of a latency."""
+    on_cpu, waiting, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
+    return int(on_cpu) / 1e9, int(waiting) / 1e9
+
+
 def dns_query(name: str, qtype: int = 1, qid: int = 0x1234) -> bytes:
     """A plain query packet (RD clear, no EDNS) for ``name``."""
     labels = b"".join(bytes((len(p),)) + p.encode() for p in name.rstrip(".").split("."))

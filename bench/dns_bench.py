@@ -40,11 +40,19 @@ def summarize(results: list[DnsperfResult]) -> dict[str, Any]:
         "p99_ms_median": _median(results, "p99_ms"),
         "p99_ms_runs": [r.p99_ms for r in results],
         "p999_ms_median": _median(results, "p999_ms"),
+        "server_cpu_s_median": _median(results, "server_cpu_s"),
+        "server_wait_s_median": _median(results, "server_wait_s"),
         "lost_total": sum(r.lost for r in results),
         "sent_total": sum(r.sent for r in results),
         "response_bytes": results[0].response_bytes if results else None,
         "command": results[0].command if results else "",
     }
+
+
+def _main_thread_serves(server: DnsChild) -> int | None:
+    """Our server answers on its main thread, so its schedstat is the server's; NSD serves from
+    a child process, Knot and dnslib from other threads: not measured."""
+    return server.pid if server.name == "ours" else None
 
 
 def _pause(churn: Churn, paused: bool) -> None:
@@ -81,6 +89,9 @@ async def run(root: Path, log: Log, endpoints: int = 1003, rounds: int = 3,
             def record(key: str, result: DnsperfResult) -> None:
                 results.setdefault(key, []).append(result)
                 extra = f" p99 {result.p99_ms} ms" if result.p99_ms is not None else ""
+                if result.server_cpu_s is not None:
+                    extra += (f"  server CPU {result.server_cpu_s} s, waited for a CPU "
+                              f"{result.server_wait_s} s")
                 log(f"  {key:<24} {result.qps:>10.0f} q/s  avg {result.avg_latency_ms:.3f} ms"
                     f"{extra}  lost {result.lost}")
 
@@ -92,18 +103,22 @@ async def run(root: Path, log: Log, endpoints: int = 1003, rounds: int = 3,
                     _pause(churn, True)
                     for server in running:
                         record(f"max/{server.name}", dnsperf.run(
-                            server.name, server.port, zone.query_file, duration_s))
+                            server.name, server.port, zone.query_file, duration_s,
+                            server_pid=_main_thread_serves(server)))
                     for server in running:
                         if server.name == "dnslib":
                             continue  # it cannot answer this rate (see max); not compared
                         record(f"rate/{server.name}", dnsperf.run(
-                            server.name, server.port, zone.query_file, duration_s, rate=rate))
+                            server.name, server.port, zone.query_file, duration_s, rate=rate,
+                            server_pid=_main_thread_serves(server)))
                     _pause(churn, False)
                     churn.wait_churning(batches=20)
                     record("max/ours+churn", dnsperf.run(
-                        "ours+churn", ours.port, zone.query_file, duration_s))
+                        "ours+churn", ours.port, zone.query_file, duration_s,
+                        server_pid=ours.pid))
                     record("rate/ours+churn", dnsperf.run(
-                        "ours+churn", ours.port, zone.query_file, duration_s, rate=rate))
+                        "ours+churn", ours.port, zone.query_file, duration_s, rate=rate,
+                        server_pid=ours.pid))
                     churn_rates.append(churn.rate())
                 out["churn"] = churn_rates
                 prop_zone = s.zone()

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import BenchError, percentile, require
+from bench.common import BenchError, percentile, require, scheduler_seconds
 
 _FIELDS = {
     "sent": r"Queries sent:\s+(\d+)",
@@ -46,6 +46,10 @@ class DnsperfResult:
     p999_ms: float | None = None
     target_qps: float | None = None
     command: str = ""
+    server_cpu_s: float | None = None
+    """Seconds the server's main thread ran during the run (``/proc/PID/schedstat``)."""
+    server_wait_s: float | None = None
+    """Seconds it was runnable but waiting for a CPU (the machine's share of the latency)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,14 +105,22 @@ def _is_number(text: str) -> bool:
 
 
 def run(server: str, port: int, query_file: Path, duration_s: float, *,
-        rate: float | None = None, outstanding: int = 100, clients: int = 1) -> DnsperfResult:
-    """One dnsperf run: ``max`` throughput, or a fixed ``rate`` with per-query latencies."""
+        rate: float | None = None, outstanding: int = 100, clients: int = 1,
+        server_pid: int | None = None) -> DnsperfResult:
+    """One dnsperf run: ``max`` throughput, or a fixed ``rate`` with per-query latencies;
+    with ``server_pid``, the server's CPU time and run-queue wait during the run."""
     args = command(port, query_file, duration_s, rate=rate, outstanding=outstanding,
                    clients=clients, verbose=rate is not None)
+    before = scheduler_seconds(server_pid) if server_pid else None
     done = subprocess.run(args, capture_output=True, text=True, timeout=duration_s + 30)
     if done.returncode != 0:
         raise BenchError(f"dnsperf failed ({done.returncode}): {done.stderr[-1000:]}")
-    return parse(server, "rate" if rate is not None else "max", done.stdout, args, rate)
+    result = parse(server, "rate" if rate is not None else "max", done.stdout, args, rate)
+    if server_pid and before:
+        on_cpu, waiting = scheduler_seconds(server_pid)
+        result.server_cpu_s = round(on_cpu - before[0], 3)
+        result.server_wait_s = round(waiting - before[1], 3)
+    return result
 
 
 def start_background(port: int, query_file: Path, duration_s: float,
