@@ -9,7 +9,7 @@ busy with them; ``cProfile`` gives the client's side.  A sweep of window sizes i
 cluster's configuration is what the setting's default is chosen from.
 
 Every measured round meets the same zone: two generations of trees (the applied one and its
-rollback's).  Its clean-up scans every tree but deletes none (so rounds compare), except in
+rollback's).  Each round's clean-up scans every tree but deletes none (so rounds compare), but in
 ``cluster_config_with_cleanup``, whose clean-up deletes one generation's trees as a round in
 the steady state does; between rounds older trees are pruned in big batches, unmeasured.
 """
@@ -38,7 +38,7 @@ from services.records import (
 )
 from services.zone_store import ZoneStore
 
-CLIENT_COMMANDS = frozenset({"evalsha", "get", "script", "script|exists"})
+CLIENT_COMMANDS = frozenset({"evalsha", "get", "script", "script|load"})
 """Commands the enactor sends itself (the rest run inside its Lua scripts, whose time is in
 EVALSHA's).  Left out: the two single XADDs of a round (CheckPassed, RoundCompleted), as the
 window's events are XADDs inside a script.  A window sends many commands per round-trip, so
@@ -49,8 +49,9 @@ machine's noise is some tenths of a second from one round to the next)."""
 NO_DELETION = 1_000_000
 """A clean-up age that deletes nothing: the round scans every tree, as always, and stops."""
 SWEEP = (16, 64, 128, 256, 512, 1024)
-"""Windows tried in the cluster's configuration (window 1, the one-at-a-time walk, took 17.7 s
-on 10,000 endpoints: see docs/benchmarks.md)."""
+"""Windows tried in the cluster's configuration, one round each (so within the noise that
+``cluster_config_walls_s`` shows). Window 1, the one-at-a-time walk, took 17.7 s on 10,000
+endpoints (docs/benchmarks.md)."""
 
 
 async def _command_stats(s: zonedata.Store) -> dict[str, tuple[int, int]]:

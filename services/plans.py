@@ -38,10 +38,21 @@ class Plan:
     @classmethod
     def from_json(cls, raw: str) -> Plan:
         data = json.loads(raw)
+        # A fleet has few (address, weight) pairs and a plan repeats them for every endpoint:
+        # one (immutable) object each, not one per endpoint.
+        shared: dict[tuple[str, int], WeightedAddress] = {}
+
+        def address(ip: str, weight: int) -> WeightedAddress:
+            key = (ip, int(weight))
+            found = shared.get(key)
+            if found is None:
+                found = shared[key] = WeightedAddress(*key)
+            return found
+
         return cls(
             generation=int(data["generation"]),
             created_ms=int(data["created_ms"]),
-            endpoints={e: tuple(WeightedAddress(ip, int(w)) for ip, w in rows)
+            endpoints={e: tuple(address(ip, w) for ip, w in rows)
                        for e, rows in data["endpoints"].items()},
         )
 
