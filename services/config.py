@@ -63,7 +63,7 @@ class Settings:
     backoff_max_s: float = _doc("longest back-off after losing a lock", default=1.0)
     enactor_window: int = _doc(
         "endpoints an enactor reads, then commits, per pipelined round-trip (1: one at a time)",
-        default=256,
+        default=512,
     )
     max_capacity_drop: float = _doc(
         "plan validation refuses a plan removing more than this fraction of capacity",

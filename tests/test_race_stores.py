@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from services import history, names
-from services.config import ALL_PROTECTIONS, Protection
+from services.config import ALL_PROTECTIONS, Protection, Settings
 from services.enactor import Enactor
 from services.enactor_decisions import Policy
 from services.faults import Fault, FaultBook, FaultGate, FaultType, StallPoint
@@ -64,7 +64,7 @@ class Cell:
         await self.sink.wait_for(seen, timeout_s)
 
 
-@pytest.fixture(params=[1, 256], ids=["one_at_a_time", "windowed"])
+@pytest.fixture(params=[1, Settings().enactor_window], ids=["one_at_a_time", "windowed"])
 async def cells(redis_client: aioredis.Redis, prefix: str, request: pytest.FixtureRequest
                 ) -> AsyncIterator[Callable[[frozenset[Protection]], Cell]]:
     yield lambda protections: Cell(redis_client, prefix, protections, request.param)
