@@ -30,15 +30,15 @@ from collections.abc import Callable, Sequence
 from itertools import accumulate
 from typing import Literal
 
-from prometheus_client import Histogram
+from dns_server.metrics import HotCounter
 
 log = logging.getLogger(__name__)
 
-BATCH_DATAGRAMS = Histogram(
-    "dnsrace_dns_udp_batch_datagrams",
-    "UDP queries taken by one recvmmsg system call (the batch the server answers at once)",
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
-)
+BATCHES = HotCounter("dnsrace_dns_udp_batches",
+                     "recvmmsg system calls that returned UDP queries (batches answered at once)")
+BATCHED_DATAGRAMS = HotCounter("dnsrace_dns_udp_batched_datagrams",
+                               "UDP queries taken by those calls (divided by the batches: the "
+                               "mean batch)")
 
 RECEIVE_SLOT = 65_536
 """Bytes per received datagram: any UDP datagram fits (a longer one is impossible)."""
@@ -150,6 +150,7 @@ class UdpBatchServer:
         self._pointer = struct.Struct("P")
         self._name_offset = _MsgHdr.msg_name.offset
         self._shifted = False
+        self._batches, self._datagrams = BATCHES.tally(), BATCHED_DATAGRAMS.tally()
         """Some send slots reply to another slot's peer (see :meth:`_address`)."""
 
     def start(self) -> None:
@@ -183,7 +184,8 @@ class UdpBatchServer:
             if error not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
                 log.debug("recvmmsg: %s", errno.errorcode.get(error, error))
             return 0
-        BATCH_DATAGRAMS.observe(count)
+        self._batches.n += 1
+        self._datagrams.n += count
         return count
 
     def _answer(self, count: int) -> int:
