@@ -49,10 +49,15 @@ def summarize(results: list[DnsperfResult]) -> dict[str, Any]:
     }
 
 
+UNBATCHED = "ours-unbatched"
+"""Our server with DNSRACE_DNS_UDP_BATCH=0 (a system call per datagram, through uvloop's
+transport): what batching buys, measured beside it."""
+
+
 def _main_thread_serves(server: DnsChild) -> int | None:
     """Our server answers on its main thread, so its schedstat is the server's; NSD serves from
     a child process, Knot and dnslib from other threads: not measured."""
-    return server.pid if server.name == "ours" else None
+    return server.pid if server.name.startswith("ours") else None
 
 
 def _pause(churn: Churn, paused: bool) -> None:
@@ -76,6 +81,7 @@ async def run(root: Path, log: Log, endpoints: int = 1003, rounds: int = 3,
         running: list[DnsChild] = []
         try:
             running.append(servers.start_ours(root, s.url))
+            running.append(servers.start_ours(root, s.url, udp_batch=0, name=UNBATCHED))
             starters = {"nsd": servers.start_nsd, "knot": servers.start_knot}
             for name in references:
                 try:
@@ -106,8 +112,8 @@ async def run(root: Path, log: Log, endpoints: int = 1003, rounds: int = 3,
                             server.name, server.port, zone.query_file, duration_s,
                             server_pid=_main_thread_serves(server)))
                     for server in running:
-                        if server.name == "dnslib":
-                            continue  # it cannot answer this rate (see max); not compared
+                        if server.name in ("dnslib", UNBATCHED):
+                            continue  # dnslib cannot answer this rate (see max); not compared
                         record(f"rate/{server.name}", dnsperf.run(
                             server.name, server.port, zone.query_file, duration_s, rate=rate,
                             server_pid=_main_thread_serves(server)))

@@ -48,6 +48,8 @@ class ModeResult:
     problems: list[str] = field(default_factory=list)
     empty_since: float | None = None
     """Wall-clock time (epoch seconds) DNS polling first saw the empty answer."""
+    repair_started_at: float | None = None
+    """Epoch seconds the operator started the repair (its first flip can be live at once)."""
     repaired_at: float | None = None
     """Wall-clock time the operator's repair was committed."""
     record: RunRecord | None = field(default=None, repr=False, compare=False)
@@ -89,6 +91,7 @@ async def _legacy_outage(monitor: Monitor, client: aioredis.Redis, settings: Set
     result.failure_ratio_peak = max(
         (monitor.failure_ratio(at=p.at) or 0) for p in monitor.load)
     monitor.note("operator runs 'dnsrace repair'")
+    result.repair_started_at = time.time()
     actions = await operator.repair(ZoneStore(client), PlanStore(client),
                                     names.endpoints(settings.cells))
     result.repaired_at = time.time()

@@ -145,9 +145,11 @@ async def test_legacy_race_empties_the_name_until_an_operator_repairs_it(
     assert {Invariant.I1, Invariant.I3} <= found
     # dig during the outage: NOERROR with zero answers; before it and after repair: addresses.
     assert result.empty_since is not None and result.repaired_at is not None
-    # Only digs asked after the poller saw the name empty and answered before the repair.
+    # Only digs asked after the poller saw the name empty and answered before the repair began
+    # (its first flip is live while it still restores the other endpoints).
+    assert result.repair_started_at is not None
     outage = [(s, n) for asked, done, s, n in dig.answers
-              if result.empty_since <= asked and done < result.repaired_at]
+              if result.empty_since <= asked and done < result.repair_started_at]
     assert outage and set(outage) == {("NOERROR", 0)}
     assert all(s == "NOERROR" and n > 0 for asked, done, s, n in dig.answers
                if done < result.empty_since - 1 or asked > result.repaired_at + 1)
