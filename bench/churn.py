@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from bench.common import PYTHON, Child, free_port
+from bench.common import PYTHON, Child, cpu_seconds, free_port
 from services.zone_store import ZoneKeys
 
 
@@ -66,6 +66,14 @@ class Churn:
         moved = self._serial() - serial
         return {"batches": moved, "seconds": round(elapsed, 2),
                 "batches_per_s": round(moved / elapsed, 1) if elapsed > 0 else 0.0}
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by the planner, the enactor and Redis (all its threads)."""
+        out = {child.name: cpu_seconds(child.pid) for child in self.children}
+        with redis.Redis.from_url(self.redis_url, decode_responses=True) as client:
+            info = client.info("cpu")
+        out["redis"] = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+        return out
 
     def stop(self) -> None:
         for child in self.children:

@@ -60,6 +60,16 @@ def _main_thread_serves(server: DnsChild) -> int | None:
     return server.pid if server.name.startswith("ours") else None
 
 
+def _cpu_budget(before: dict[str, float], after: dict[str, float], run: DnsperfResult,
+                duration_s: float) -> dict[str, float]:
+    """CPUs in use (CPU seconds per second) by each process during a run under churn."""
+    out = {name: round((after[name] - before[name]) / duration_s, 2) for name in after}
+    out["dns server"] = round((run.server_cpu_s or 0.0) / duration_s, 2)
+    out["dnsperf"] = round((run.client_cpu_s or 0.0) / duration_s, 2)
+    out["total"] = round(sum(out.values()), 2)
+    return out
+
+
 def _pause(churn: Churn, paused: bool) -> None:
     for child in churn.children:
         child.check_alive()
@@ -104,6 +114,7 @@ async def run(root: Path, log: Log, endpoints: int = 1003, rounds: int = 3,
             with Churn(s.url, endpoints - 3, root) as churn:
                 churn.wait_churning()
                 churn_rates = []
+                churn_cpu: list[dict[str, float]] = []
                 for n in range(rounds):
                     log(f" round {n + 1}/{rounds}")
                     _pause(churn, True)
@@ -122,11 +133,16 @@ async def run(root: Path, log: Log, endpoints: int = 1003, rounds: int = 3,
                     record("max/ours+churn", dnsperf.run(
                         "ours+churn", ours.port, zone.query_file, duration_s,
                         server_pid=ours.pid))
+                    before = churn.cpu_seconds()
                     record("rate/ours+churn", dnsperf.run(
                         "ours+churn", ours.port, zone.query_file, duration_s, rate=rate,
                         server_pid=ours.pid))
+                    churn_cpu.append(_cpu_budget(before, churn.cpu_seconds(),
+                                                 results["rate/ours+churn"][-1], duration_s))
+                    log(f"  CPUs busy during it: {churn_cpu[-1]}")
                     churn_rates.append(churn.rate())
                 out["churn"] = churn_rates
+                out["churn_cpu_per_s"] = churn_cpu
                 prop_zone = s.zone()
                 log(" propagation under churn")
                 out["propagation_churn"] = await propagation.measure(

@@ -7,6 +7,7 @@ dnsperf 2.10 prints the average latency but no percentiles, so the fixed-rate ru
 from __future__ import annotations
 
 import re
+import resource
 import subprocess
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -50,6 +51,8 @@ class DnsperfResult:
     """Seconds the server's main thread ran during the run (``/proc/PID/schedstat``)."""
     server_wait_s: float | None = None
     """Seconds it was runnable but waiting for a CPU (the machine's share of the latency)."""
+    client_cpu_s: float | None = None
+    """CPU seconds dnsperf itself used."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,10 +115,14 @@ def run(server: str, port: int, query_file: Path, duration_s: float, *,
     args = command(port, query_file, duration_s, rate=rate, outstanding=outstanding,
                    clients=clients, verbose=rate is not None)
     before = scheduler_seconds(server_pid) if server_pid else None
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(args, capture_output=True, text=True, timeout=duration_s + 30)
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise BenchError(f"dnsperf failed ({done.returncode}): {done.stderr[-1000:]}")
     result = parse(server, "rate" if rate is not None else "max", done.stdout, args, rate)
+    result.client_cpu_s = round(used.ru_utime + used.ru_stime - children.ru_utime
+                                - children.ru_stime, 3)
     if server_pid and before:
         on_cpu, waiting = scheduler_seconds(server_pid)
         result.server_cpu_s = round(on_cpu - before[0], 3)
