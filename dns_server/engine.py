@@ -48,11 +48,8 @@ class ReplyEngine:
         self.zone = zone
         self.cache.clear()
 
-    def zone_changed(self, changed_names: Iterable[str], zone: Zone | None = None) -> None:
-        """Record sets at these names changed (and so did the serial); answer from ``zone``
-        when given (a new zone object that differs from the old one at these names only)."""
-        if zone is not None:
-            self.zone = zone
+    def zone_changed(self, changed_names: Iterable[str]) -> None:
+        """Record sets at these names of the zone changed (and so did the serial)."""
         self.cache.invalidate(changed_names)
 
     def respond(self, data: bytes, tcp: bool) -> bytes | None:

@@ -94,7 +94,7 @@ class DnsServer:
         if names is None:
             self.engine.set_zone(zone)
         else:
-            self.engine.zone_changed(names, zone)
+            self.engine.zone_changed(names)
 
     async def start(self) -> None:
         """Bind UDP and TCP and start following the zone (answers SERVFAIL until loaded)."""

@@ -96,9 +96,8 @@ def _reads_client(url: str) -> aioredis.Redis:
 
 
 ZoneListener = Callable[[Zone, frozenset[str] | None], None]
-"""Called after the zone changed: the names touched, or None for a whole new zone.
-
-The zone passed may be a new object (a catch-up) even when names are given."""
+"""Called after the zone changed: the names touched in the same zone object, or None for a
+whole new zone (a snapshot)."""
 
 
 class ZoneSync:

@@ -193,13 +193,6 @@ class Zone:
         value = self.get(name, RecordType.TXT)
         return value if isinstance(value, Txt) else None
 
-    def changed_names(self, other: Zone) -> frozenset[str]:
-        """Names whose record sets differ between this zone and ``other``."""
-        mine, theirs = self._records, other._records
-        changed = {name for name, types in mine.items() if theirs.get(name) != types}
-        changed.update(name for name in theirs if name not in mine)
-        return frozenset(changed)
-
     def names(self) -> Iterator[str]:
         return iter(self._records)
 
