@@ -6,6 +6,7 @@ dnsperf 2.10 prints the average latency but no percentiles, so the fixed-rate ru
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 import subprocess
@@ -109,14 +110,16 @@ def _is_number(text: str) -> bool:
 
 def run(server: str, port: int, query_file: Path, duration_s: float, *,
         rate: float | None = None, outstanding: int = 100, clients: int = 1,
-        server_pid: int | None = None) -> DnsperfResult:
+        server_pid: int | None = None, cpus: set[int] | None = None) -> DnsperfResult:
     """One dnsperf run: ``max`` throughput, or a fixed ``rate`` with per-query latencies;
-    with ``server_pid``, the server's CPU time and run-queue wait during the run."""
+    with ``server_pid``, the server's CPU time and run-queue wait during the run; on ``cpus``
+    only when given."""
     args = command(port, query_file, duration_s, rate=rate, outstanding=outstanding,
                    clients=clients, verbose=rate is not None)
     before = scheduler_seconds(server_pid) if server_pid else None
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(args, capture_output=True, text=True, timeout=duration_s + 30)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=duration_s + 30,
+                          preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise BenchError(f"dnsperf failed ({done.returncode}): {done.stderr[-1000:]}")

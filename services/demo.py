@@ -43,6 +43,9 @@ class ModeResult:
     outage_s: float | None = None
     recovery_s: float | None = None
     empty_answers: int = 0
+    unanswered_polls: int = 0
+    """DNS polls with no usable answer in time (timeouts, SERVFAIL): not empty answers."""
+    dns_polls: int = 0
     requests: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
     problems: list[str] = field(default_factory=list)
@@ -148,6 +151,8 @@ async def run_mode(settings: Settings, mode: Mode, workdir: Path, rate: float,
                     await asyncio.sleep(settings.ttl_s + 2)  # time for an outage to show
                     monitor.note("safe mode: the name kept answering")
                 result.empty_answers = monitor.empty_samples()
+                result.unanswered_polls = monitor.unanswered_samples()
+                result.dns_polls = len(monitor.dns)
                 requests_after, _ = monitor.totals()
                 result.requests = _delta(requests_after, requests_before)
                 result.record = await capture(client, monitor, result)
@@ -172,6 +177,7 @@ def format_summary(results: list[ModeResult]) -> str:
         ("stale flips (I2)", lambda r: str(r.race.stale_flips)),
         ("live trees deleted (I3)", lambda r: str(r.race.live_deletions)),
         ("empty DNS answers seen (I1)", lambda r: str(r.empty_answers)),
+        ("DNS polls unanswered", lambda r: f"{r.unanswered_polls} of {r.dns_polls}"),
         ("time to empty after the race", lambda r: _fmt(r.time_to_empty_s)),
         ("clients >= 90% failing after", lambda r: _fmt(r.time_to_failing_s)),
         ("peak client failure ratio", lambda r: f"{r.failure_ratio_peak:.0%}"),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from loadgen.outcome import Outcome
 from loadgen.resolver import StubResolver
 from services import names
 from services.config import Settings
@@ -30,6 +31,16 @@ class DnsSample:
     outcome: str
     addresses: int
     generation: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        """NOERROR with no address: the October 2025 symptom (not a timeout or SERVFAIL)."""
+        return self.outcome == Outcome.DNS_NODATA
+
+    @property
+    def unanswered(self) -> bool:
+        """No usable answer in time (a timeout, SERVFAIL or a broken reply)."""
+        return self.outcome in (Outcome.DNS_TIMEOUT, Outcome.DNS_SERVFAIL)
 
 
 @dataclass(frozen=True)
@@ -183,7 +194,7 @@ class Monitor:
         return self.now()
 
     def dns_empty(self) -> bool:
-        return bool(self.dns) and self.dns[-1].addresses == 0
+        return bool(self.dns) and self.dns[-1].empty
 
     def dns_answers(self) -> bool:
         return bool(self.dns) and self.dns[-1].addresses > 0
@@ -193,4 +204,9 @@ class Monitor:
         return self.dns_answers() and ratio is not None and ratio < 0.01
 
     def empty_samples(self, since: float = 0.0) -> int:
-        return sum(1 for d in self.dns if d.at >= since and d.addresses == 0)
+        """Polls answered NOERROR with no address."""
+        return sum(1 for d in self.dns if d.at >= since and d.empty)
+
+    def unanswered_samples(self, since: float = 0.0) -> int:
+        """Polls that got no usable answer in time (counted apart from empty answers)."""
+        return sum(1 for d in self.dns if d.at >= since and d.unanswered)

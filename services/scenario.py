@@ -247,7 +247,7 @@ async def run_scenario(scenario: Scenario, settings: Settings, mode: Mode,
                 outcome.empty_answers = monitor.empty_samples()
                 outcome.stale_answers = monitor.stale_answers + int(
                     monitor.client_stale_answers() - stale_before)
-                empty = [d.at for d in monitor.dns if d.addresses == 0]
+                empty = [d.at for d in monitor.dns if d.empty]
                 outcome.outage_s = empty[-1] - empty[0] + monitor.dns_every_s if empty else 0.0
                 outcome.requests = int(sum(after.values()) - sum(before.values()))
                 outcome.failed_requests = int(sum(

@@ -176,8 +176,7 @@ async def run_soak(settings: Settings, mode: Mode, duration_s: float, seed: int,
                 report.faults = nemesis.counts
                 report.dns_reads = len(monitor.dns) - dns_before
                 report.client_resolutions = int(_resolutions(monitor) - resolutions_before)
-                report.empty_answers = sum(1 for d in monitor.dns[dns_before:]
-                                           if d.addresses == 0)
+                report.empty_answers = sum(1 for d in monitor.dns[dns_before:] if d.empty)
                 report.stale_answers = monitor.stale_answers + int(
                     monitor.client_stale_answers() - stale_before)
                 report.max_generation_lag = max(

@@ -172,5 +172,8 @@ async def test_safe_mode_holds_under_the_same_race(tmp_path: Path) -> None:
     assert not result.reproduced
     assert result.race.stale_flips == 0 and result.race.live_deletions == 0
     assert result.empty_answers == 0
+    # A poll over UDP with a 0.5-s timeout can be lost to the scheduler of a loaded 2-core
+    # machine; that is not an empty answer, and it stays rare.
+    assert result.unanswered_polls <= max(1, result.dns_polls // 100)
     assert result.failed_requests == 0
     assert violations == []
