@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator
 
 from dnslib import EDNS0, DNSRecord
 from hypothesis import given, settings
@@ -80,34 +81,6 @@ def _facts(entry: CachedReply) -> tuple[object, ...]:
             entry.trunc_tail, entry.qname, entry.generation, entry.address_count)
 
 
-def _fresh(zone: Zone) -> ReplyEngine:
-    engine = ReplyEngine(AnswerPolicy(ttl_s=5), random.Random(0))
-    engine.set_zone(zone)
-    return engine
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(changes, min_size=1, max_size=15))
-def test_every_cached_reply_equals_a_fresh_one_after_every_change(steps: list[Change]) -> None:
-    zone = Zone.from_snapshot(ZoneSnapshot(1, {r.key: r.value for r in APEX}))
-    engine = _fresh(zone)
-    for key, value in steps:
-        for packet in QUERIES:
-            engine.respond(packet, False)
-        update = zone.set(key, value)
-        zone.serial += 1
-        engine.zone_changed({update.name})
-        fresh = _fresh(zone)
-        for packet in QUERIES:
-            parsed = fast_parse(packet)
-            assert parsed is not None
-            cached = engine.cache.entries.get(parsed[0])
-            if cached is None:
-                continue
-            fresh.respond(packet, False)
-            assert _facts(cached) == _facts(fresh.cache.entries[parsed[0]]), (key, value, packet)
-
-
 class _Middle(random.Random):
     """Always the same weighted pick, so two engines' replies can be compared byte for byte."""
 
@@ -115,10 +88,44 @@ class _Middle(random.Random):
         return 0.5
 
 
-def _engine_at_middle(zone: Zone) -> ReplyEngine:
-    engine = ReplyEngine(AnswerPolicy(ttl_s=5), _Middle())
+def _fresh(zone: Zone, rng: random.Random | None = None) -> ReplyEngine:
+    engine = ReplyEngine(AnswerPolicy(ttl_s=5), rng or random.Random(0))
     engine.set_zone(zone)
     return engine
+
+
+def _each_change(engine: ReplyEngine, steps: list[Change],
+                 rng: Callable[[], random.Random]) -> Iterator[tuple[Change, ReplyEngine]]:
+    """Ask ``engine`` every query, apply the next change, notify it; yield the change and a
+    fresh engine on the changed zone (``rng`` for its weighted picks)."""
+    zone = engine.zone
+    assert zone is not None
+    for key, value in steps:
+        for packet in QUERIES:
+            engine.respond(packet, False)
+        update = zone.set(key, value)
+        zone.serial += 1
+        engine.zone_changed({update.name})
+        yield (key, value), _fresh(zone, rng())
+
+
+def _apex_zone() -> Zone:
+    return Zone.from_snapshot(ZoneSnapshot(1, {r.key: r.value for r in APEX}))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(changes, min_size=1, max_size=15))
+def test_every_cached_reply_equals_a_fresh_one_after_every_change(steps: list[Change]) -> None:
+    engine = _fresh(_apex_zone())
+    for change, fresh in _each_change(engine, steps, lambda: random.Random(0)):
+        for packet in QUERIES:
+            parsed = fast_parse(packet)
+            assert parsed is not None
+            cached = engine.cache.entries.get(parsed[0])
+            if cached is None:
+                continue
+            fresh.respond(packet, False)
+            assert _facts(cached) == _facts(fresh.cache.entries[parsed[0]]), (change, packet)
 
 
 @settings(max_examples=60, deadline=None)
@@ -127,17 +134,10 @@ def test_every_reply_to_a_query_seen_before_equals_a_fresh_one(steps: list[Chang
                                                                 qid: int) -> None:
     """Queries seen before are answered by their exact bytes: after every change the reply
     (every byte but the id, which is the new query's) is the one a fresh server gives."""
-    zone = Zone.from_snapshot(ZoneSnapshot(1, {r.key: r.value for r in APEX}))
-    engine = _engine_at_middle(zone)
-    for key, value in steps:
-        for packet in QUERIES:
-            engine.respond(packet, False)
-        update = zone.set(key, value)
-        zone.serial += 1
-        engine.zone_changed({update.name})
-        fresh = _engine_at_middle(zone)
+    engine = _fresh(_apex_zone(), _Middle())
+    for change, fresh in _each_change(engine, steps, _Middle):
         for packet in QUERIES:
             asked = qid.to_bytes(2, "big") + packet[2:]
             reply = engine.respond(asked, False)
             assert reply is not None and reply[:2] == asked[:2]
-            assert reply == fresh.respond(asked, False), (key, value, packet)
+            assert reply == fresh.respond(asked, False), (change, packet)

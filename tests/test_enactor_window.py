@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 
 from services import history, names
 from services.config import ALL_PROTECTIONS, Protection
-from services.enactor import Enactor
+from services.enactor import Enactor, RoundReport
 from services.enactor_decisions import (
     Backoff,
     Commit,
@@ -176,6 +176,20 @@ class Interloper(ZoneStore):
         return await super().read_endpoint(endpoint, tree)
 
 
+async def _second_round_interloped(client: aioredis.Redis, prefix: str, window: int,
+                                   *contested: str) -> tuple[Cell, Interloper, RoundReport]:
+    """Plan 1 applied, then plan 2's round, in which another enactor takes the ``contested``
+    locks right after the window holding the first of them is read."""
+    zone = Interloper(client, ZoneKeys(prefix), *contested)
+    cell = Cell(client, prefix, zone=zone)
+    enactor = cell.enactor(window)
+    await cell.publish()
+    await enactor.run_round()
+    await cell.publish()
+    zone.armed, zone.reads = True, []
+    return cell, zone, await enactor.run_round()
+
+
 WINDOWS = pytest.mark.parametrize("window", [len(ENDPOINTS), 4], ids=["one_window", "three"])
 """The whole plan in one window, or in three: the next read and decided while one commits."""
 
@@ -184,14 +198,7 @@ WINDOWS = pytest.mark.parametrize("window", [len(ENDPOINTS), 4], ids=["one_windo
 async def test_a_lock_lost_inside_a_window_is_retried_for_that_endpoint_alone(
         redis_client: aioredis.Redis, prefix: str, window: int) -> None:
     contested = ENDPOINTS[5]
-    zone = Interloper(redis_client, ZoneKeys(prefix), contested)
-    cell = Cell(redis_client, prefix, zone=zone)
-    enactor = cell.enactor(window)
-    await cell.publish()
-    await enactor.run_round()
-    await cell.publish()
-    zone.armed, zone.reads = True, []
-    report = await enactor.run_round()
+    cell, zone, report = await _second_round_interloped(redis_client, prefix, window, contested)
 
     assert report.committed == len(ENDPOINTS) and report.rejected == {}
     assert set((await cell.aliases()).values()) == {2}
@@ -302,14 +309,8 @@ async def test_endpoints_lost_at_once_back_off_once_and_are_read_again(
     # Another enactor took a whole stretch of the window at once: one at a time, the walk
     # would have lost the first, backed off, and found the others free to take afterwards.
     contested = ENDPOINTS[3:8]
-    zone = Interloper(redis_client, ZoneKeys(prefix), *contested)
-    cell = Cell(redis_client, prefix, zone=zone)
-    enactor = cell.enactor(len(ENDPOINTS))
-    await cell.publish()
-    await enactor.run_round()
-    await cell.publish()
-    zone.armed, zone.reads = True, []
-    report = await enactor.run_round()
+    cell, zone, report = await _second_round_interloped(redis_client, prefix, len(ENDPOINTS),
+                                                        *contested)
 
     assert report.committed == len(ENDPOINTS) and report.rejected == {}
     assert set((await cell.aliases()).values()) == {2}
