@@ -317,14 +317,13 @@ def dns_answers(record: RunRecord, frame: Frame) -> str:
                                      "fill": COLORS["ok"]}))
         else:
             color = COLORS.get(s.outcome, COLORS["dns_timeout"])
-            parts.append(el("rect", {"class_": "mark answer empty" if s.outcome == "dns_nodata"
+            parts.append(el("rect", {"class_": "mark answer empty" if s.empty
                                      else "mark answer failed", "data_outcome": s.outcome,
                                      "x": px, "y": top + 4, "width": width,
                                      "height": bottom - top - 4, "fill": color,
                                      "fill_opacity": 0.85},
                             title=f"+{s.at:.2f} s: {s.outcome}"
-                                  + (" (NOERROR, 0 addresses)" if s.outcome == "dns_nodata"
-                                     else "")))
+                                  + (" (NOERROR, 0 addresses)" if s.empty else "")))
     if not samples:
         parts.append(text(PLOT[0] + 10, top + 24, "no DNS polling in this record", 11,
                           fill="#a00"))

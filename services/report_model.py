@@ -241,7 +241,7 @@ def empty_runs(samples: list[DnsSample], every_s: float) -> list[Span]:
     start: float | None = None
     last = 0.0
     for s in samples:
-        if s.addresses == 0 and s.outcome == "dns_nodata":
+        if s.empty:
             if start is None:
                 start = s.at
             last = s.at

@@ -76,7 +76,7 @@ def story(record: RunRecord) -> list[Moment]:
 
 
 def _empty(record: RunRecord) -> list[float]:
-    return [s.at for s in record.dns if s.addresses == 0 and s.outcome == "dns_nodata"]
+    return [s.at for s in record.dns if s.empty]
 
 
 @dataclass
