@@ -208,20 +208,8 @@ def bucket_deltas(before: Mapping[str, float], after: Mapping[str, float]
 
 def stagger(positions: Sequence[float], min_gap: float) -> list[int]:
     """A row for each label at ``positions`` (in any order) so that labels sharing a row are
-    at least ``min_gap`` apart: the lowest row that has room, greedily from the left."""
-    order = sorted(range(len(positions)), key=lambda i: positions[i])
-    last_in_row: list[float] = []
-    rows = [0] * len(positions)
-    for i in order:
-        pos = positions[i]
-        row = next((r for r, last in enumerate(last_in_row) if pos - last >= min_gap),
-                   len(last_in_row))
-        if row == len(last_in_row):
-            last_in_row.append(pos)
-        else:
-            last_in_row[row] = pos
-        rows[i] = row
-    return rows
+    at least ``min_gap`` apart: :func:`pack` of points."""
+    return pack([(pos, pos) for pos in positions], min_gap)
 
 
 def pack(spans: Sequence[tuple[float, float]], gap: float = 0.0) -> list[int]:
