@@ -1,5 +1,5 @@
 # The dnsrace image: every node container of docker-compose.yml runs it
-# ("python -m services.isolate node NAME" starts that node's processes);
+# ("python -m services.isolate.cluster node NAME" starts that node's processes);
 # 'docker compose up --build' builds it as dnsrace:latest.
 #
 # iproute2: an AZ node adds its load balancers' addresses to eth0 (with NET_ADMIN);
@@ -20,4 +20,4 @@ RUN pip install --no-cache-dir -e . && mkdir -p /var/lib/dnsrace
 
 ENV PYTHONUNBUFFERED=1 DNSRACE_STATE_DIR=/var/lib/dnsrace
 STOPSIGNAL SIGTERM
-CMD ["python", "-m", "services.isolate", "node", "regional"]
+CMD ["python", "-m", "services.isolate.cluster", "node", "regional"]

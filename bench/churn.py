@@ -16,7 +16,7 @@ from typing import Any
 import redis
 
 from bench.common import PYTHON, Child, cpu_seconds, free_port
-from services.zone_store import ZoneKeys
+from services.store.zone import ZoneKeys
 
 
 @dataclass
@@ -40,9 +40,9 @@ class Churn:
                    DNSRACE_METRICS_PORT_BASE=str(base), DNSRACE_LOG_LEVEL="WARNING",
                    DNSRACE_STATE_DIR=str(self.work / "churn-state"))
         self.children = [
-            Child("planner", [PYTHON, "-m", "services.cli", "planner"],
+            Child("planner", [PYTHON, "-m", "services.tools.cli", "planner"],
                   self.work / "churn-planner.log", env=env).start(),
-            Child("enactor", [PYTHON, "-m", "services.cli", "enactor", "--az", "use1-az1"],
+            Child("enactor", [PYTHON, "-m", "services.tools.cli", "enactor", "--az", "use1-az1"],
                   self.work / "churn-enactor.log", env=env).start(),
         ]
         self._started = (time.monotonic(), self._serial())

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.processes import terminate
+from services.runtime.processes import terminate
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable

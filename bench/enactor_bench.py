@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import zonedata
-from services import names
-from services.enactor_service import collector_tuned
-from services.records import (
+from services.core import names
+from services.core.records import (
     Action,
     Change,
     ChangeBatch,
@@ -36,7 +35,8 @@ from services.records import (
     RecordType,
     decode_alias,
 )
-from services.zone_store import ZoneStore
+from services.enactor.service import collector_tuned
+from services.store.zone import ZoneStore
 
 CLIENT_COMMANDS = frozenset({"evalsha", "get", "script", "script|load"})
 """Commands the enactor sends itself (the rest run inside its Lua scripts, whose time is in

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import PYTHON, BenchError, cpu_seconds, free_port, wait_answering
-from services import config, names
-from services.cluster import Cluster, cluster_env
+from services import config
 from services.config import Settings
+from services.core import names
+from services.runtime.cluster import Cluster, cluster_env
 
 PROCESSES = ("redis", "planner", "enactor_az1", "dns", "endpoints")
 

@@ -25,8 +25,8 @@ import urllib.request
 from typing import Any
 
 from bench.common import BenchError, dns_query, percentile
-from services import names
-from services.records import (
+from services.core import names
+from services.core.records import (
     Action,
     Alias,
     Change,
@@ -35,7 +35,7 @@ from services.records import (
     a_records,
     alias_record,
 )
-from services.zone_store import ZoneStore
+from services.store.zone import ZoneStore
 
 PROBE = f"bench-probe.{names.ZONE}"
 

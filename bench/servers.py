@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.common import PYTHON, Child, free_port, require, wait_answering
 from bench.zonedata import ExportedZone
-from services import names
+from services.core import names
 
 
 @dataclass

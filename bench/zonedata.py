@@ -18,13 +18,12 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from services import config, history, names
+from services import config
 from services.config import Settings
-from services.enactor import Enactor, RoundReport, policy_for
-from services.faults import FaultBook, FaultGate
-from services.fleet import fleet
-from services.plans import PlanStore, make_plan
-from services.records import (
+from services.core import names
+from services.core.balancers import fleet
+from services.core.plans import make_plan
+from services.core.records import (
     Action,
     Alias,
     Change,
@@ -34,8 +33,13 @@ from services.records import (
     alias_record,
     lock_record,
 )
-from services.redis_server import EmbeddedRedis
-from services.zone_store import ZoneStore, ensure_apex
+from services.enactor.enactor import Enactor, RoundReport, policy_for
+from services.enactor.gate import FaultGate
+from services.runtime.redis_server import EmbeddedRedis
+from services.store import history
+from services.store.faults import FaultBook
+from services.store.plans import PlanStore
+from services.store.zone import ZoneStore, ensure_apex
 
 AZ = names.AZS[0]
 
@@ -56,7 +60,7 @@ class Store:
         return ZoneStore(self.client)
 
     def enactor(self, az: str = AZ, window: int | None = None) -> Enactor:
-        """An enactor as ``services.enactor_service.serve`` builds it: Redis history, fault gate
+        """An enactor as ``services.enactor.service.serve`` builds it: Redis history, fault gate
         (and ``window`` endpoints per round-trip instead of the setting, if given)."""
         sink = history.RedisHistory(self.client, source=f"enactor/{az}")
         gate = FaultGate(FaultBook(self.client), az, sink)

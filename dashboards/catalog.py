@@ -28,13 +28,14 @@ ROLES: dict[str, tuple[str, ...]] = {
 }
 """Each ``dnsrace <role>`` command and the Procfile processes that run it."""
 ROLE_MODULES = {
-    "planner": "services.planner", "enactor": "services.enactor_service",
-    "dns": "dns_server.server", "endpoints": "services.endpoints", "control": "services.control",
+    "planner": "services.planner.service", "enactor": "services.enactor.service",
+    "dns": "dns_server.server", "endpoints": "services.fleet.endpoints",
+    "control": "services.control.service",
     "loadgen": "loadgen.__main__",
 }
-"""The module each ``dnsrace <role>`` command runs (besides services.cli and runtime)."""
+"""The module each ``dnsrace <role>`` command runs (besides services.tools.cli and runtime)."""
 DECLARED_ONLY = {"control": "dnsrace_enactor_"}
-"""Families a process declares but never records: control imports services.enactor only for
+"""Families a process declares but never records: control imports services.enactor.enactor only for
 a constant, so it serves the enactor families' HELP and TYPE lines without samples."""
 
 LABELS: dict[str, str] = {
@@ -84,7 +85,7 @@ def registry(role: str) -> list[dict[str, Any]]:
 
     Imports what the process imports; call it in a process of its own (:func:`catalog` does).
     """
-    for entry in ("services.cli", "services.runtime", ROLE_MODULES[role]):
+    for entry in ("services.tools.cli", "services.runtime.service", ROLE_MODULES[role]):
         importlib.import_module(entry)
     # prometheus_client has no public accessor for a parent's label names: find each family's
     # metric object among the loaded modules' globals and read them from it.

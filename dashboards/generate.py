@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dashboards import catalog, dashboard
 from services.config import Settings
-from services.prometheus import render_config, to_yaml
+from services.runtime.prometheus import render_config, to_yaml
 
 ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parent

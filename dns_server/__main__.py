@@ -6,7 +6,7 @@ import sys
 
 from dns_server.server import serve
 from services.config import load
-from services.runtime import run_service
+from services.runtime.service import run_service
 
 
 def main() -> int:

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 from dns_server.protocol import CLASS_IN, QType, Rcode
 from dns_server.zone import Soa, Zone, normalize
-from services import names
-from services.records import WeightedAddress
+from services.core import names
+from services.core.records import WeightedAddress
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from dns_server.answer import (
 )
 from dns_server.protocol import HEADER_LEN, OUR_UDP_SIZE, EdnsKind, QType, Rcode
 from dns_server.wire import question_wire
-from services.names import GENERATION_OPTION
+from services.core.names import GENERATION_OPTION
 
 RD_FLAG = 0x01
 """Recursion Desired, in the third header byte: copied from query to reply."""

@@ -18,7 +18,7 @@ from dns_server.errors import DroppedQuery, MalformedReason, QueryError
 from dns_server.protocol import MAX_TCP_MESSAGE, EdnsKind, MetricQType, QType, Rcode, metric_qtype
 from dns_server.wire import cache_key, fast_parse, parse_slow, question_of_key
 from dns_server.zone import Zone
-from services import names
+from services.core import names
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from dns_server.zone import Zone
-from services import names
+from services.core import names
 
 
 class Tally:

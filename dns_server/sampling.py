@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from prometheus_client import Counter
 
-from services import history, names
+from services.core import events, names
 
 DROPPED = Counter("dnsrace_dns_samples_dropped_total",
                   "Sampled answers not recorded because the history writer fell behind")
@@ -22,12 +22,12 @@ _NAMED = frozenset(names.NAMED_ENDPOINTS)
 
 
 class AnswerSampler:
-    def __init__(self, sink: history.HistorySink, interval_s: float = 0.1,
+    def __init__(self, sink: events.HistorySink, interval_s: float = 0.1,
                  clock: Callable[[], float] = time.monotonic, capacity: int = 1000) -> None:
         self.sink = sink
         self.interval_s = interval_s
         self.clock = clock
-        self.queue: asyncio.Queue[history.DnsAnswer] = asyncio.Queue(maxsize=capacity)
+        self.queue: asyncio.Queue[events.DnsAnswer] = asyncio.Queue(maxsize=capacity)
         self._last: dict[str, tuple[float, int | None, int]] = {}
 
     def __call__(self, qname: str, generation: int | None, address_count: int) -> None:
@@ -39,7 +39,7 @@ class AnswerSampler:
                 now - last[0] < self.interval_s):
             return
         self._last[qname] = (now, generation, address_count)
-        event = history.DnsAnswer(endpoint=qname, generation=generation,
+        event = events.DnsAnswer(endpoint=qname, generation=generation,
                                   addresses=address_count)
         try:
             self.queue.put_nowait(event)

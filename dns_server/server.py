@@ -26,11 +26,10 @@ from dns_server.sync import Backoff, ZoneSync
 from dns_server.transport import TcpConnections, TcpDnsProtocol, TcpLimits, UdpDnsProtocol
 from dns_server.udp_batch import UdpBatchServer, available
 from dns_server.zone import Zone
-from services import history
-from services.config import Settings
-from services.runtime import ServiceContext, observability_app, redis_client, start_site
-from services.topology import ISOLATION_RANGE
-from services.zone_store import ZoneKeys, ZoneStore, ensure_apex
+from services.config import ISOLATION_RANGE, Settings
+from services.runtime.service import ServiceContext, observability_app, redis_client, start_site
+from services.store import history
+from services.store.zone import ZoneKeys, ZoneStore, ensure_apex
 
 log = logging.getLogger(__name__)
 

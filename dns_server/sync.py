@@ -34,7 +34,7 @@ from redis.exceptions import RedisError
 from dns_server import metrics
 from dns_server.errors import ResyncReason, ZoneSyncError
 from dns_server.zone import Zone
-from services.zone_store import ZoneChange, ZoneKeys, ZoneStore
+from services.store.zone import ZoneChange, ZoneKeys, ZoneStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from services.records import (
+from services.core.records import (
     Alias,
     RecordType,
     WeightedAddress,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from loadgen.service import ProcessOptions, run_process
 from services.config import load
-from services.names import REGIONAL
-from services.runtime import ServiceContext, run_service
+from services.core.names import REGIONAL
+from services.runtime.service import ServiceContext, run_service
 
 
 def parse_args(argv: Sequence[str] | None = None) -> ProcessOptions:

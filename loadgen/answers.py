@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from dnslib import QTYPE, RCODE, DNSLabel, DNSRecord
 
 from loadgen.outcome import Outcome
-from services.names import GENERATION_OPTION
+from services.core.names import GENERATION_OPTION
 
 MAX_CNAME_CHAIN = 8
 

@@ -35,8 +35,7 @@ from loadgen.resolver import StubResolver
 from loadgen.schedule import LATE_THRESHOLD_S, arrival_time, rate_at
 from loadgen.stats import LatencyHistogram, LoadSummary
 from services.config import Settings
-from services.dynamo_tables import DEFAULT_HASH_KEY, DEFAULT_TABLE, TARGET_PREFIX
-from services.names import REGIONAL
+from services.core.names import DEFAULT_HASH_KEY, DEFAULT_TABLE, REGIONAL, TARGET_PREFIX
 
 log = logging.getLogger(__name__)
 

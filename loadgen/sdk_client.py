@@ -36,7 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 
 from loadgen.resolver import StubResolver
 from services.config import load
-from services.names import REGIONAL
+from services.core.names import REGIONAL
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from aiohttp import web
 
 from loadgen.client import Operation, run_load
 from loadgen.stats import LoadSummary
-from services.names import REGIONAL
-from services.runtime import ServiceContext, observability_app
+from services.core.names import REGIONAL
+from services.runtime.service import ServiceContext, observability_app
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,10 @@ Protection = Literal["fenced_commit", "safe_cleanup", "plan_validation", "self_r
 ALL_PROTECTIONS: tuple[Protection, ...] = typing.get_args(Protection)
 PREFIX = "DNSRACE_"
 
+ISOLATION_RANGE = ipaddress.ip_network("198.18.0.0/15")
+"""The benchmarking range (RFC 2544) from which ``--isolate`` addresses its network namespaces:
+besides loopback, the only addresses a dnsrace process may listen on or send to."""
+
 
 class ConfigError(ValueError):
     """A setting is unknown or has a value that cannot be used; the message says how to fix it."""
@@ -138,8 +142,7 @@ def _lb_network_allowed(prefix: str) -> bool:
         first = ipaddress.ip_address(f"{prefix}.1")
     except ValueError:
         return False
-    # services.topology.ISOLATION_RANGE (config cannot import it: topology imports config)
-    return first.is_loopback or first in ipaddress.ip_network("198.18.0.0/15")
+    return first.is_loopback or first in ISOLATION_RANGE
 
 
 def _env_name(name: str) -> str:

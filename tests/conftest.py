@@ -14,8 +14,8 @@ import redis.asyncio as aioredis
 
 from services import config
 from services.config import Settings
-from services.redis_server import EmbeddedRedis
-from services.zone_store import ZoneKeys, ZoneStore
+from services.runtime.redis_server import EmbeddedRedis
+from services.store.zone import ZoneKeys, ZoneStore
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +102,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def cluster_settings(root: Path, **overrides: object) -> Settings:
     """Settings for a whole cluster on ports of its own (a running demo is not disturbed)."""
-    from services.redis_server import free_port
+    from services.runtime.redis_server import free_port
 
     base = 20000 + (os.getpid() % 200) * 40
     values: dict[str, object] = {

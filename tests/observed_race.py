@@ -1,7 +1,7 @@
 """One legacy race on a real cluster, observed every way at once, shared by several test files.
 
 Prometheus (when installed) scrapes the cluster with the generated config from before the
-cluster starts. While the demo's legacy phase (``services.demo.run_mode``) runs, an observer
+cluster starts. While the demo's legacy phase (``services.tools.demo.run_mode``) runs, an observer
 waits for every process to be healthy, keeps each process's ``/metrics``, runs ``promtool
 check metrics`` on each, runs ``dnsrace watch --once``, waits for every Prometheus target to
 be up, and keeps ``dnsrace watch`` frames of the moments that matter (a fault active, the
@@ -29,14 +29,16 @@ import redis.asyncio as aioredis
 
 from dashboards import dashboard
 from loadgen.resolver import StubResolver
-from services import history, names, watch
-from services.cluster import health_url, procfile_commands
 from services.config import Settings
-from services.demo import ModeResult, run_mode
-from services.history import Event
-from services.prometheus import PrometheusServer, start_prometheus
-from services.redis_server import EmbeddedRedis, free_port
-from services.scrape import metrics_urls
+from services.core import names
+from services.core.events import Event
+from services.runtime.cluster import health_url, procfile_commands
+from services.runtime.prometheus import PrometheusServer, start_prometheus
+from services.runtime.redis_server import EmbeddedRedis, free_port
+from services.runtime.scrape import metrics_urls
+from services.store import history
+from services.tools import watch
+from services.tools.demo import ModeResult, run_mode
 from tests.conftest import cluster_settings
 
 RATE = 150.0

@@ -2,39 +2,40 @@
 
 from __future__ import annotations
 
-from services import history, names
-from services.checker import Invariant, check, format_report
+from services.core import names
+from services.core.checker import Invariant, check, format_report
+from services.core.events import BatchCommitted, DnsAnswer, Event, TreeDeleted
 
 E = names.REGIONAL
 
 
 def flip(generation: int, previous: int, at: int, source: str = "enactor/use1-az2"
-         ) -> history.BatchCommitted:
-    return history.BatchCommitted(at_ms=at, source=source, endpoint=E, generation=generation,
+         ) -> BatchCommitted:
+    return BatchCommitted(at_ms=at, source=source, endpoint=E, generation=generation,
                                   previous=previous, rollback=previous, serial=at)
 
 
-def steady() -> list[history.Event]:
-    events: list[history.Event] = []
+def steady() -> list[Event]:
+    events: list[Event] = []
     for g in range(1, 10):
         events.append(flip(g, g - 1, g * 100))
-        events.append(history.DnsAnswer(at_ms=g * 100 + 50, endpoint=E, generation=g,
+        events.append(DnsAnswer(at_ms=g * 100 + 50, endpoint=E, generation=g,
                                         addresses=3))
         if g > 6:
-            events.append(history.TreeDeleted(at_ms=g * 100 + 60, tree=names.tree_name(g - 6, E),
+            events.append(TreeDeleted(at_ms=g * 100 + 60, tree=names.tree_name(g - 6, E),
                                               endpoint=E, generation=g - 6, live=False,
                                               serial=g))
     return events
 
 
-def race() -> list[history.Event]:
+def race() -> list[Event]:
     return [
         flip(9, 8, 1000),
         flip(3, 9, 1100, source="enactor/use1-az1"),
-        history.TreeDeleted(at_ms=1200, tree=names.tree_name(3, E), endpoint=E, generation=3,
+        TreeDeleted(at_ms=1200, tree=names.tree_name(3, E), endpoint=E, generation=3,
                             live=True, serial=7),
-        history.DnsAnswer(at_ms=1300, endpoint=E, generation=3, addresses=0),
-        history.DnsAnswer(at_ms=1400, endpoint=E, generation=3, addresses=0),
+        DnsAnswer(at_ms=1300, endpoint=E, generation=3, addresses=0),
+        DnsAnswer(at_ms=1400, endpoint=E, generation=3, addresses=0),
     ]
 
 
@@ -49,8 +50,8 @@ def test_the_race_violates_i1_i2_and_i3_with_witnesses_in_order() -> None:
     assert [v.invariant for v in violations] == [
         Invariant.I2, Invariant.I3, Invariant.I1, Invariant.I1]
     stale_flip, deletion = violations[0].witnesses[0], violations[1].witnesses[0]
-    assert isinstance(stale_flip, history.BatchCommitted) and stale_flip.generation == 3
-    assert isinstance(deletion, history.TreeDeleted) and deletion.live
+    assert isinstance(stale_flip, BatchCommitted) and stale_flip.generation == 3
+    assert isinstance(deletion, TreeDeleted) and deletion.live
     assert violations[2].witnesses == [stale_flip, deletion]
     assert violations[3].repeats == 2  # the empty answers, seen twice, are one window
     report = format_report(violations, race())
@@ -59,8 +60,8 @@ def test_the_race_violates_i1_i2_and_i3_with_witnesses_in_order() -> None:
 
 
 def test_serving_an_older_generation_is_a_regression() -> None:
-    events: list[history.Event] = [
-        history.DnsAnswer(at_ms=1, endpoint=E, generation=5, addresses=2),
-        history.DnsAnswer(at_ms=2, endpoint=E, generation=4, addresses=2),
+    events: list[Event] = [
+        DnsAnswer(at_ms=1, endpoint=E, generation=5, addresses=2),
+        DnsAnswer(at_ms=2, endpoint=E, generation=4, addresses=2),
     ]
     assert [v.invariant for v in check(events)] == [Invariant.I2]

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from services import cli
-from services.redis_server import free_port
+from services.runtime.redis_server import free_port
+from services.tools import cli
 from tests.conftest import REPO
 
 
 def dnsrace(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")}
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "services.tools.cli", *args], capture_output=True,
                           text=True, timeout=60, cwd=REPO, env={**clean, **env})
 
 
@@ -61,7 +61,7 @@ def test_config_lists_every_setting_with_its_meaning() -> None:
 
 
 def test_a_second_cluster_on_the_same_ports_is_refused_with_the_reason(tmp_path: Path) -> None:
-    from services.cluster import Cluster, ClusterError, cluster_env
+    from services.runtime.cluster import Cluster, ClusterError, cluster_env
     from tests.conftest import cluster_settings
 
     settings = cluster_settings(tmp_path)

@@ -15,13 +15,13 @@ import aiohttp
 import boto3
 import pytest
 
-from services import names
-from services.cluster import Cluster, cluster_env, health_url, healthy
 from services.config import Settings
-from services.plans import PlanStore
-from services.runtime import redis_client
-from services.scrape import metrics_urls, scrape
-from services.zone_store import ZoneStore
+from services.core import names
+from services.runtime.cluster import Cluster, cluster_env, health_url, healthy
+from services.runtime.scrape import metrics_urls, scrape
+from services.runtime.service import redis_client
+from services.store.plans import PlanStore
+from services.store.zone import ZoneStore
 from tests.conftest import cluster_settings, require_tool, wait_until
 
 pytestmark = pytest.mark.cluster
@@ -143,7 +143,7 @@ def test_logs_carry_process_az_and_generation(running: Running) -> None:
 def cli(running: Running, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")}
     env.update(cluster_env(running.settings))
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "services.tools.cli", *args], capture_output=True,
                           text=True, timeout=60, env=env)
 
 

@@ -12,13 +12,13 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
-from services import history
 from services.config import Settings
-from services.control import Controller, build_app
-from services.fault_requests import parse_fault_request
-from services.faults import PIDS_KEY
-from services.fleet import HealthStore
-from services.runtime import ServiceContext
+from services.control.requests import parse_fault_request
+from services.control.service import Controller, build_app
+from services.core import events
+from services.core.faults import PIDS_KEY
+from services.runtime.service import ServiceContext
+from services.store.health import HealthStore
 from tests.conftest import wait_until
 
 
@@ -94,8 +94,8 @@ async def test_a_fault_expires_by_itself_and_the_history_says_so(
     response = await client.post("/faults", json={**STALL, "duration_s": 0.3})
     fault_id = (await response.json())["id"]
 
-    async def ended() -> list[history.FaultEnded]:
-        return [e for _, e in await controller.sink.read() if isinstance(e, history.FaultEnded)]
+    async def ended() -> list[events.FaultEnded]:
+        return [e for _, e in await controller.sink.read() if isinstance(e, events.FaultEnded)]
 
     async def recorded() -> bool:
         return bool(await ended())
@@ -188,7 +188,7 @@ async def test_a_fault_still_ends_when_the_control_service_was_down_at_its_expir
             return (await health.all())[ip].healthy
 
         await wait_until(healthy_again, 5, "the restarted service to end the fault")
-        ended = [e for _, e in await second.sink.read() if isinstance(e, history.FaultEnded)]
+        ended = [e for _, e in await second.sink.read() if isinstance(e, events.FaultEnded)]
         assert [(e.fault_id, e.why) for e in ended] == [(fault.id, "expired")]
     finally:
         await second.stop(expiry)

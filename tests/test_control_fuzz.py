@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.config import Settings
-from services.control import Controller, build_app
-from services.redis_server import free_port
-from services.runtime import ServiceContext
+from services.control.service import Controller, build_app
+from services.runtime.redis_server import free_port
+from services.runtime.service import ServiceContext
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),

@@ -23,8 +23,8 @@ from dns_server.answer import (
 )
 from dns_server.protocol import QType, Rcode
 from dns_server.zone import Zone
-from services import names
-from services.records import (
+from services.core import names
+from services.core.records import (
     Alias,
     Lock,
     RecordSet,
@@ -34,7 +34,7 @@ from services.records import (
     alias_record,
     lock_record,
 )
-from services.zone_store import zone_apex_batch
+from services.store.zone import zone_apex_batch
 
 POLICY = AnswerPolicy(ttl_s=5)
 APEX = tuple(change.rrset for change in zone_apex_batch(ttl_s=5, negative_ttl_s=3).changes)

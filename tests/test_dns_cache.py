@@ -14,8 +14,8 @@ from dns_server.cache import CachedReply
 from dns_server.engine import ReplyEngine
 from dns_server.wire import fast_parse
 from dns_server.zone import Zone
-from services import names
-from services.records import (
+from services.core import names
+from services.core.records import (
     Alias,
     Lock,
     RecordSet,
@@ -25,7 +25,7 @@ from services.records import (
     alias_record,
     lock_record,
 )
-from services.zone_store import zone_apex_batch
+from services.store.zone import zone_apex_batch
 
 ENDPOINTS = (names.REGIONAL, names.cell_endpoint(1))
 APEX = [c.rrset for c in zone_apex_batch(ttl_s=5, negative_ttl_s=5).changes]

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from dns_server.server import DnsServer
-from services import names
 from services.config import load
-from services.records import (
+from services.core import names
+from services.core.records import (
     Action,
     Alias,
     Change,
@@ -21,8 +21,8 @@ from services.records import (
     a_records,
     alias_record,
 )
-from services.redis_server import EmbeddedRedis
-from services.zone_store import ZoneStore, ensure_apex
+from services.runtime.redis_server import EmbeddedRedis
+from services.store.zone import ZoneStore, ensure_apex
 from tests.conftest import require_tool
 
 TREE = a_records(names.tree_name(4, names.REGIONAL), [WeightedAddress("127.0.10.9", 1)])

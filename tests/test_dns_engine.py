@@ -16,8 +16,8 @@ from prometheus_client import REGISTRY
 from dns_server.answer import AnswerPolicy
 from dns_server.engine import ReplyEngine
 from dns_server.zone import Zone
-from services import names
-from services.records import (
+from services.core import names
+from services.core.records import (
     Alias,
     RecordSet,
     WeightedAddress,
@@ -25,7 +25,7 @@ from services.records import (
     a_records,
     alias_record,
 )
-from services.zone_store import zone_apex_batch
+from services.store.zone import zone_apex_batch
 
 APEX = {c.rrset.key: c.rrset.value for c in zone_apex_batch(ttl_s=5, negative_ttl_s=5).changes}
 TREE3 = a_records(names.tree_name(3, names.REGIONAL), [WeightedAddress("127.0.10.7", 100)])

@@ -22,7 +22,7 @@ from dns_server import metrics
 from dns_server.answer import AnswerPolicy
 from dns_server.engine import ReplyEngine
 from dns_server.zone import Zone
-from services import names
+from services.core import names
 from tests.conftest import REPO
 from tests.fuzz.corpus import CORPUS, cases
 from tests.fuzz.zone import fuzz_zone

@@ -12,8 +12,8 @@ import aiohttp
 from dnslib import DNSRecord
 
 from dns_server.client import query_udp
-from services import names
-from services.redis_server import EmbeddedRedis, free_port
+from services.core import names
+from services.runtime.redis_server import EmbeddedRedis, free_port
 from tests.conftest import REPO
 
 

@@ -16,9 +16,9 @@ from dns_server.client import query_tcp, query_udp, read_tcp_message, tcp_frame
 from dns_server.metrics import served_generation
 from dns_server.server import DnsServer
 from dns_server.transport import TcpLimits
-from services import names
 from services.config import load
-from services.records import (
+from services.core import names
+from services.core.records import (
     Action,
     Alias,
     Change,
@@ -29,8 +29,8 @@ from services.records import (
     a_records,
     alias_record,
 )
-from services.redis_server import EmbeddedRedis
-from services.zone_store import ZoneStore, ensure_apex
+from services.runtime.redis_server import EmbeddedRedis
+from services.store.zone import ZoneStore, ensure_apex
 
 HOST = "127.0.0.1"
 TREE1 = a_records(names.tree_name(1, names.REGIONAL), [WeightedAddress("127.0.10.1", 1)])

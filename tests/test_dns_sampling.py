@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dns_server.sampling import AnswerSampler
-from services import history, names
+from services.core import events, names
 
 
 class Clock:
@@ -16,7 +16,7 @@ class Clock:
 
 def test_changes_are_sampled_repeats_are_thinned_cells_ignored() -> None:
     clock = Clock()
-    sampler = AnswerSampler(history.MemoryHistory(), interval_s=0.1, clock=clock)
+    sampler = AnswerSampler(events.MemoryHistory(), interval_s=0.1, clock=clock)
     sampler(names.REGIONAL, 7, 6)
     sampler(names.REGIONAL, 7, 6)            # same answer, too soon: thinned
     sampler(names.REGIONAL, 3, 0)            # changed: recorded at once
@@ -31,7 +31,7 @@ def test_changes_are_sampled_repeats_are_thinned_cells_ignored() -> None:
 
 def test_a_full_queue_drops_instead_of_blocking_the_query_path() -> None:
     clock = Clock()
-    sampler = AnswerSampler(history.MemoryHistory(), interval_s=0.0, clock=clock, capacity=2)
+    sampler = AnswerSampler(events.MemoryHistory(), interval_s=0.0, clock=clock, capacity=2)
     for generation in range(5):
         sampler(names.FIPS, generation, 3)
     assert sampler.queue.qsize() == 2

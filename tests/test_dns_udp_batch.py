@@ -16,11 +16,11 @@ from prometheus_client import REGISTRY
 
 from dns_server import udp_batch
 from dns_server.server import DnsServer
-from services import names
 from services.config import load
-from services.records import Action, Change
-from services.redis_server import EmbeddedRedis
-from services.zone_store import ZoneStore, ensure_apex
+from services.core import names
+from services.core.records import Action, Change
+from services.runtime.redis_server import EmbeddedRedis
+from services.store.zone import ZoneStore, ensure_apex
 from tests.test_dns_protocol import TREE1, commit, flip, query
 
 pytestmark = pytest.mark.skipif(not udp_batch.available(),

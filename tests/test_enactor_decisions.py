@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from services import names
 from services.config import ALL_PROTECTIONS, Protection
-from services.enactor_decisions import (
+from services.core import names
+from services.core.records import (
+    Action,
+    Alias,
+    EndpointRecords,
+    Lock,
+    RecordType,
+    WeightedAddress,
+    a_records,
+    alias_record,
+    decode_alias,
+    lock_record,
+)
+from services.enactor.decisions import (
     Backoff,
     Commit,
     Policy,
@@ -15,18 +27,6 @@ from services.enactor_decisions import (
     decide_endpoint,
     plan_cleanup,
 )
-from services.records import (
-    Action,
-    Alias,
-    Lock,
-    RecordType,
-    WeightedAddress,
-    a_records,
-    alias_record,
-    decode_alias,
-    lock_record,
-)
-from services.zone_store import EndpointRecords
 
 E = names.REGIONAL
 NOW = 1_000_000

@@ -17,10 +17,22 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from services import history, names
 from services.config import ALL_PROTECTIONS, Protection
-from services.enactor import Enactor, RoundReport
-from services.enactor_decisions import (
+from services.core import events, names
+from services.core.balancers import Health, LoadBalancer
+from services.core.faults import Fault, FaultType, StallPoint
+from services.core.plans import make_plan
+from services.core.records import (
+    Action,
+    Change,
+    ChangeBatch,
+    EndpointRecords,
+    Lock,
+    RecordSet,
+    RecordType,
+    lock_record,
+)
+from services.enactor.decisions import (
     Backoff,
     Commit,
     Policy,
@@ -30,19 +42,11 @@ from services.enactor_decisions import (
     SkipReason,
     window_cut,
 )
-from services.faults import Fault, FaultBook, FaultGate, FaultType, StallPoint
-from services.fleet import LoadBalancer
-from services.plans import Health, PlanStore, make_plan
-from services.records import (
-    Action,
-    Change,
-    ChangeBatch,
-    Lock,
-    RecordSet,
-    RecordType,
-    lock_record,
-)
-from services.zone_store import EndpointRecords, ZoneKeys, ZoneStore
+from services.enactor.enactor import Enactor, RoundReport
+from services.enactor.gate import FaultGate
+from services.store.faults import FaultBook
+from services.store.plans import PlanStore
+from services.store.zone import ZoneKeys, ZoneStore
 from tests.conftest import wait_until
 
 LBS = tuple(LoadBalancer(f"lb-{i}", names.AZS[i % 3], f"127.0.10.{i + 1}", 100)
@@ -89,7 +93,7 @@ class Cell:
         self.zone = zone or ZoneStore(client, ZoneKeys(prefix))
         self.plans = PlanStore(client, prefix)
         self.book = FaultBook(client, prefix)
-        self.sink = history.MemoryHistory()
+        self.sink = events.MemoryHistory()
         self.protections = protections
         self.generation = 0
         self.gates: dict[str, FaultGate] = {}
@@ -115,12 +119,12 @@ class Cell:
         snap = await self.zone.snapshot()
         return {e: (a.generation if (a := snap.alias(e)) else 0) for e in ENDPOINTS}
 
-    def events(self, kind: type[history.Event]) -> list[Any]:
+    def events(self, kind: type[events.Event]) -> list[Any]:
         return [e for e in self.sink.events if isinstance(e, kind)]
 
 
-def without_time(events: Sequence[history.Event]) -> list[dict[str, Any]]:
-    return [{"kind": e.kind, **dataclasses.asdict(e), "at_ms": 0} for e in events]
+def without_time(recorded: Sequence[events.Event]) -> list[dict[str, Any]]:
+    return [{"kind": e.kind, **dataclasses.asdict(e), "at_ms": 0} for e in recorded]
 
 
 @pytest.mark.parametrize("protections", [frozenset(), frozenset(ALL_PROTECTIONS)],
@@ -137,12 +141,12 @@ async def test_a_windowed_walk_leaves_the_zone_and_history_of_the_one_at_a_time_
             await cell.publish(HALF_DOWN if generation == 3 else None)
             await enactor.run_round()
     one, windowed = cells[1], cells[5]
-    assert one.events(history.TreeDeleted)
+    assert one.events(events.TreeDeleted)
     assert without_time(windowed.sink.events) == without_time(one.sink.events)
     zone_one, zone_windowed = await one.zone.snapshot(), await windowed.zone.snapshot()
     assert zone_windowed == zone_one
     assert set((await windowed.aliases()).values()) == {5}
-    refused = {e.endpoint for e in one.events(history.PlanRefused)}
+    refused = {e.endpoint for e in one.events(events.PlanRefused)}
     if protections:  # refusals in the middle of windows, between flips
         assert refused and refused != set(ENDPOINTS[:len(refused)])
     else:
@@ -202,10 +206,10 @@ async def test_a_lock_lost_inside_a_window_is_retried_for_that_endpoint_alone(
 
     assert report.committed == len(ENDPOINTS) and report.rejected == {}
     assert set((await cell.aliases()).values()) == {2}
-    lost = cell.events(history.LockLost)
+    lost = cell.events(events.LockLost)
     assert [(e.endpoint, e.reason) for e in lost] == [(contested, "delete_mismatch")]
     assert cell.sleeps == [lost[0].backoff_s]
-    committed = [e.endpoint for e in cell.events(history.BatchCommitted) if e.generation == 2]
+    committed = [e.endpoint for e in cell.events(events.BatchCommitted) if e.generation == 2]
     windows = [ENDPOINTS[i:i + window] for i in range(0, len(ENDPOINTS), window)]
     if window == len(ENDPOINTS):  # the staleness check, the window, the contested one alone
         assert zone.reads == [(names.REGIONAL,), ENDPOINTS, (contested,)]
@@ -232,7 +236,7 @@ async def test_a_lock_held_inside_a_window_ends_the_window_there(
     walk = asyncio.create_task(enactor.run_round())
 
     async def backed_off() -> bool:
-        return bool(cell.events(history.LockLost))
+        return bool(cell.events(events.LockLost))
 
     await wait_until(backed_off, what="A to back off from the held lock")
     # Every endpoint before the held one is committed; the held one and those after wait.
@@ -241,8 +245,8 @@ async def test_a_lock_held_inside_a_window_ends_the_window_there(
     report = await asyncio.wait_for(walk, 5)
     assert report.committed == len(ENDPOINTS)
     assert set((await cell.aliases()).values()) == {2}
-    assert {e.endpoint for e in cell.events(history.LockLost)} == {held}
-    committed = [e.endpoint for e in cell.events(history.BatchCommitted) if e.generation == 2]
+    assert {e.endpoint for e in cell.events(events.LockLost)} == {held}
+    committed = [e.endpoint for e in cell.events(events.BatchCommitted) if e.generation == 2]
     assert committed == list(ENDPOINTS)  # in plan order, as one at a time
 
 
@@ -258,25 +262,25 @@ async def test_a_stall_naming_an_endpoint_mid_window_stalls_right_before_its_fli
     await enactor.gate.refresh()
     await cell.publish()
     await enactor.run_round()  # plan 1 is older than min_generation: no stall
-    assert not cell.events(history.Stalled)
+    assert not cell.events(events.Stalled)
 
     await cell.publish()
     walk = asyncio.create_task(enactor.run_round())
-    stalled = await cell.sink.wait_for(lambda e: isinstance(e, history.Stalled), 5)
-    assert isinstance(stalled, history.Stalled)
+    stalled = await cell.sink.wait_for(lambda e: isinstance(e, events.Stalled), 5)
+    assert isinstance(stalled, events.Stalled)
     assert (stalled.endpoint, stalled.point, stalled.generation) == (
         named, StallPoint.BEFORE_FLIP, 2)
     # Everything before the named endpoint is committed and recorded before the stall.
     assert await cell.aliases() == {e: 2 if i < 5 else 1 for i, e in enumerate(ENDPOINTS)}
     before = cell.sink.events[:cell.sink.events.index(stalled)]
-    assert [e.endpoint for e in before if isinstance(e, history.BatchCommitted)
+    assert [e.endpoint for e in before if isinstance(e, events.BatchCommitted)
             and e.generation == 2] == list(ENDPOINTS[:5])
 
     await cell.book.remove(fault.id)
     await enactor.gate.refresh()
     await asyncio.wait_for(walk, 5)
     assert set((await cell.aliases()).values()) == {2}
-    assert [e.endpoint for e in cell.events(history.Resumed)] == [named]
+    assert [e.endpoint for e in cell.events(events.Resumed)] == [named]
 
 
 @WINDOWS
@@ -291,7 +295,7 @@ async def test_a_lock_delay_makes_the_windowed_walk_back_off_endpoint_by_endpoin
     walk = asyncio.create_task(enactor.run_round())
 
     async def backed_off_twice() -> bool:
-        return len(cell.events(history.LockLost)) >= 2
+        return len(cell.events(events.LockLost)) >= 2
 
     await wait_until(backed_off_twice, what="A to back off under the lock delay")
     assert set((await cell.aliases()).values()) == {0}  # nothing written while delayed
@@ -299,7 +303,7 @@ async def test_a_lock_delay_makes_the_windowed_walk_back_off_endpoint_by_endpoin
     await enactor.gate.refresh()
     report = await asyncio.wait_for(walk, 5)
     assert report.committed == len(ENDPOINTS)
-    lost = cell.events(history.LockLost)
+    lost = cell.events(events.LockLost)
     assert {(e.endpoint, e.reason) for e in lost} == {(ENDPOINTS[0], "lock_delay")}
     assert [e.backoff_s for e in lost] == cell.sleeps
 
@@ -314,8 +318,8 @@ async def test_endpoints_lost_at_once_back_off_once_and_are_read_again(
 
     assert report.committed == len(ENDPOINTS) and report.rejected == {}
     assert set((await cell.aliases()).values()) == {2}
-    lost = cell.events(history.LockLost)
+    lost = cell.events(events.LockLost)
     assert [(e.endpoint, e.reason) for e in lost] == [(contested[0], "delete_mismatch")]
     assert zone.reads == [(names.REGIONAL,), ENDPOINTS, (contested[0],), contested[1:]]
-    committed = [e.endpoint for e in cell.events(history.BatchCommitted) if e.generation == 2]
+    committed = [e.endpoint for e in cell.events(events.BatchCommitted) if e.generation == 2]
     assert committed == [e for e in ENDPOINTS if e not in contested] + list(contested)

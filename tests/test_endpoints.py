@@ -21,10 +21,11 @@ from botocore.exceptions import ClientError
 from prometheus_client import REGISTRY
 
 from services.config import Settings
-from services.endpoints import LoadBalancerFleet, serve
-from services.fleet import Health, HealthStore, fleet
-from services.redis_server import EmbeddedRedis, free_port
-from services.runtime import ServiceContext, redis_client
+from services.core.balancers import Health, fleet
+from services.fleet.endpoints import LoadBalancerFleet, serve
+from services.runtime.redis_server import EmbeddedRedis, free_port
+from services.runtime.service import ServiceContext, redis_client
+from services.store.health import HealthStore
 
 TARGET = "DynamoDB_20120810."
 JSON = "application/x-amz-json-1.0"

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.dynamo_tables import TableStore, operation_of
-from services.dynamo_values import (
+from services.fleet.tables import TableStore, operation_of
+from services.fleet.values import (
     DynamoError,
     ErrorKind,
     attribute_value,

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from services import names
 from services.config import Protection
-from services.explorer import explore_in_processes, fast_client, main
-from services.explorer_invariants import Invariant, ZoneWatch
-from services.explorer_report import load_replay
-from services.explorer_scheduler import Chooser, ReplayDiverged, Scheduler
-from services.explorer_search import (
+from services.core import names
+from services.core.invariants import Invariant, ZoneWatch
+from services.core.records import Alias, RecordType, ZoneSnapshot, alias_record
+from services.explorer.command import explore_in_processes, fast_client, main
+from services.explorer.report import load_replay
+from services.explorer.scheduler import Chooser, ReplayDiverged, Scheduler
+from services.explorer.search import (
     ReplayChooser,
     Strategy,
     decode,
@@ -30,10 +31,9 @@ from services.explorer_search import (
     explore,
     replay,
 )
-from services.explorer_trace import LineKind, TraceLine, trace
-from services.explorer_world import ExploreConfig, Lab, ScheduleRecord
-from services.records import Alias, RecordType, ZoneSnapshot, alias_record
-from services.redis_server import EmbeddedRedis
+from services.explorer.trace import LineKind, TraceLine, trace
+from services.explorer.world import ExploreConfig, Lab, ScheduleRecord
+from services.runtime.redis_server import EmbeddedRedis
 
 FIXTURE = Path(__file__).parent / "fixtures" / "legacy_counterexample.json"
 E = names.REGIONAL

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from services import names
 from services.config import load
-from services.fault_requests import FaultRequestError, parse_fault_request
-from services.faults import Fault, FaultType, StallPoint, matches
+from services.control.requests import FaultRequestError, parse_fault_request
+from services.core import names
+from services.core.faults import Fault, FaultType, StallPoint, matches
 
 
 def stall(point: StallPoint, **params: object) -> Fault:

@@ -24,24 +24,25 @@ from typing import Any
 import aiohttp
 import pytest
 
-from services import checker, history, isolate_net, names
-from services.cluster import REPO, cluster_env
-from services.config import Settings
-from services.isolate_compose import COMPOSE_FILE, document, render
-from services.isolate_relay import Relay, Route, enter_namespace
-from services.names import AZS
-from services.plans import PlanStore
-from services.redis_server import free_port
-from services.scrape import Samples, metrics_urls, scrape
-from services.topology import (
+from services.config import ISOLATION_RANGE, Settings
+from services.core import checker, events, names
+from services.core.names import AZS
+from services.isolate.compose import COMPOSE_FILE, document, render
+from services.isolate.relay import Relay, Route, enter_namespace
+from services.runtime import netns
+from services.runtime.cluster import REPO, cluster_env
+from services.runtime.redis_server import free_port
+from services.runtime.scrape import Samples, metrics_urls, scrape
+from services.runtime.topology import (
     DEAD_MAC,
-    ISOLATION_RANGE,
     PROMETHEUS_ADDRESS,
     REDIS_ADDRESS,
     REGIONAL_ADDRESS,
     topology,
 )
-from services.zone_store import ZoneStore
+from services.store import history
+from services.store.plans import PlanStore
+from services.store.zone import ZoneStore
 from tests.conftest import cluster_settings, require_tool, wait_until
 
 PARTITION_S = 4.0
@@ -55,7 +56,7 @@ def test_every_address_is_in_the_benchmarking_range_and_each_lb_in_its_az() -> N
     addresses = [a for node in topo.nodes for a in node.addresses]
     assert len(addresses) == len(set(addresses))
     assert all(ipaddress_in_range(a) for a in addresses)
-    from services.fleet import fleet
+    from services.core.balancers import fleet
 
     for lb in fleet(settings):
         owner = topo.az_node(lb.az)
@@ -78,8 +79,8 @@ def ipaddress_in_range(address: str) -> bool:
 
 def test_a_partition_pins_only_that_az_and_the_regional_node() -> None:
     topo = topology(Settings())
-    cut = isolate_net.partition_commands(topo, "use1-az1", cut=True)
-    heal = isolate_net.partition_commands(topo, "use1-az1", cut=False)
+    cut = netns.partition_commands(topo, "use1-az1", cut=True)
+    heal = netns.partition_commands(topo, "use1-az1", cut=False)
     az1, regional = topo.az_node("use1-az1"), topo.regional
     pinned = {(c[1], c[4]) for c in cut}
     assert pinned == ({(az1.namespace, a) for a in regional.addresses}
@@ -92,7 +93,7 @@ def test_a_partition_pins_only_that_az_and_the_regional_node() -> None:
 
 def test_the_compose_file_is_generated_from_the_topology() -> None:
     assert COMPOSE_FILE.read_text() == render(), (
-        "docker-compose.yml is stale: run python -m services.isolate_compose")
+        "docker-compose.yml is stale: run python -m services.isolate.compose")
     topo = topology(Settings())
     services = document()["services"]
     assert set(services) == {n.name for n in topo.nodes} | {"redis", "prometheus", "grafana"}
@@ -115,11 +116,11 @@ def test_the_compose_file_is_generated_from_the_topology() -> None:
 
 def test_isolation_says_it_needs_root(monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    from services.isolate import run_up
+    from services.isolate.cluster import run_up
 
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    with pytest.raises(isolate_net.IsolationError, match="needs root"):
-        isolate_net.require_root()
+    with pytest.raises(netns.IsolationError, match="needs root"):
+        netns.require_root()
     assert run_up(Settings()) == 1
     assert "needs root" in capsys.readouterr().err
 
@@ -160,12 +161,12 @@ async def test_the_relay_carries_tcp_and_udp_over_loopback() -> None:
 
 
 def test_an_az_partition_request_needs_an_isolated_cluster() -> None:
-    from services.fault_requests import FaultRequestError, parse_fault_request
-    from services.faults import FaultType
+    from services.control.requests import FaultRequestError, parse_fault_request
+    from services.core.faults import FaultType
 
     if not hasattr(FaultType, "AZ_PARTITION"):
-        pytest.skip("fault type az_partition is not wired into services/faults.py yet")
-    if isolate_net.available("use1-az1"):
+        pytest.skip("fault type az_partition is not wired into services/store/faults.py yet")
+    if netns.available("use1-az1"):
         pytest.skip("an isolated cluster is running on this machine")
     with pytest.raises(FaultRequestError, match="--isolate"):
         parse_fault_request({"type": "az_partition", "target": "use1-az1", "duration_s": 5},
@@ -178,9 +179,9 @@ def integration_missing() -> list[str]:
     """The edits outside this issue's files that a running isolated cluster needs."""
     from dns_server.errors import ListenAddressError
     from dns_server.server import loopback_host
-    from services.cli import build_parser
     from services.config import ConfigError
-    from services.faults import FaultType
+    from services.core.faults import FaultType
+    from services.tools.cli import build_parser
 
     missing = []
     try:
@@ -220,7 +221,7 @@ def isolation(root: None) -> None:
 async def isolated(request: pytest.FixtureRequest, tmp_path: Path,
                    isolation: None) -> AsyncIterator[Any]:
     """A running isolated cluster in the mode the test names (``@pytest.mark.parametrize``)."""
-    from services.isolate import IsolatedCluster
+    from services.isolate.cluster import IsolatedCluster
 
     settings = cluster_settings(tmp_path, mode=request.param, load_rate=90.0)
     cluster = IsolatedCluster.create(settings, tmp_path / "logs")
@@ -230,7 +231,7 @@ async def isolated(request: pytest.FixtureRequest, tmp_path: Path,
         yield cluster
     finally:
         cluster.stop()
-    assert isolate_net.leftovers() == []
+    assert netns.leftovers() == []
 
 
 def in_namespace(pid: int, namespace: str) -> bool:
@@ -264,11 +265,11 @@ def connects_from(namespace: str, host: str, port: int, timeout_s: float = 0.5) 
     return result[0]
 
 
-async def race(cluster: Any) -> tuple[Any, list[history.Event]]:
-    """The 2025 choreography (services.race) through the relay; its report and history."""
-    from services.race import run_race
-    from services.runtime import redis_client
-    from services.tools import control_client
+async def race(cluster: Any) -> tuple[Any, list[events.Event]]:
+    """The 2025 choreography (services.tools.race) through the relay; its report and history."""
+    from services.runtime.service import redis_client
+    from services.tools.commands import control_client
+    from services.tools.race import run_race
 
     settings = cluster.settings
     client = redis_client(settings)
@@ -289,12 +290,12 @@ async def test_legacy_race_empties_the_name_inside_every_az(isolated: Any) -> No
         namespace = isolated.topo.node(isolated.topo.process(name).node).namespace
         assert in_namespace(process.pid, namespace), f"{name} is not in {namespace}"
     assert dig_inside("dnsrace-use1-az1")[0] == "NOERROR"
-    report, events = await race(isolated)
+    report, recorded = await race(isolated)
     assert report.emptied and report.live_deletions > 0
     # A stale flip (I2), by the enactor the race held back or by one that fell behind alone.
-    assert any(isinstance(e, history.BatchCommitted) and e.generation < e.previous
-               for e in events)
-    assert checker.Invariant.I3 in {v.invariant for v in checker.check(events)}
+    assert any(isinstance(e, events.BatchCommitted) and e.generation < e.previous
+               for e in recorded)
+    assert checker.Invariant.I3 in {v.invariant for v in checker.check(recorded)}
     # I1 as unmodified tools inside every AZ see it: what clients saw in 2025.
     for az in AZS:
         assert dig_inside(f"dnsrace-{az}") == ("NOERROR", 0)
@@ -346,14 +347,14 @@ def failures(after: Samples, before: Samples) -> dict[str, float]:
 @pytest.mark.cluster
 @pytest.mark.parametrize("isolated", ["safe"], indirect=True)
 async def test_safe_holds_the_race_and_an_az_partition(isolated: Any) -> None:
-    from services.monitor import Monitor
-    from services.runtime import redis_client
-    from services.tools import control_client
+    from services.report.monitor import Monitor
+    from services.runtime.service import redis_client
+    from services.tools.commands import control_client
 
     settings = isolated.settings
     client = redis_client(settings)
     sink = history.RedisHistory(client)
-    since = history.now_ms()
+    since = events.now_ms()
     async with aiohttp.ClientSession() as session, Monitor(settings, out=lambda _: None) as mon:
         await mon.wait_until(lambda: mon.dns_answers(), 15, "DNS answers")
         before = await clients_healthy(session, settings)
@@ -378,28 +379,29 @@ async def test_safe_holds_the_race_and_an_az_partition(isolated: Any) -> None:
         await wait_until(lambda: converged(client, settings), 5,
                          "every endpoint on the newest plan")
         after = await load_by_az(session, settings)
-    events = [e for _, e in await sink.read(str(since))]
+    recorded = [e for _, e in await sink.read(str(since))]
     await client.aclose()
     assert mon.empty_samples() == 0 and mon.stale_answers == 0
     assert sum(a.sum("dnsrace_client_stale_answers_total") for a in after.values()) == 0
     for az in ("use1-az2", "use1-az4"):  # clients outside the partition never noticed
         assert failures(after[az], before[az]) == {}, az
     cut, healed = fault["started_ms"], fault["expires_ms"]
-    assert [e for e in events if isinstance(e, history.FaultEnded)
+    assert [e for e in recorded if isinstance(e, events.FaultEnded)
             and e.fault_id == fault["id"]], "the partition did not heal at its expiry"
-    silent = [e for e in events if e.source == "enactor/use1-az1" and cut + 500 < e.at_ms < healed]
+    silent = [e for e in recorded
+              if e.source == "enactor/use1-az1" and cut + 500 < e.at_ms < healed]
     assert silent == [], "use1-az1 wrote to Redis while cut off"
     assert all(p.poll() is None for p in isolated.processes.values())
-    assert checker.check(events) == []
+    assert checker.check(recorded) == []
 
 
 def test_teardown_removes_what_a_crashed_run_left(root: None) -> None:
     crash = (
         "import os, subprocess\n"
-        "from services import isolate_net\n"
+        "from services.runtime import netns\n"
         "from services.config import Settings\n"
-        "from services.topology import topology\n"
-        "isolate_net.setup(topology(Settings()))\n"
+        "from services.runtime.topology import topology\n"
+        "netns.setup(topology(Settings()))\n"
         "p = subprocess.Popen(['ip', 'netns', 'exec', 'dnsrace-use1-az1', 'sleep', '600'],\n"
         "                     start_new_session=True, stdout=subprocess.DEVNULL,\n"
         "                     stderr=subprocess.DEVNULL)\n"
@@ -409,14 +411,14 @@ def test_teardown_removes_what_a_crashed_run_left(root: None) -> None:
     out = subprocess.run([sys.executable, "-c", crash], cwd=REPO, capture_output=True,
                          text=True, timeout=30)
     orphan = int(out.stdout.split()[0])
-    left = isolate_net.leftovers()
+    left = netns.leftovers()
     assert f"process {orphan} in dnsrace-use1-az1" in left
     assert "link dnsrace-br0" in left and "namespace dnsrace-regional" in left
-    removed = isolate_net.teardown()
+    removed = netns.teardown()
     assert f"process {orphan} in dnsrace-use1-az1" in removed
-    assert isolate_net.leftovers() == []
-    assert isolate_net.teardown() == []  # idempotent
-    assert not isolate_net.process_alive(orphan)
+    assert netns.leftovers() == []
+    assert netns.teardown() == []  # idempotent
+    assert not netns.process_alive(orphan)
 
 
 @pytest.mark.cluster
@@ -424,7 +426,7 @@ def test_ctrl_c_on_up_isolate_removes_everything(isolation: None, tmp_path: Path
     settings = cluster_settings(tmp_path, load_rate=30.0)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")},
            **cluster_env(settings)}
-    up = subprocess.Popen([sys.executable, "-m", "services.cli", "up", "--isolate"], cwd=REPO,
+    up = subprocess.Popen([sys.executable, "-m", "services.tools.cli", "up", "--isolate"], cwd=REPO,
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert up.stdout is not None
     seen = []
@@ -434,8 +436,8 @@ def test_ctrl_c_on_up_isolate_removes_everything(isolation: None, tmp_path: Path
         if "Ctrl-C stops everything" in line or time.monotonic() > deadline:
             break
     assert any("Ctrl-C stops everything" in line for line in seen), "".join(seen)
-    assert "namespace dnsrace-use1-az4" in isolate_net.leftovers()
+    assert "namespace dnsrace-use1-az4" in netns.leftovers()
     up.send_signal(signal.SIGINT)
     rest = up.communicate(timeout=40)[0]
     assert up.returncode == 130, rest
-    assert isolate_net.leftovers() == []
+    assert netns.leftovers() == []

@@ -21,10 +21,11 @@ from loadgen.outcome import Outcome
 from loadgen.schedule import scheduled_count
 from loadgen.service import start_metrics
 from services.config import Settings
-from services.endpoints import LoadBalancerFleet
-from services.fleet import Health, HealthStore
-from services.redis_server import free_port
-from services.runtime import ServiceContext
+from services.core.balancers import Health
+from services.fleet.endpoints import LoadBalancerFleet
+from services.runtime.redis_server import free_port
+from services.runtime.service import ServiceContext
+from services.store.health import HealthStore
 from tests.conftest import REPO
 from tests.test_loadgen_resolver import ScriptedDNS, answer, negative
 

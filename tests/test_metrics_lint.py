@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dashboards import catalog, generate
-from services import names
+from services.core import names
 from tests.conftest import require_tool
 from tests.observed_race import Observed, observed_race
 

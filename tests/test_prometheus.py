@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from dashboards import generate
-from services import history, names, prometheus
 from services.config import Settings
-from services.prometheus import PrometheusError, render_config, scrape_config, targets
-from services.scrape import metrics_urls
+from services.core import events, names
+from services.runtime import prometheus
+from services.runtime.prometheus import PrometheusError, render_config, scrape_config, targets
+from services.runtime.scrape import metrics_urls
 from tests.conftest import cluster_settings, require_tool
 from tests.observed_race import Observed, Series, observed_race
 
@@ -78,8 +79,8 @@ def _points(series: Series) -> list[tuple[float, float]]:
     return sorted((float(t), float(v)) for s in series for t, v in s["values"])
 
 
-def _first(events: list[history.Event], kind: type[history.Event], **match: object) -> float:
-    for event in events:
+def _first(recorded: list[events.Event], kind: type[events.Event], **match: object) -> float:
+    for event in recorded:
         if isinstance(event, kind) and all(getattr(event, k) == v for k, v in match.items()):
             return event.at_ms / 1000
     raise AssertionError(f"no {kind.__name__} {match} in the history")
@@ -116,8 +117,8 @@ def test_every_panel_query_returns_data_during_the_race(observed: Observed) -> N
 def test_failure_ratio_is_zero_before_the_outage_and_above_90_percent_during_it(
         observed: Observed) -> None:
     ratio = _points(observed.panels[("Client failure ratio", "A")])
-    first_fault = _first(observed.events, history.FaultStarted)
-    regional_tree = next(e for e in observed.events if isinstance(e, history.TreeDeleted)
+    first_fault = _first(observed.events, events.FaultStarted)
+    regional_tree = next(e for e in observed.events if isinstance(e, events.TreeDeleted)
                          and e.live and e.endpoint == names.REGIONAL)
     deleted = regional_tree.at_ms / 1000
     # Before: from one rate window after the race began (the demo had seen healthy traffic)
@@ -136,11 +137,11 @@ def test_failure_ratio_is_zero_before_the_outage_and_above_90_percent_during_it(
 @pytest.mark.cluster
 def test_fault_annotation_query_returns_the_stall_window(observed: Observed) -> None:
     slow = names.AZS[0]
-    stalls = [e for e in observed.events if isinstance(e, history.FaultStarted | history.FaultEnded)
+    stalls = [e for e in observed.events if isinstance(e, events.FaultStarted | events.FaultEnded)
               and e.type == "enactor_stall" and e.target == slow]
     started, ended = stalls[0].at_ms / 1000, stalls[-1].at_ms / 1000
-    assert isinstance(stalls[0], history.FaultStarted) and isinstance(stalls[-1],
-                                                                      history.FaultEnded)
+    assert isinstance(stalls[0], events.FaultStarted) and isinstance(stalls[-1],
+                                                                      events.FaultEnded)
     (series,) = [s for s in observed.annotation
                  if s["metric"] == {"type": "enactor_stall", "target": slow}]
     times = [float(t) for t, _ in series["values"]]

@@ -1,6 +1,6 @@
 """The race on the real cluster: legacy loses the regional name until repair; safe does not.
 
-These run the demo's own phases (services.demo.run_mode) against clusters on ports of their
+These run the demo's own phases (services.tools.demo.run_mode) against clusters on ports of their
 own, then read the history with the checker, as ``dnsrace check`` would.
 """
 
@@ -19,12 +19,13 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from services import checker, history, names
-from services.checker import Invariant
-from services.cluster import cluster_env
 from services.config import Settings
-from services.demo import Companion, ModeResult, run_mode
-from services.redis_server import EmbeddedRedis
+from services.core import checker, names
+from services.core.checker import Invariant
+from services.runtime.cluster import cluster_env
+from services.runtime.redis_server import EmbeddedRedis
+from services.store import history
+from services.tools.demo import Companion, ModeResult, run_mode
 from tests.conftest import cluster_settings, require_tool, wait_until
 
 pytestmark = pytest.mark.cluster

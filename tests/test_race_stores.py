@@ -12,14 +12,17 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from services import history, names
 from services.config import ALL_PROTECTIONS, Protection, Settings
-from services.enactor import Enactor
-from services.enactor_decisions import Policy
-from services.faults import Fault, FaultBook, FaultGate, FaultType, StallPoint
-from services.fleet import LoadBalancer
-from services.plans import PlanStore, make_plan
-from services.zone_store import ZoneKeys, ZoneStore
+from services.core import events, names
+from services.core.balancers import LoadBalancer
+from services.core.faults import Fault, FaultType, StallPoint
+from services.core.plans import make_plan
+from services.enactor.decisions import Policy
+from services.enactor.enactor import Enactor
+from services.enactor.gate import FaultGate
+from services.store.faults import FaultBook
+from services.store.plans import PlanStore
+from services.store.zone import ZoneKeys, ZoneStore
 
 LBS = tuple(LoadBalancer(f"lb-{i}", names.AZS[i % 3], f"127.0.10.{i + 1}", 100)
             for i in range(6))
@@ -35,7 +38,7 @@ class Cell:
         self.zone = ZoneStore(client, ZoneKeys(prefix))
         self.plans = PlanStore(client, prefix)
         self.book = FaultBook(client, prefix)
-        self.sink = history.MemoryHistory()
+        self.sink = events.MemoryHistory()
         self.gates = {az: FaultGate(self.book, az, self.sink) for az in names.AZS}
         self.enactors = {
             az: Enactor(az, Policy(az, protections, cleanup_age=3), self.zone, self.plans,
@@ -60,7 +63,7 @@ class Cell:
         await self.book.remove(fault.id)
         await self.gates[az].refresh()
 
-    async def until(self, seen: Callable[[history.Event], bool], timeout_s: float = 5) -> None:
+    async def until(self, seen: Callable[[events.Event], bool], timeout_s: float = 5) -> None:
         await self.sink.wait_for(seen, timeout_s)
 
 
@@ -70,8 +73,8 @@ async def cells(redis_client: aioredis.Redis, prefix: str, request: pytest.Fixtu
     yield lambda protections: Cell(redis_client, prefix, protections, request.param)
 
 
-def stalled(az_point: StallPoint) -> Callable[[history.Event], bool]:
-    return lambda e: isinstance(e, history.Stalled) and e.point == az_point
+def stalled(az_point: StallPoint) -> Callable[[events.Event], bool]:
+    return lambda e: isinstance(e, events.Stalled) and e.point == az_point
 
 
 async def play_race(cell: Cell) -> None:
@@ -102,10 +105,10 @@ async def test_legacy_race_empties_the_regional_name_and_nobody_can_repair_it(
     alias = snap.alias(names.REGIONAL)
     assert alias is not None and alias.generation == 2           # flipped back: I2
     assert snap.addresses(alias.target) is None                   # its tree is gone: I1
-    deleted = [e for e in cell.sink.events if isinstance(e, history.TreeDeleted) and e.live]
+    deleted = [e for e in cell.sink.events if isinstance(e, events.TreeDeleted) and e.live]
     assert names.tree_name(2, names.REGIONAL) in {e.tree for e in deleted}  # I3
     rejected = [e for e in cell.sink.events
-                if isinstance(e, history.BatchRejected) and e.endpoint == names.REGIONAL]
+                if isinstance(e, events.BatchRejected) and e.endpoint == names.REGIONAL]
     assert rejected and {e.reason for e in rejected} == {"alias_target_missing"}
     assert rejected[-1].generation == 9                           # the newest plan fails too
 
@@ -119,7 +122,7 @@ async def test_safe_mode_survives_the_same_choreography(
         alias = snap.alias(endpoint)
         assert alias is not None and alias.generation == 9
         assert snap.addresses(alias.target)
-    assert not [e for e in cell.sink.events if isinstance(e, history.TreeDeleted) and e.live]
+    assert not [e for e in cell.sink.events if isinstance(e, events.TreeDeleted) and e.live]
     regressions = [e for e in cell.sink.events
-                   if isinstance(e, history.BatchCommitted) and e.generation < e.previous]
+                   if isinstance(e, events.BatchCommitted) and e.generation < e.previous]
     assert regressions == []

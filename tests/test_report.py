@@ -14,11 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from services import checker, history, names
-from services.monitor import DnsSample, LoadSample
-from services.report import close_up_window, render, write_report
-from services.report_capture import dump_dom, record_demo, screenshot
-from services.report_model import (
+from services.core import checker, events, names
+from services.report.model import (
     LatencySample,
     RunRecord,
     empty_runs,
@@ -27,7 +24,9 @@ from services.report_model import (
     rounds,
     stalls,
 )
-from services.report_scale import (
+from services.report.monitor import DnsSample, LoadSample
+from services.report.render import close_up_window, render, write_report
+from services.report.scale import (
     LinearScale,
     LogScale,
     counter_deltas,
@@ -39,7 +38,8 @@ from services.report_scale import (
     stagger,
     step_path,
 )
-from services.report_story import MomentKind, figures, story
+from services.report.story import MomentKind, figures, story
+from services.tools.capture import dump_dom, record_demo, screenshot
 from tests.conftest import cluster_settings, require_tool
 
 T0 = 1_800_000_000.0  # the monitor's zero, in epoch seconds
@@ -120,35 +120,35 @@ def ms(t: float) -> int:
     return int((T0 + t) * 1000)
 
 
-def legacy_events() -> list[history.Event]:
+def legacy_events() -> list[events.Event]:
     r = names.REGIONAL
     return [
-        history.PlanPublished(at_ms=ms(0.5), source="planner", generation=7),
-        history.FaultStarted(at_ms=ms(0.9), source="control", fault_id="f1",
+        events.PlanPublished(at_ms=ms(0.5), source="planner", generation=7),
+        events.FaultStarted(at_ms=ms(0.9), source="control", fault_id="f1",
                              type="enactor_stall", target="use1-az1", expires_ms=ms(120),
                              params={"point": "after_check"}),
-        history.CheckPassed(at_ms=ms(1.0), source=A, generation=7, applied=6),
-        history.Stalled(at_ms=ms(1.01), source=A, point="after_check", endpoint="",
+        events.CheckPassed(at_ms=ms(1.0), source=A, generation=7, applied=6),
+        events.Stalled(at_ms=ms(1.01), source=A, point="after_check", endpoint="",
                         generation=7, fault_id="f1"),
-        history.CheckPassed(at_ms=ms(2.0), source=B, generation=13, applied=12),
-        history.BatchCommitted(at_ms=ms(2.1), source=B, endpoint=r, generation=13,
+        events.CheckPassed(at_ms=ms(2.0), source=B, generation=13, applied=12),
+        events.BatchCommitted(at_ms=ms(2.1), source=B, endpoint=r, generation=13,
                                previous=12, rollback=12, serial=50),
-        history.RoundCompleted(at_ms=ms(2.5), source=B, generation=13, committed=1,
+        events.RoundCompleted(at_ms=ms(2.5), source=B, generation=13, committed=1,
                                rejected=0, deleted=0),
-        history.FaultEnded(at_ms=ms(3.0), source="control", fault_id="f1",
+        events.FaultEnded(at_ms=ms(3.0), source="control", fault_id="f1",
                            type="enactor_stall", target="use1-az1", why="removed"),
-        history.Resumed(at_ms=ms(3.0), source=A, point="after_check", endpoint="",
+        events.Resumed(at_ms=ms(3.0), source=A, point="after_check", endpoint="",
                         generation=7, fault_id="f1"),
-        history.BatchCommitted(at_ms=ms(3.1), source=A, endpoint=r, generation=7,
+        events.BatchCommitted(at_ms=ms(3.1), source=A, endpoint=r, generation=7,
                                previous=13, rollback=13, serial=51),
-        history.DnsAnswer(at_ms=ms(3.2), source="dns", endpoint=r, generation=7, addresses=6),
-        history.RoundCompleted(at_ms=ms(3.3), source=A, generation=7, committed=1,
+        events.DnsAnswer(at_ms=ms(3.2), source="dns", endpoint=r, generation=7, addresses=6),
+        events.RoundCompleted(at_ms=ms(3.3), source=A, generation=7, committed=1,
                                rejected=0, deleted=0),
-        history.TreeDeleted(at_ms=ms(4.0), source=B, tree=names.tree_name(7, r), endpoint=r,
+        events.TreeDeleted(at_ms=ms(4.0), source=B, tree=names.tree_name(7, r), endpoint=r,
                             generation=7, live=True, serial=52),
-        history.DnsAnswer(at_ms=ms(4.1), source="dns", endpoint=r, generation=7, addresses=0),
-        history.CheckPassed(at_ms=ms(5.0), source=B, generation=14, applied=7),
-        history.BatchRejected(at_ms=ms(5.1), source=B, endpoint=r, generation=14,
+        events.DnsAnswer(at_ms=ms(4.1), source="dns", endpoint=r, generation=7, addresses=0),
+        events.CheckPassed(at_ms=ms(5.0), source=B, generation=14, applied=7),
+        events.BatchRejected(at_ms=ms(5.1), source=B, endpoint=r, generation=14,
                               reason="alias_target_missing", detail="rollback target gone"),
     ]
 
@@ -184,11 +184,11 @@ def legacy_record() -> RunRecord:
 
 
 def safe_record() -> RunRecord:
-    events = [e for e in legacy_events()
-              if not isinstance(e, history.TreeDeleted | history.BatchRejected)
-              and not (isinstance(e, history.BatchCommitted) and e.generation < e.previous)
-              and not (isinstance(e, history.DnsAnswer) and e.addresses == 0)]
-    return RunRecord("safe", "safe", events, polled(None, None), load_series(99, 99), T0)
+    recorded = [e for e in legacy_events()
+              if not isinstance(e, events.TreeDeleted | events.BatchRejected)
+              and not (isinstance(e, events.BatchCommitted) and e.generation < e.previous)
+              and not (isinstance(e, events.DnsAnswer) and e.addresses == 0)]
+    return RunRecord("safe", "safe", recorded, polled(None, None), load_series(99, 99), T0)
 
 
 def test_story_of_a_legacy_race_is_in_the_2025_order() -> None:
@@ -249,7 +249,7 @@ def test_rendered_page_is_self_contained_and_marks_the_race() -> None:
 
 
 def test_matrix_rows_carry_the_scenario_outcome() -> None:
-    from services.scenario import Outcome
+    from services.tools.scenario import Outcome
 
     legacy = legacy_record().named("none (legacy)")
     legacy.result = Outcome("legacy", stale_answers=3, converged_after_s=None)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.scenario import ScenarioError, load_file, parse
+from services.tools.scenario import ScenarioError, load_file, parse
 from tests.conftest import REPO
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.checker import Invariant
-from services.soak import FAULT_TYPES, run_soak
+from services.core.checker import Invariant
+from services.tools.soak import FAULT_TYPES, run_soak
 from tests.conftest import cluster_settings
 
 pytestmark = pytest.mark.cluster

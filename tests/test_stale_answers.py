@@ -7,9 +7,9 @@ import random
 from dns_server.server import DnsServer
 from loadgen.outcome import Outcome
 from loadgen.resolver import StubResolver
-from services import names
 from services.config import load
-from services.records import (
+from services.core import names
+from services.core.records import (
     Action,
     Alias,
     Change,
@@ -19,8 +19,8 @@ from services.records import (
     a_records,
     alias_record,
 )
-from services.redis_server import EmbeddedRedis
-from services.zone_store import ZoneStore, ensure_apex
+from services.runtime.redis_server import EmbeddedRedis
+from services.store.zone import ZoneStore, ensure_apex
 
 
 def tree(generation: int) -> RecordSet:

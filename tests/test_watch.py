@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from services import watch
-from services.scrape import parse
-from services.watch import Probe, Snapshot
+from services.runtime.scrape import parse
+from services.tools import watch
+from services.tools.watch import Probe, Snapshot
 from tests.conftest import cluster_settings
 from tests.observed_race import Observed, observed_race
 

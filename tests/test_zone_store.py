@@ -6,20 +6,21 @@ import asyncio
 
 import pytest
 
-from services.records import (
+from services.core.records import (
     Action,
     Alias,
-    BatchRejected,
     Change,
     ChangeBatch,
     Committed,
+    EndpointRecords,
     GenerationFence,
+    Rejected,
     RejectReason,
     WeightedAddress,
     a_records,
     alias_record,
 )
-from services.zone_store import EndpointRecords, ZoneStore
+from services.store.zone import ZoneStore
 from tests.conftest import wait_until
 
 TREE = a_records("plan-1.x.example", [WeightedAddress("127.0.10.1", 10)])
@@ -45,7 +46,7 @@ async def test_create_then_alias_in_one_batch_commits_and_bumps_serial(zone: Zon
 async def test_rejected_batch_writes_nothing(zone: ZoneStore) -> None:
     await zone.apply(batch(Change(Action.CREATE, TREE)))
     before = await zone.snapshot()
-    with pytest.raises(BatchRejected) as err:
+    with pytest.raises(Rejected) as err:
         await zone.apply(batch(Change(Action.CREATE, TREE2), Change(Action.CREATE, TREE)))
     assert err.value.reason is RejectReason.CREATE_EXISTS
     assert err.value.index == 2
@@ -67,7 +68,7 @@ async def test_each_rule_rejects_with_its_reason(
 ) -> None:
     await zone.apply(batch(Change(Action.CREATE, TREE), Change(Action.UPSERT, ALIAS1)))
     before = await zone.snapshot()
-    with pytest.raises(BatchRejected) as err:
+    with pytest.raises(Rejected) as err:
         await zone.apply(batch(*changes))
     assert err.value.reason is reason
     assert await zone.snapshot() == before
@@ -77,14 +78,14 @@ async def test_generation_fence_refuses_an_older_flip(zone: ZoneStore) -> None:
     await zone.apply(batch(Change(Action.CREATE, TREE2), Change(Action.UPSERT, ALIAS2)))
     stale = batch(Change(Action.CREATE, TREE), Change(Action.UPSERT, ALIAS1),
                   fences=(GenerationFence("x.example", 1),))
-    with pytest.raises(BatchRejected) as err:
+    with pytest.raises(Rejected) as err:
         await zone.apply(stale)
     assert err.value.reason is RejectReason.GENERATION_FENCE
     assert (await zone.snapshot()).alias("x.example") == Alias("plan-2.x.example", 2)
 
 
 async def test_expired_lease_is_fenced(zone: ZoneStore) -> None:
-    with pytest.raises(BatchRejected) as err:
+    with pytest.raises(Rejected) as err:
         await zone.apply(batch(Change(Action.CREATE, TREE), not_after_ms=1))
     assert err.value.reason is RejectReason.LOCK_EXPIRED
     assert (await zone.snapshot()).rrsets == {}
@@ -136,7 +137,7 @@ async def test_a_pipeline_of_batches_commits_each_alone_and_returns_refusals_as_
         batch(Change(Action.CREATE, TREE2)),
     ])
     first, refused, third = outcomes
-    assert isinstance(refused, BatchRejected) and refused.reason is RejectReason.CREATE_EXISTS
+    assert isinstance(refused, Rejected) and refused.reason is RejectReason.CREATE_EXISTS
     assert refused.change == Change(Action.CREATE, TREE)
     assert isinstance(first, Committed) and isinstance(third, Committed)
     assert (first.serial, third.serial) == (before + 1, before + 2)
@@ -163,5 +164,5 @@ async def test_a_pipeline_of_batches_survives_redis_losing_its_scripts(zone: Zon
     outcomes = await zone.apply_many([batch(Change(Action.CREATE, TREE2)),
                                       batch(Change(Action.CREATE, TREE))])
     assert isinstance(outcomes[0], Committed)
-    assert isinstance(outcomes[1], BatchRejected)
+    assert isinstance(outcomes[1], Rejected)
     assert outcomes[1].reason is RejectReason.CREATE_EXISTS

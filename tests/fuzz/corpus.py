@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dnslib import EDNS0, DNSRecord
 
-from services import names
+from services.core import names
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "dns_corpus"
 

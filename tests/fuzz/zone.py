@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from services import names
-from services.records import Alias, WeightedAddress, ZoneSnapshot, a_records, alias_record
-from services.zone_store import zone_apex_batch
+from services.core import names
+from services.core.records import Alias, WeightedAddress, ZoneSnapshot, a_records, alias_record
+from services.store.zone import zone_apex_batch
 
 
 def fuzz_zone() -> ZoneSnapshot:

@@ -1,0 +1,1 @@
+"""The control service: the fault API and its client."""

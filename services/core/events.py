@@ -1,0 +1,219 @@
+"""Domain events: what every process did, as frozen dataclasses in the incident's words.
+
+The history (a Redis stream, :mod:`services.store.history`) is made of them; ``dnsrace check``
+and the reports read them. Events speak the incident's words, never wire formats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    kind: ClassVar[str] = "event"
+    at_ms: int = dataclasses.field(default_factory=now_ms)
+    source: str = ""
+
+    def to_json(self) -> str:
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return _COMPACT.encode({"kind": self.kind, **fields})
+
+
+_KINDS: dict[str, type[Event]] = {}
+
+
+def _event(cls: type[Event]) -> type[Event]:
+    _KINDS[cls.kind] = cls
+    return cls
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
+class PlanPublished(Event):
+    kind: ClassVar[str] = "plan_published"
+    generation: int
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
+class CheckPassed(Event):
+    """The enactor's one-time staleness check: plan ``generation`` is newer than ``applied``."""
+
+    kind: ClassVar[str] = "check_passed"
+    generation: int
+    applied: int
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
+class LockLost(Event):
+    kind: ClassVar[str] = "lock_lost"
+    endpoint: str
+    generation: int
+    reason: str
+    backoff_s: float
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
+class BatchCommitted(Event):
+    """An endpoint's alias now names the tree of ``generation`` (was ``previous``)."""
+
+    kind: ClassVar[str] = "batch_committed"
+    endpoint: str
+    generation: int
+    previous: int
+    rollback: int
+    serial: int
+    repaired: bool = False
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
+class BatchRejected(Event):
+    kind: ClassVar[str] = "batch_rejected"
+    endpoint: str
+    generation: int
+    reason: str
+    detail: str
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
+class RoundCompleted(Event):
+    """An enactor finished a round (walk and clean-up) for the plan of ``generation``."""
+
+    kind: ClassVar[str] = "round_completed"
+    generation: int
+    committed: int
+    rejected: int
+    deleted: int
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
+class PlanRefused(Event):
+    kind: ClassVar[str] = "plan_refused"
+    endpoint: str
+    generation: int
+    reason: str
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
+class TreeDeleted(Event):
+    """Clean-up deleted a tree; ``live`` when an alias or rollback named it at that moment."""
+
+    kind: ClassVar[str] = "tree_deleted"
+    tree: str
+    endpoint: str
+    generation: int
+    live: bool
+    serial: int
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
+class Stalled(Event):
+    kind: ClassVar[str] = "stalled"
+    point: str
+    endpoint: str
+    generation: int
+    fault_id: str
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
+class Resumed(Event):
+    kind: ClassVar[str] = "resumed"
+    point: str
+    endpoint: str
+    generation: int
+    fault_id: str
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
+class FaultStarted(Event):
+    kind: ClassVar[str] = "fault_started"
+    fault_id: str
+    type: str
+    target: str
+    expires_ms: int
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
+class FaultEnded(Event):
+    kind: ClassVar[str] = "fault_ended"
+    fault_id: str
+    type: str
+    target: str
+    why: str
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
+class DnsAnswer(Event):
+    """A sampled answer: which generation stood behind it and how many addresses it held."""
+
+    kind: ClassVar[str] = "dns_answer"
+    endpoint: str
+    generation: int
+    addresses: int
+
+
+def decode(raw: str) -> Event:
+    data = json.loads(raw)
+    cls = _KINDS[data.pop("kind")]
+    return cls(**data)
+
+
+class HistorySink(Protocol):
+    async def record(self, event: Event) -> None: ...
+    async def record_many(self, events: Sequence[Event]) -> None:
+        """Record ``events`` in their order (one round-trip where the sink has a network)."""
+        ...
+
+
+class MemoryHistory:
+    """A history kept in a list, for the interleaving explorer and pure tests."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._recorded = asyncio.Event()
+
+    async def record(self, event: Event) -> None:
+        self.events.append(event)
+        self._recorded.set()
+
+    async def record_many(self, events: Sequence[Event]) -> None:
+        self.events.extend(events)
+        self._recorded.set()
+
+    async def wait_for(self, seen: Callable[[Event], bool], timeout_s: float) -> Event:
+        """The first recorded event ``seen`` accepts, waiting up to ``timeout_s`` for it."""
+        async def first() -> Event:
+            checked = 0
+            while True:
+                for event in self.events[checked:]:
+                    if seen(event):
+                        return event
+                checked = len(self.events)
+                self._recorded.clear()
+                await self._recorded.wait()
+        return await asyncio.wait_for(first(), timeout_s)

@@ -1,0 +1,218 @@
+"""Record sets and change batches: the zone's data model, free of I/O.
+
+A record set is keyed by (name, type); its value is canonical JSON so that a DELETE can match
+the stored value byte for byte, exactly as Route 53 requires the full current record set.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class RecordType(StrEnum):
+    A = "A"
+    ALIAS = "ALIAS"
+    TXT = "TXT"
+    SOA = "SOA"
+    NS = "NS"
+
+
+class Action(StrEnum):
+    CREATE = "CREATE"
+    DELETE = "DELETE"
+    UPSERT = "UPSERT"
+
+
+class RejectReason(StrEnum):
+    """Why the zone refused a whole change batch (also the metric ``reason`` label)."""
+
+    DELETE_MISSING = "delete_missing"
+    DELETE_MISMATCH = "delete_mismatch"
+    CREATE_EXISTS = "create_exists"
+    ALIAS_TARGET_MISSING = "alias_target_missing"
+    TREE_REFERENCED = "tree_referenced"
+    GENERATION_FENCE = "generation_fence"
+    LOCK_EXPIRED = "lock_expired"
+    BAD_ACTION = "bad_action"
+
+
+# json.dumps(...) with arguments builds an encoder per call; these are built once.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
+def canonical(payload: Mapping[str, Any]) -> str:
+    """The one JSON spelling of a value: sorted keys, no spaces."""
+    return _CANONICAL.encode(payload)
+
+
+@dataclass(frozen=True, order=True)
+class WeightedAddress:
+    ip: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class Alias:
+    """An alias names a tree; the tree's generation travels with it for the fenced commit."""
+
+    target: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class Lock:
+    holder: str
+    expires_ms: int
+
+    def held_by_other(self, me: str, now_ms: int) -> bool:
+        return self.holder != me and self.expires_ms > now_ms
+
+
+@dataclass(frozen=True)
+class RecordSet:
+    name: str
+    type: RecordType
+    value: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}|{self.type}"
+
+
+def a_records(name: str, addresses: Iterable[WeightedAddress]) -> RecordSet:
+    rows = [{"ip": a.ip, "weight": a.weight} for a in sorted(addresses)]
+    return RecordSet(name, RecordType.A, canonical({"records": rows}))
+
+
+def alias_record(name: str, alias: Alias) -> RecordSet:
+    return RecordSet(name, RecordType.ALIAS,
+                     canonical({"target": alias.target, "generation": alias.generation}))
+
+
+def lock_record(name: str, lock: Lock) -> RecordSet:
+    return RecordSet(name, RecordType.TXT,
+                     canonical({"holder": lock.holder, "expires_ms": lock.expires_ms}))
+
+
+def decode_addresses(value: str) -> tuple[WeightedAddress, ...]:
+    rows = json.loads(value)["records"]
+    return tuple(WeightedAddress(str(r["ip"]), int(r["weight"])) for r in rows)
+
+
+def decode_alias(value: str) -> Alias:
+    data = json.loads(value)
+    return Alias(str(data["target"]), int(data["generation"]))
+
+
+def decode_lock(value: str) -> Lock:
+    data = json.loads(value)
+    return Lock(str(data["holder"]), int(data["expires_ms"]))
+
+
+@dataclass(frozen=True)
+class Change:
+    action: Action
+    rrset: RecordSet
+    if_unreferenced: bool = False
+    """DELETE only: refuse if any alias names this record set (reference-safe clean-up)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": str(self.action),
+            "name": self.rrset.name,
+            "type": str(self.rrset.type),
+            "value": self.rrset.value,
+            "if_unreferenced": self.if_unreferenced,
+        }
+
+
+@dataclass(frozen=True)
+class GenerationFence:
+    """The alias at ``name`` must name a generation below ``below`` (or not exist) at commit."""
+
+    name: str
+    below: int
+
+
+@dataclass(frozen=True)
+class ChangeBatch:
+    changes: tuple[Change, ...]
+    fences: tuple[GenerationFence, ...] = ()
+    not_after_ms: int | None = None
+    """Reject the batch if the zone's clock is past this (a fenced lock lease)."""
+    comment: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.changes:
+            raise ValueError("a change batch needs at least one change")
+
+    def to_json(self) -> str:
+        return _COMPACT.encode({
+            "changes": [c.to_json() for c in self.changes],
+            "fences": [{"name": f.name, "below": f.below} for f in self.fences],
+            "not_after_ms": self.not_after_ms,
+        })
+
+
+@dataclass(frozen=True)
+class Committed:
+    serial: int
+    at_ms: int
+    live_deleted: tuple[str, ...] = ()
+    """Record sets this batch deleted while an alias or rollback still named them (I3)."""
+
+
+class ZoneError(Exception):
+    """Base of the zone store's errors."""
+
+
+class Rejected(ZoneError):
+    """The zone refused a whole batch; nothing of it was written."""
+
+    def __init__(self, reason: RejectReason, index: int, detail: str,
+                 change: Change | None = None) -> None:
+        self.reason = reason
+        self.index = index
+        self.detail = detail
+        self.change = change
+        where = f"change {index}" if index else "batch"
+        super().__init__(f"{reason}: {where}: {detail}")
+
+
+@dataclass
+class ZoneSnapshot:
+    """The whole zone at one serial: what the DNS server answers from."""
+
+    serial: int
+    rrsets: dict[str, str] = field(default_factory=dict)
+
+    def get(self, name: str, rtype: RecordType) -> str | None:
+        return self.rrsets.get(f"{name}|{rtype}")
+
+    def alias(self, name: str) -> Alias | None:
+        value = self.get(name, RecordType.ALIAS)
+        return decode_alias(value) if value is not None else None
+
+    def addresses(self, name: str) -> tuple[WeightedAddress, ...] | None:
+        value = self.get(name, RecordType.A)
+        return decode_addresses(value) if value is not None else None
+
+    def names(self) -> set[str]:
+        return {key.rsplit("|", 1)[0] for key in self.rrsets}
+
+
+@dataclass(frozen=True)
+class EndpointRecords:
+    """What one round-trip reads about an endpoint: its records and whether aliases resolve."""
+
+    alias: str | None
+    alias_target: str | None
+    rollback: str | None
+    rollback_target: str | None
+    lock: str | None
+    tree: str | None

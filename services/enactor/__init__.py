@@ -1,0 +1,1 @@
+"""The DNS Enactor: decisions (pure), the walk, its metrics, its process."""

@@ -1,0 +1,1 @@
+"""``dnsrace explore``: the real planner and enactors under a seeded scheduler."""

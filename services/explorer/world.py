@@ -1,0 +1,355 @@
+"""One schedule of the real planner and the real enactors, on a real Redis, step by step.
+
+:class:`Lab` owns one Redis client and one key prefix for a whole run. Each actor talks to
+the zone and the plan store through a gated subclass of the real :class:`ZoneStore` and
+:class:`PlanStore`: every round-trip first waits for the scheduler's turn, then runs the very
+same Lua scripts as production. Between schedules the prefix's keys are deleted in one
+command, so a schedule costs its round-trips and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import redis.asyncio as aioredis
+
+from services.config import ALL_PROTECTIONS, Mode, Protection, Settings
+from services.core import events, names
+from services.core.balancers import fleet
+from services.core.invariants import (
+    ALL_INVARIANTS,
+    Invariant,
+    Violation,
+    ZoneWatch,
+    referrers,
+)
+from services.core.plans import Plan, make_plan
+from services.core.records import (
+    ChangeBatch,
+    Committed,
+    EndpointRecords,
+    Rejected,
+    RejectReason,
+    ZoneSnapshot,
+)
+from services.enactor.enactor import Enactor, policy_for
+from services.enactor.gate import FaultGate
+from services.explorer.scheduler import Chooser, Scheduler
+from services.store.plans import PlanStore
+from services.store.zone import ZoneKeys, ZoneStore
+
+PLANNER_NAME = "planner"
+ACTORS: tuple[str, ...] = (PLANNER_NAME, *names.AZS)
+EPOCH_MS = 4_102_444_800_000
+"""The logical clock starts on 2100-01-01. change_batch.lua compares a fenced batch's
+``not_after_ms`` with Redis ``TIME``; starting in the future keeps that wall-clock check from
+firing, and :meth:`Lab.check_lease` applies the same rule in logical time instead."""
+
+
+@dataclass(frozen=True)
+class ExploreConfig:
+    """What is explored: the algorithm, the size of the world and what counts as a failure."""
+
+    mode: Mode = "legacy"
+    protections: tuple[Protection, ...] = ()
+    """In safe mode, the protections on (empty: all of them); ignored in legacy mode."""
+    plans: int = 4
+    endpoints: int = 2
+    cleanup_age: int = 2
+    invariants: tuple[Invariant, ...] = ALL_INVARIANTS
+    """A schedule stops at its first violation of one of these."""
+    step_ms: int = 100
+    """Logical time one step takes (a lock lease of 1 s lasts 10 steps)."""
+    max_steps: int = 200
+    """Steps one actor may take in a schedule; past it the actor is retired."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("legacy", "safe"):
+            raise ValueError(f"mode {self.mode!r}: choose legacy or safe")
+        unknown = [p for p in self.protections if p not in ALL_PROTECTIONS]
+        if unknown:
+            raise ValueError(f"unknown protection {', '.join(unknown)}; choose from "
+                             f"{', '.join(ALL_PROTECTIONS)}")
+        if not self.invariants:
+            raise ValueError("check at least one invariant")
+        if self.plans < 1 or self.endpoints < 1 or self.step_ms < 1 or self.max_steps < 1:
+            raise ValueError("plans, endpoints, step_ms and max_steps must be >= 1")
+        self.settings()  # validates cleanup_age (ConfigError is a ValueError)
+
+    def settings(self) -> Settings:
+        return Settings(mode=self.mode, protections=self.protections,
+                        cleanup_age=self.cleanup_age)
+
+    @property
+    def active_protections(self) -> tuple[Protection, ...]:
+        on = self.settings().active_protections
+        return tuple(p for p in ALL_PROTECTIONS if p in on)
+
+    def endpoint_names(self) -> tuple[str, ...]:
+        return names.endpoints(max(0, self.endpoints - len(names.NAMED_ENDPOINTS)))[
+            :self.endpoints]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "protections": list(self.active_protections),
+                "plans": self.plans, "endpoints": self.endpoints,
+                "cleanup_age": self.cleanup_age,
+                "invariants": [str(i) for i in self.invariants],
+                "step_ms": self.step_ms, "max_steps": self.max_steps}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ExploreConfig:
+        mode = data.get("mode", "legacy")
+        protections = tuple(data.get("protections", ())) if mode == "safe" else ()
+        return cls(mode=mode, protections=protections, plans=int(data.get("plans", 4)),
+                   endpoints=int(data.get("endpoints", 2)),
+                   cleanup_age=int(data.get("cleanup_age", 2)),
+                   invariants=tuple(Invariant(i) for i in data.get("invariants",
+                                                                   ALL_INVARIANTS)),
+                   step_ms=int(data.get("step_ms", 100)),
+                   max_steps=int(data.get("max_steps", 200)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewestRead(events.Event):
+    """The explorer's note that an actor read the newest plan's generation (a round starts).
+
+    The enactor checks that plan against the zone one round-trip later, and acts on it long
+    after: this is where a stale check begins.
+    """
+
+    kind: ClassVar[str] = "newest_read"
+    generation: int
+
+
+@dataclass(frozen=True)
+class Happening:
+    """An event an actor recorded, stamped with the step and logical time it happened at."""
+
+    step: int
+    at_ms: int
+    """Logical milliseconds since the schedule started."""
+    actor: str
+    event: events.Event
+
+
+@dataclass
+class ScheduleRecord:
+    choices: tuple[int, ...]
+    happenings: list[Happening]
+    violations: list[Violation]
+    """Of the step the schedule stopped at; empty when it ran to its end."""
+    bounded: bool
+    """Some actor was stopped by the step bound rather than by running out of work."""
+    end_ms: int
+    named_by: dict[str, str] = field(default_factory=dict)
+    """Trees deleted while named, and who named them (``the rollback of E``)."""
+
+    @property
+    def steps(self) -> int:
+        return len(self.choices)
+
+
+class _Recorder:
+    """The history sink of one actor: events go to the schedule's record, in step order."""
+
+    def __init__(self, lab: Lab, actor: int) -> None:
+        self._lab = lab
+        self._actor = actor
+
+    async def record(self, event: events.Event) -> None:
+        self._lab.record(self._actor, event)
+
+    async def record_many(self, events: Sequence[events.Event]) -> None:
+        for event in events:
+            self._lab.record(self._actor, event)
+
+
+class GatedZone(ZoneStore):
+    """The real zone store; each round-trip first waits for this actor's turn."""
+
+    def __init__(self, lab: Lab, actor: int) -> None:
+        super().__init__(lab.client, lab.keys)
+        self._lab = lab
+        self._actor = actor
+
+    async def apply(self, batch: ChangeBatch) -> Committed:
+        await self._lab.turn(self._actor)
+        self._lab.check_lease(batch)
+        committed = await super().apply(batch)
+        await self._lab.after_commit(committed)
+        return committed
+
+    async def apply_many(self, batches: Sequence[ChangeBatch]
+                         ) -> list[Committed | Rejected]:
+        """One turn for the whole pipeline; the batches commit in order, each judged alone."""
+        await self._lab.turn(self._actor)
+        outcomes: list[Committed | Rejected] = []
+        for batch in batches:
+            try:
+                self._lab.check_lease(batch)
+                committed = await super().apply(batch)
+            except Rejected as e:
+                outcomes.append(e)
+                continue
+            await self._lab.after_commit(committed)
+            outcomes.append(committed)
+        return outcomes
+
+    async def read_endpoint(self, endpoint: str, tree: str) -> EndpointRecords:
+        await self._lab.turn(self._actor)
+        return await super().read_endpoint(endpoint, tree)
+
+    async def read_endpoints(self, requests: Sequence[tuple[str, str]]
+                             ) -> list[EndpointRecords]:
+        await self._lab.turn(self._actor)
+        return await super().read_endpoints(requests)
+
+    async def trees(self) -> dict[str, str]:
+        await self._lab.turn(self._actor)
+        return await super().trees()
+
+    async def references(self) -> dict[str, int]:
+        await self._lab.turn(self._actor)
+        return await super().references()
+
+    async def snapshot(self) -> ZoneSnapshot:
+        await self._lab.turn(self._actor)
+        return await super().snapshot()
+
+    async def serial(self) -> int:
+        await self._lab.turn(self._actor)
+        return await super().serial()
+
+    async def get_many(self, keys: list[str]) -> dict[str, str | None]:
+        await self._lab.turn(self._actor)
+        return await super().get_many(keys)
+
+
+class GatedPlans(PlanStore):
+    """The real plan store; each round-trip first waits for this actor's turn.
+
+    ``newest()`` is inherited: it is two round-trips (the generation, then the plan), and
+    another actor may run between them, exactly as in production.
+    """
+
+    def __init__(self, lab: Lab, actor: int) -> None:
+        super().__init__(lab.client, lab.prefix)
+        self._lab = lab
+        self._actor = actor
+
+    async def publish(self, plan: Plan) -> None:
+        await self._lab.turn(self._actor)
+        await super().publish(plan)
+        self._lab.scheduler.published += 1
+
+    async def newest_generation(self) -> int:
+        await self._lab.turn(self._actor)
+        self._lab.scheduler.saw_plans(self._actor)
+        generation = await super().newest_generation()
+        self._lab.record(self._actor, NewestRead(generation=generation))
+        return generation
+
+    async def get(self, generation: int) -> Plan | None:
+        await self._lab.turn(self._actor)
+        return await super().get(generation)
+
+
+@dataclass
+class Lab:
+    """A run's Redis side: one client, one key prefix, the gated stores of every actor."""
+
+    client: aioredis.Redis
+    prefix: str
+    config: ExploreConfig
+    scheduler: Scheduler = field(init=False)
+    _happenings: list[Happening] = field(init=False, default_factory=list)
+    _violations: list[Violation] = field(init=False, default_factory=list)
+    _named_by: dict[str, str] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.keys = ZoneKeys(self.prefix)
+        self.zone = ZoneStore(self.client, self.keys)
+        self.endpoints = self.config.endpoint_names()
+        self.settings = self.config.settings()
+        self.lbs = fleet(self.settings)
+        self.zones = [GatedZone(self, i) for i in range(len(ACTORS))]
+        self.plans = [GatedPlans(self, i) for i in range(len(ACTORS))]
+        store = self.plans[0]
+        self._keys = [self.keys.rrsets, self.keys.serial, self.keys.refs, store.newest_key,
+                      store.index_key,
+                      *(f"{store.plan_prefix}{g}" for g in range(1, self.config.plans + 1))]
+        self.watch = ZoneWatch(self.endpoints, frozenset(self.config.invariants))
+
+    async def reset(self) -> None:
+        """Forget the previous schedule: delete every key of this prefix (one command)."""
+        await self.client.delete(*self._keys)
+
+    # -- called by the gated stores and sinks ------------------------------------------
+
+    async def turn(self, actor: int) -> None:
+        await self.scheduler.turn(actor)
+
+    def record(self, actor: int, event: events.Event) -> None:
+        sched = self.scheduler
+        self._happenings.append(
+            Happening(sched.step, sched.now_ms - sched.epoch_ms, ACTORS[actor], event))
+
+    def check_lease(self, batch: ChangeBatch) -> None:
+        """The zone's clock rule for a fenced batch (change_batch.lua), in logical time."""
+        now = self.scheduler.now_ms
+        if batch.not_after_ms is not None and now > batch.not_after_ms:
+            raise Rejected(RejectReason.LOCK_EXPIRED, 0,
+                                f"lock lease ended {now - batch.not_after_ms} ms before the "
+                                "commit")
+
+    async def after_commit(self, committed: Committed) -> None:
+        """Judge I1-I3 on the zone as this batch left it; halt the schedule on a violation."""
+        # One HGETALL is atomic, and nobody else runs now: the zone exactly as this batch left
+        # it (ZoneStore.snapshot() would add MULTI/EXEC and the serial, which I1-I3 ignore).
+        snapshot = ZoneSnapshot(0, await self.client.hgetall(self.keys.rrsets))
+        for tree in committed.live_deleted:
+            self._named_by[tree] = " and ".join(referrers(snapshot, self.endpoints, tree))
+        violations = self.watch.observe(snapshot, committed.live_deleted)
+        if violations:
+            self._violations = violations
+            self.scheduler.halted = True
+
+    # -- one schedule -----------------------------------------------------------------
+
+    async def run(self, chooser: Chooser) -> ScheduleRecord:
+        """Play one schedule from an empty zone and plan store, choosing with ``chooser``."""
+        await self.reset()
+        self.scheduler = Scheduler(ACTORS, EPOCH_MS, self.config.step_ms, self.config.max_steps)
+        self._happenings = []
+        self._violations = []
+        self._named_by = {}
+        self.watch = ZoneWatch(self.endpoints, frozenset(self.config.invariants))
+        bodies = [self._planner()]
+        for index, az in enumerate(names.AZS, start=1):
+            bodies.append(self._enactor(index, az))
+        await self.scheduler.run(bodies, chooser)
+        sched = self.scheduler
+        return ScheduleRecord(tuple(sched.choices), self._happenings, self._violations,
+                              any(a.bounded for a in sched.actors), sched.now_ms - sched.epoch_ms,
+                              self._named_by)
+
+    async def _planner(self) -> None:
+        for generation in range(1, self.config.plans + 1):
+            plan = make_plan(generation, self.scheduler.now_ms, self.endpoints, self.lbs, {})
+            await self.plans[0].publish(plan)
+            self.record(0, events.PlanPublished(generation=generation))
+
+    async def _enactor(self, index: int, az: str) -> None:
+        sink = _Recorder(self, index)
+        enactor = Enactor(az, policy_for(self.settings, az), self.zones[index],
+                          self.plans[index], FaultGate(None, az, sink), sink,
+                          backoff_base_s=self.settings.backoff_base_s,
+                          backoff_max_s=self.settings.backoff_max_s,
+                          clock=self.scheduler.clock, sleep=self.scheduler.sleeper(index))
+        while True:
+            await enactor.run_round()
+            # Like serve(): wait for the plan notification unless one came during the round.
+            self.scheduler.idle_until_publication(index)
+

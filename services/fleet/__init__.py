@@ -1,0 +1,1 @@
+"""The load-balancer fleet: DynamoDB's JSON protocol on every load balancer."""

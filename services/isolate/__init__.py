@@ -1,0 +1,1 @@
+"""``dnsrace up --isolate``: the cluster in network namespaces, relays, compose."""

@@ -1,0 +1,1 @@
+"""The story of a run: monitor, model, charts, HTML report."""

@@ -1,0 +1,272 @@
+"""The zone store (our Route 53) over Redis.
+
+Every write is one change batch run by ``lua/change_batch.lua``: all or nothing, a serial that
+increases per committed batch, and a notification on a pub/sub channel so readers never poll.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
+
+from services.core import names
+from services.core.records import (
+    Action,
+    Change,
+    ChangeBatch,
+    Committed,
+    EndpointRecords,
+    RecordSet,
+    RecordType,
+    Rejected,
+    RejectReason,
+    ZoneSnapshot,
+    canonical,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _script(name: str) -> str:
+    return resources.files("services.store").joinpath("lua", name).read_text()
+
+
+@dataclass(frozen=True)
+class ZoneKeys:
+    """Redis key names of one zone, under a prefix (tests and the explorer use their own)."""
+
+    prefix: str = "dnsrace"
+
+    @property
+    def rrsets(self) -> str:
+        return f"{self.prefix}:zone:rrsets"
+
+    @property
+    def serial(self) -> str:
+        return f"{self.prefix}:zone:serial"
+
+    @property
+    def refs(self) -> str:
+        return f"{self.prefix}:zone:refs"
+
+    @property
+    def channel(self) -> str:
+        return f"{self.prefix}:zone:changes"
+
+
+@dataclass(frozen=True)
+class ZoneChange:
+    """One notification: the batch with this serial set these record-set keys to these values
+    (None: deleted)."""
+
+    serial: int
+    at_ms: int
+    keys: tuple[str, ...]
+    values: tuple[str | None, ...]
+
+
+_READ_ENDPOINTS = """
+local function value(field)
+  return redis.call('HGET', KEYS[1], field) or cjson.null
+end
+local function target_value(alias)
+  if alias == cjson.null then return cjson.null end
+  return value(cjson.decode(alias).target .. '|A')
+end
+local out = {}
+for i = 1, #ARGV, 4 do
+  local alias = value(ARGV[i] .. '|ALIAS')
+  local rollback = value(ARGV[i + 1] .. '|ALIAS')
+  local n = #out
+  out[n + 1] = alias
+  out[n + 2] = target_value(alias)
+  out[n + 3] = rollback
+  out[n + 4] = target_value(rollback)
+  out[n + 5] = value(ARGV[i + 2] .. '|TXT')
+  out[n + 6] = value(ARGV[i + 3] .. '|A')
+end
+return cjson.encode(out)
+"""
+"""Every endpoint's records in one call: ARGV is (endpoint, rollback, lock, tree) per endpoint,
+the reply one JSON array of six values per endpoint (null for a missing record set). One
+string, because redis-py parses a reply of many elements at ~6 us each, json.loads in C."""
+
+_SCAN_JSON = """
+local reply = redis.call('HSCAN', KEYS[1], ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+if #reply[2] == 0 then return {reply[1], '[]'} end
+return {reply[1], cjson.encode(reply[2])}
+"""
+"""One HSCAN step whose field/value list comes back as one JSON string."""
+
+_HGETALL_JSON = """
+local flat = redis.call('HGETALL', KEYS[1])
+if #flat == 0 then return '[]' end
+return cjson.encode(flat)
+"""
+"""HGETALL as one JSON string (field, value, field, value, ...)."""
+
+
+def _outcome(batch: ChangeBatch, raw: str) -> Committed | Rejected:
+    """What change_batch.lua answered for ``batch``: the commit, or why it was refused."""
+    result = json.loads(raw)
+    if result["ok"]:
+        live = result["live"] if isinstance(result["live"], list) else []
+        return Committed(int(result["serial"]), int(result["ms"]), tuple(live))
+    index = int(result["index"])
+    change = batch.changes[index - 1] if index else None
+    return Rejected(RejectReason(result["reason"]), index, result["detail"], change)
+
+
+class ZoneStore:
+    def __init__(self, client: aioredis.Redis, keys: ZoneKeys | None = None) -> None:
+        self.client = client
+        self.keys = keys or ZoneKeys()
+        self._apply = client.register_script(_script("change_batch.lua"))
+        self._read_endpoints = client.register_script(_READ_ENDPOINTS)
+        self._scan_json = client.register_script(_SCAN_JSON)
+        self._hgetall_json = client.register_script(_HGETALL_JSON)
+
+    async def apply(self, batch: ChangeBatch) -> Committed:
+        """Commit a batch atomically, or raise Rejected saying which change failed."""
+        raw = await self._apply(keys=[self.keys.rrsets, self.keys.serial, self.keys.refs],
+                                args=[batch.to_json(), self.keys.channel])
+        outcome = _outcome(batch, raw)
+        if isinstance(outcome, Rejected):
+            raise outcome
+        return outcome
+
+    async def apply_many(self, batches: Sequence[ChangeBatch]
+                         ) -> list[Committed | Rejected]:
+        """Each batch its own atomic commit, in order, all sent in one round-trip.
+
+        Not a transaction: each batch commits or is refused on its own, exactly as if it were
+        applied alone (other clients' commands may run between two of them). The outcomes come
+        back in the order of ``batches``, refusals as values rather than raised.
+        """
+        if not batches:
+            return []
+        raws = await self._evalsha_batches(batches)
+        missing = [i for i, raw in enumerate(raws) if isinstance(raw, NoScriptError)]
+        if missing:  # Redis lost its scripts (it restarted): those batches did not run
+            await self.client.script_load(self._apply.script)
+            again = await self._evalsha_batches([batches[i] for i in missing])
+            for i, raw in zip(missing, again, strict=True):
+                raws[i] = raw
+        for raw in raws:
+            if isinstance(raw, Exception):
+                raise raw
+        return [_outcome(batch, raw) for batch, raw in zip(batches, raws, strict=True)]
+
+    async def _evalsha_batches(self, batches: Sequence[ChangeBatch]) -> list[Any]:
+        """One pipeline of change_batch.lua calls; errors as values. No SCRIPT EXISTS first
+        (redis-py's pipeline asks, one more round-trip): a missing script is seen in the reply."""
+        keys, channel, sha = self.keys, self.keys.channel, self._apply.sha
+        async with self.client.pipeline(transaction=False) as pipe:
+            for batch in batches:
+                pipe.evalsha(sha, 3, keys.rrsets, keys.serial, keys.refs, batch.to_json(),
+                             channel)
+            return list(await pipe.execute(raise_on_error=False))
+
+    async def snapshot(self) -> ZoneSnapshot:
+        """The whole zone and its serial, read atomically."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.get(self.keys.serial)
+            pipe.hgetall(self.keys.rrsets)
+            serial, rrsets = await pipe.execute()
+        return ZoneSnapshot(int(serial or 0), dict(rrsets))
+
+    async def get_many(self, keys: list[str]) -> dict[str, str | None]:
+        if not keys:
+            return {}
+        values = await self.client.hmget(self.keys.rrsets, keys)
+        return dict(zip(keys, values, strict=True))
+
+    async def serial(self) -> int:
+        return int(await self.client.get(self.keys.serial) or 0)
+
+    async def read_endpoint(self, endpoint: str, tree: str) -> EndpointRecords:
+        """One endpoint's records and whether its aliases resolve, in one round-trip."""
+        return (await self._read_views(((endpoint, tree),)))[0]
+
+    async def read_endpoints(self, requests: Sequence[tuple[str, str]]
+                             ) -> list[EndpointRecords]:
+        """``read_endpoint`` for each (endpoint, tree), all in one round-trip, in order."""
+        return await self._read_views(requests) if requests else []
+
+    async def _read_views(self, requests: Sequence[tuple[str, str]]) -> list[EndpointRecords]:
+        args: list[str] = []
+        for endpoint, tree in requests:
+            args += (endpoint, names.rollback_name(endpoint), names.lock_name(endpoint), tree)
+        values = json.loads(await self._read_endpoints(keys=[self.keys.rrsets], args=args))
+        return [EndpointRecords(*values[i:i + 6]) for i in range(0, len(values), 6)]
+
+    async def trees(self) -> dict[str, str]:
+        """Every tree record set in the zone: tree name -> value."""
+        found: dict[str, str] = {}
+        cursor = "0"
+        while True:
+            cursor, flat = await self._scan_json(
+                keys=[self.keys.rrsets], args=[cursor, f"{names.TREE_PREFIX}*|A", 2000])
+            pairs = json.loads(flat)
+            for i in range(0, len(pairs), 2):
+                found[pairs[i].rsplit("|", 1)[0]] = pairs[i + 1]
+            if cursor == "0":
+                return found
+
+    async def references(self) -> dict[str, int]:
+        """Record-set names that aliases name, with how many aliases name each."""
+        flat = json.loads(await self._hgetall_json(keys=[self.keys.refs]))
+        return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    async def changes(self) -> AsyncGenerator[ZoneChange, None]:
+        """Change notifications as they are published (subscribe before taking a snapshot)."""
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(self.keys.channel)
+        try:
+            async for message in pubsub.listen():
+                yield _zone_change(json.loads(message["data"]))
+        finally:
+            await pubsub.aclose()
+
+
+def _zone_change(data: dict[str, Any]) -> ZoneChange:
+    """A notification as change_batch.lua publishes it (an empty Lua table encodes as {})."""
+    keys = data["keys"] if isinstance(data["keys"], list) else []
+    values = data["values"] if isinstance(data["values"], list) else []
+    if len(values) != len(keys) or not all(isinstance(k, str) for k in keys) or not all(
+            isinstance(v, str) or v is False for v in values):
+        raise ValueError(f"malformed zone notification: {data!r}")
+    return ZoneChange(int(data["serial"]), int(data["ms"]), tuple(keys),
+                      tuple(v or None for v in values))
+
+
+def zone_apex_batch(ttl_s: int, negative_ttl_s: int) -> ChangeBatch:
+    """The SOA and NS of the zone, created once."""
+    soa = canonical({
+        "mname": f"ns1.{names.ZONE}",
+        "rname": f"hostmaster.{names.ZONE}",
+        "refresh": 60, "retry": 10, "expire": 3600, "minimum": negative_ttl_s,
+    })
+    ns = canonical({"names": [f"ns1.{names.ZONE}"]})
+    glue = canonical({"records": [{"ip": "127.0.0.1", "weight": 1}]})
+    return ChangeBatch((
+        Change(Action.CREATE, RecordSet(names.ZONE, RecordType.SOA, soa)),
+        Change(Action.CREATE, RecordSet(names.ZONE, RecordType.NS, ns)),
+        Change(Action.CREATE, RecordSet(f"ns1.{names.ZONE}", RecordType.A, glue)),
+    ), comment=f"zone apex, ttl {ttl_s}")
+
+
+async def ensure_apex(store: ZoneStore, ttl_s: int, negative_ttl_s: int) -> None:
+    """Create SOA and NS unless present (several processes may race to do it: one wins)."""
+    try:
+        await store.apply(zone_apex_batch(ttl_s, negative_ttl_s))
+    except Rejected as e:
+        if e.reason is not RejectReason.CREATE_EXISTS:
+            raise

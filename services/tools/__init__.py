@@ -1,0 +1,1 @@
+"""The ``dnsrace`` CLI and the operator's tools: demo, race, scenarios, matrix, soak, watch."""

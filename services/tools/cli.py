@@ -1,0 +1,296 @@
+"""``dnsrace``: run one process of the cluster, the whole cluster, or a tool against it."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from services import config
+from services.config import ConfigError, Mode, Settings
+from services.core.names import AZS
+
+log = logging.getLogger("dnsrace")
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+SERVICE_MODULES = {
+    "planner": "services.planner.service",
+    "enactor": "services.enactor.service",
+    "dns": "dns_server.server",
+    "endpoints": "services.fleet.endpoints",
+    "control": "services.control.service",
+}
+
+
+def _serve(role: str) -> Handler:
+    """A handler that runs the ``serve`` of one service module until SIGTERM."""
+
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        from services.runtime.service import run_service
+
+        serve = importlib.import_module(SERVICE_MODULES[role]).serve
+        return run_service(serve, settings, role, getattr(args, "az", None))
+
+    return run
+
+
+def cmd_redis(args: argparse.Namespace, settings: Settings) -> int:
+    """The Procfile's Redis: the embedded server, or a placeholder when an external one is set."""
+    from services.runtime.redis_server import exec_foreground
+
+    if settings.embedded_redis:
+        exec_foreground(settings.redis_port, Path(settings.state_dir) / "redis")
+    print(f"using the Redis at {settings.redis_url}; no embedded server started", flush=True)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    return 0
+
+
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    width = max(len(name) for name, _, _ in config.describe())
+    for name, default, doc in config.describe():
+        print(f"{name:<{width}}  {default or '(empty)':<12}  {doc}")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the Procfile under honcho (Ctrl-C stops everything), Prometheus alongside if asked."""
+    from services.runtime.cluster import PROCFILE
+
+    if args.isolate:
+        from services.isolate.cluster import run_up
+
+        return run_up(settings, args.mode,
+                      args.prometheus_port if args.with_prometheus else None)
+
+    env = dict(os.environ)
+    env["DNSRACE_MODE"] = args.mode or settings.mode
+    cmd = [sys.executable, "-m", "honcho", "-f", str(PROCFILE), "start"]
+    if args.loadgen != 1:
+        cmd += ["-c", f"loadgen={args.loadgen}"]
+    with contextlib.ExitStack() as stack:
+        if args.with_prometheus:
+            from services.runtime.prometheus import PrometheusError, prometheus_alongside
+
+            try:
+                server = stack.enter_context(prometheus_alongside(
+                    settings, port=args.prometheus_port, loadgens=args.loadgen,
+                    wait_scraping=False))
+            except PrometheusError as e:
+                print(f"dnsrace up: {e}", file=sys.stderr)
+                return 1
+            print(f"Prometheus on {server.url}", flush=True)
+        try:
+            return subprocess.call(cmd, env=env, cwd=PROCFILE.parent)
+        except KeyboardInterrupt:
+            return 130
+
+
+def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools.watch import run
+
+    return run(args, settings)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools.demo import run_demo
+
+    modes: tuple[Mode, ...] = ("legacy",) if args.legacy_only else ("legacy", "safe")
+    return run_demo(settings, rate=args.rate, modes=modes)
+
+
+def _param(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. point=after_check)")
+    return key, int(value) if value.isdigit() else value
+
+
+def cmd_fault(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools.commands import fault_command
+
+    return fault_command(args, settings)
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools.commands import status_command
+
+    return status_command(args, settings)
+
+
+def cmd_repair(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools.commands import repair_command
+
+    return repair_command(args, settings)
+
+
+def cmd_race(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools.commands import race_command
+
+    return race_command(args, settings)
+
+
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools.commands import check_command
+
+    return check_command(args, settings)
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools.commands import run_command
+
+    return run_command(args, settings)
+
+
+def cmd_matrix(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools.commands import matrix_command
+
+    return matrix_command(args, settings)
+
+
+def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools.commands import soak_command
+
+    return soak_command(args, settings)
+
+
+def run_explore(argv: list[str]) -> int:
+    """'dnsrace explore ...': the explorer's own parser (it imports the enactor, so only here)."""
+    from services.explorer.command import add_arguments, run
+
+    parser = argparse.ArgumentParser(
+        prog="dnsrace explore",
+        description="Run the real planner and enactors under a seeded scheduler that picks "
+                    "who moves at every store round-trip, checking I1-I3 after every step.")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dnsrace",
+        description="A real local reproduction of the October 2025 DynamoDB DNS race.",
+        epilog="Settings come from DNSRACE_* environment variables; 'dnsrace config' lists them.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=handler)
+        return p
+
+    add("demo", cmd_demo, "bring the cluster up with load and show what happens (main job)")
+    demo = sub.choices["demo"]
+    demo.add_argument("--rate", type=float, default=200.0, help="requests/s (default 200)")
+    demo.add_argument("--legacy-only", action="store_true", help="skip the safe-mode part")
+    up = add("up", cmd_up, "run the whole cluster in the foreground under honcho")
+    up.add_argument("--mode", choices=("legacy", "safe"), help="enactor mode for this run")
+    up.add_argument("--loadgen", type=int, default=1, help="number of load generators")
+    up.add_argument("--with-prometheus", action="store_true",
+                    help="also run Prometheus (Debian package 'prometheus') scraping every process")
+    up.add_argument("--prometheus-port", type=int, default=9090)
+    up.add_argument("--isolate", action="store_true",
+                    help="one network namespace per AZ and one for the region (needs root; "
+                         "docs/isolation.md)")
+    watch_parser = add("watch", cmd_watch,
+                       "live view of the numbers that tell the story (reads /metrics)")
+    from services.tools import watch
+
+    watch.add_arguments(watch_parser)
+    fault = add("fault", cmd_fault, "add, list, remove or reset faults through the control API")
+    fault_sub = fault.add_subparsers(dest="action", required=True, metavar="ACTION")
+    fault_add = fault_sub.add_parser("add", help="start a timed fault")
+    fault_add.add_argument("type", help="enactor_stall, lock_delay, enactor_pause, lb_health "
+                                        "or az_partition")
+    fault_add.add_argument("target", help="an AZ (use1-az1 ...), 'all', or a load balancer")
+    fault_add.add_argument("--duration", type=float, required=True, metavar="SECONDS",
+                           help="the fault ends by itself after this long")
+    fault_add.add_argument("--param", type=_param, action="append", default=[],
+                           metavar="KEY=VALUE", help="e.g. point=after_check (repeatable)")
+    fault_sub.add_parser("list", help="list active faults")
+    fault_rm = fault_sub.add_parser("rm", help="end one fault now")
+    fault_rm.add_argument("id")
+    fault_sub.add_parser("reset", help="end every fault now")
+    status = add("status", cmd_status, "every endpoint: plan, alias, tree, rollback, lock, DNS")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--all", action="store_true", help="include every cell endpoint")
+    add("repair", cmd_repair, "the operators' manual fix: restore every broken endpoint")
+    race = add("race", cmd_race, "drive the 2025 race choreography against the running cluster")
+    race.add_argument("--observe", type=float, default=3.0, metavar="SECONDS",
+                      help="how long to watch the automation afterwards (default 3)")
+    check = add("check", cmd_check, "report violations of I1-I3 found in the history")
+    check.add_argument("--since-ms", type=int, default=0, help="only events from this time on")
+    run = add("run", cmd_run, "run a scenario file against a fresh cluster")
+    run.add_argument("scenario", type=Path, help="e.g. scenarios/race.toml")
+    run.add_argument("--mode", choices=("legacy", "safe"), action="append",
+                     help="mode(s) to run (default: every mode the file has expectations for)")
+    matrix = add("matrix", cmd_matrix, "the race once per protection set: which ones suffice")
+    matrix.add_argument("--scenario", type=Path, default=Path("scenarios/race.toml"))
+    matrix.add_argument("--only", action="append", help="run only rows whose name has this")
+    soak = add("soak", cmd_soak, "random process faults under load, then a correctness report")
+    soak.add_argument("--mode", choices=("legacy", "safe"), default="safe")
+    soak.add_argument("--duration", type=float, default=120.0, metavar="SECONDS",
+                      help="how long to inject faults (default 120)")
+    soak.add_argument("--seed", type=int, default=1, help="seed of the fault schedule")
+    soak.add_argument("--faults", help="comma-separated fault types (default: all)")
+    # 'dnsrace bench ...' hands its arguments to bench.run (benchmarks: a script, not tests).
+    sub.add_parser("bench", add_help=False,
+                   help="benchmarks against dnslib, NSD and Knot ('dnsrace bench --help')")
+    # 'dnsrace explore ...' hands its arguments to the explorer's parser (run_explore).
+    sub.add_parser("explore", add_help=False,
+                   help="the real enactors under a seeded scheduler, I1-I3 checked every step "
+                        "(options: 'dnsrace explore --help')")
+    add("config", cmd_config, "list every DNSRACE_* setting with its default and meaning")
+    add("redis", cmd_redis, "run the embedded Redis in the foreground (Procfile entry)")
+    add("planner", _serve("planner"), "run the DNS Planner")
+    enactor = add("enactor", _serve("enactor"), "run the DNS Enactor of one AZ")
+    enactor.add_argument("--az", required=True, choices=AZS, help="Availability Zone")
+    add("dns", _serve("dns"), "run the authoritative DNS server")
+    endpoints = add("endpoints", _serve("endpoints"),
+                    "run the load-balancer fleet (DynamoDB JSON API)")
+    endpoints.add_argument("--az", choices=AZS,
+                           help="serve only this AZ's load balancers (dnsrace up --isolate)")
+    # 'dnsrace loadgen ...' hands every argument to the load generator's own parser (main).
+    sub.add_parser("loadgen", add_help=False,
+                   help="run a load generator (options: 'dnsrace loadgen --help')")
+    add("control", _serve("control"), "run the control service (fault API)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["explore"]:
+        return run_explore(argv[1:])
+    if argv[:1] == ["bench"]:
+        from bench.run import main as bench_main
+
+        return bench_main(argv[1:])
+    if argv[:1] == ["loadgen"]:
+        from loadgen.__main__ import main as loadgen_main
+
+        try:
+            return loadgen_main(argv[1:])
+        except ConfigError as e:
+            print(f"dnsrace: {e}", file=sys.stderr)
+            return 2
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = config.load()
+        return int(args.handler(args, settings))
+    except ConfigError as e:
+        print(f"dnsrace: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
