@@ -25,6 +25,7 @@ import aiohttp
 import pytest
 
 from services.config import ISOLATION_RANGE, Settings
+from services.control.client import ControlClient
 from services.core import checker, events, names
 from services.core.names import AZS
 from services.isolate.compose import COMPOSE_FILE, document, render
@@ -268,7 +269,6 @@ def connects_from(namespace: str, host: str, port: int, timeout_s: float = 0.5) 
 async def race(cluster: Any) -> tuple[Any, list[events.Event]]:
     """The 2025 choreography (services.tools.race) through the relay; its report and history."""
     from services.runtime.service import redis_client
-    from services.tools.commands import control_client
     from services.tools.race import run_race
 
     settings = cluster.settings
@@ -276,7 +276,7 @@ async def race(cluster: Any) -> tuple[Any, list[events.Event]]:
     sink = history.RedisHistory(client)
     try:
         since = await sink.last_id()
-        report = await run_race(control_client(settings), sink, settings.cleanup_age,
+        report = await run_race(ControlClient.for_settings(settings), sink, settings.cleanup_age,
                                 settings.plan_interval_s, observe_s=0.5)
         return report, [e for _, e in await sink.read(since)]
     finally:
@@ -349,7 +349,6 @@ def failures(after: Samples, before: Samples) -> dict[str, float]:
 async def test_safe_holds_the_race_and_an_az_partition(isolated: Any) -> None:
     from services.report.monitor import Monitor
     from services.runtime.service import redis_client
-    from services.tools.commands import control_client
 
     settings = isolated.settings
     client = redis_client(settings)
@@ -361,7 +360,8 @@ async def test_safe_holds_the_race_and_an_az_partition(isolated: Any) -> None:
         report, _ = await race(isolated)
         assert not report.emptied and report.stale_flips == 0 and report.live_deletions == 0
 
-        fault = await control_client(settings).add("az_partition", "use1-az1", PARTITION_S)
+        control = ControlClient.for_settings(settings)
+        fault = await control.add("az_partition", "use1-az1", PARTITION_S)
         # The cut is real and precise: use1-az1 no longer reaches Redis; use1-az2 and the
         # host do, and use1-az1 still reaches the other AZs' load balancers.
         assert not connects_from("dnsrace-use1-az1", REDIS_ADDRESS, isolated.inner.redis_port)

@@ -8,6 +8,8 @@ from typing import Any
 
 import aiohttp
 
+from services.config import Settings
+
 
 class ControlError(RuntimeError):
     """The control service refused a request or could not be reached; the message says why."""
@@ -18,6 +20,13 @@ class ControlClient:
     base_url: str
     token: str = ""
     timeout_s: float = 5.0
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> ControlClient:
+        """The client of the cluster these settings describe (a wildcard bind is reached on
+        loopback)."""
+        host = "127.0.0.1" if settings.control_host in ("0.0.0.0", "::") else settings.control_host
+        return cls(f"http://{host}:{settings.control_port}", settings.control_token)
 
     async def _call(self, method: str, path: str, body: Any = None) -> Any:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}

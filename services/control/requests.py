@@ -9,6 +9,7 @@ from services.config import Settings
 from services.core import names
 from services.core.balancers import fleet
 from services.core.faults import Fault, FaultType, StallPoint
+from services.runtime import netns
 
 MAX_DURATION_S = 3600.0
 FIELDS = {"type", "target", "duration_s", "params"}
@@ -55,8 +56,6 @@ def parse_fault_request(body: Any, settings: Settings) -> Fault:
         raise FaultRequestError(f"target {target!r} is not valid for {kind}; choose one of "
                                 f"{_choices(targets)}")
     if kind is FaultType.AZ_PARTITION:
-        from services.runtime import netns
-
         missing = [az for az in (names.AZS if target == "all" else (target,))
                    if not netns.available(str(az))]
         if missing:

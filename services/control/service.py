@@ -27,6 +27,7 @@ from services.control.requests import FaultRequestError, parse_fault_request
 from services.core import events, names
 from services.core.balancers import Health, fleet
 from services.core.faults import PIDS_KEY, Fault, FaultType
+from services.runtime import netns
 from services.runtime.service import ServiceContext, observability_app, redis_client, start_site
 from services.store import history
 from services.store.faults import FaultBook
@@ -100,8 +101,6 @@ class Controller:
                 for ip in self._lb_ips(fault.target):
                     await self.health.set(ip, Health(not starting, capacity))
             elif fault.type is FaultType.AZ_PARTITION:
-                from services.runtime import netns
-
                 await netns.partition(self.settings, fault.target, cut=starting)
         except (OSError, RedisError) as e:
             ACTION_ERRORS.labels(fault.type).inc()

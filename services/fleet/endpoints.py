@@ -23,12 +23,18 @@ from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
 from redis.exceptions import RedisError
 
-from services.config import Settings
+from services.config import Settings, load
 from services.core.balancers import LoadBalancer, fleet
 from services.core.names import REGIONAL
 from services.fleet.tables import OPERATIONS, TableStore, operation_of
 from services.fleet.values import DynamoError, ErrorKind, parse_body
-from services.runtime.service import ServiceContext, observability_app, redis_client, start_site
+from services.runtime.service import (
+    ServiceContext,
+    observability_app,
+    redis_client,
+    run_service,
+    start_site,
+)
 from services.store.health import HealthStore
 
 log = logging.getLogger(__name__)
@@ -247,9 +253,6 @@ async def serve(ctx: ServiceContext) -> None:
 
 
 def main() -> int:
-    from services.config import load
-    from services.runtime.service import run_service
-
     return run_service(serve, load(), "endpoints")
 
 

@@ -29,6 +29,7 @@ from services.core import names
 from services.isolate.relay import Relay, Route
 from services.runtime import netns
 from services.runtime.cluster import REPO, Cluster, ClusterError, cluster_env, healthy
+from services.runtime.prometheus import PrometheusError, prometheus_alongside
 from services.runtime.redis_server import port_answers, server_args
 from services.runtime.topology import (
     DNS_PORT,
@@ -240,8 +241,6 @@ def run_up(settings: Settings, mode: Mode | None = None,
             cluster.wait_healthy(30.0)
             print(describe(cluster), flush=True)
             if prometheus_port is not None:
-                from services.runtime.prometheus import PrometheusError, prometheus_alongside
-
                 try:
                     server = stack.enter_context(prometheus_alongside(
                         cluster.settings, port=prometheus_port, loadgens=3,

@@ -30,7 +30,7 @@ from services.core.events import (
     Stalled,
     TreeDeleted,
 )
-from services.report.monitor import DnsSample, LoadSample
+from services.report.monitor import FAILURES, DnsSample, LoadSample
 from services.store import history
 
 if TYPE_CHECKING:
@@ -269,8 +269,6 @@ def empty_runs(samples: list[DnsSample], every_s: float) -> list[Span]:
 
 def healthy_from(load: list[LoadSample]) -> int:
     """Index of the first load sample after which clients had traffic and no failure."""
-    from services.report.monitor import FAILURES
-
     for i in range(1, len(load)):
         before, after = load[i - 1].requests, load[i].requests
         total = sum(after.values()) - sum(before.values())

@@ -26,9 +26,12 @@ from services import config
 from services.config import Settings
 from services.report.model import LATENCY_METRIC, LatencySample, RunRecord, RunResult
 from services.report.monitor import Monitor
+from services.report.render import write_report
+from services.runtime.redis_server import free_port
 from services.runtime.scrape import metrics_urls, scrape
 from services.runtime.service import redis_client
 from services.store import history
+from services.tools.demo import run_mode
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
@@ -116,8 +119,6 @@ def dump_dom(html: Path, chromium: str = "chromium", timeout_s: float = 120) -> 
 
 def own_ports(settings: Settings, root: Path) -> Settings:
     """Settings on free ports of their own, so that a cluster already running is not hit."""
-    from services.runtime.redis_server import free_port
-
     return settings.replace(redis_port=free_port(), dns_port=free_port(),
                             control_port=free_port(), lb_port=free_port(),
                             metrics_port_base=21000 + free_port() % 4000,
@@ -126,8 +127,6 @@ def own_ports(settings: Settings, root: Path) -> Settings:
 
 async def record_demo(settings: Settings, workdir: Path, rate: float) -> list[RunRecord]:
     """The demo's legacy and safe phases, each recorded by a Recorder."""
-    from services.tools.demo import run_mode
-
     records = []
     for mode in ("legacy", "safe"):
         recorder = Recorder(mode)
@@ -139,8 +138,6 @@ async def record_demo(settings: Settings, workdir: Path, rate: float) -> list[Ru
 
 
 def main(argv: list[str] | None = None) -> int:
-    from services.report.render import write_report
-
     parser = argparse.ArgumentParser(prog="python -m services.tools.capture",
                                      description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--rate", type=float, default=150.0, help="requests/s of load")

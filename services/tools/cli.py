@@ -1,4 +1,11 @@
-"""``dnsrace``: run one process of the cluster, the whole cluster, or a tool against it."""
+"""``dnsrace``: run one process of the cluster, the whole cluster, or a tool against it.
+
+Every command imports its own part inside its handler, on purpose: ``dnsrace enactor`` starts
+once per AZ and on every restart, and must not load the report, the explorer, aiohttp clients
+or the benchmarks it never uses (and their Prometheus metrics must not appear in its /metrics).
+These are the only function-level imports of project modules, with the resolver's in
+``watch``.
+"""
 
 from __future__ import annotations
 

@@ -12,22 +12,23 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.exceptions import RedisError
 
 from services.config import Settings
 from services.control.client import ControlClient, ControlError
 from services.core import checker, names
+from services.report.render import write_report
 from services.runtime.service import redis_client
 from services.store import history
 from services.store.plans import PlanStore
 from services.store.zone import ZoneStore
 from services.tools import operator
+from services.tools.matrix import format_table, run_matrix
 from services.tools.race import RaceError, run_race
-
-if TYPE_CHECKING:
-    from services.tools.scenario import Scenario
+from services.tools.scenario import Scenario, ScenarioError, format_outcome, load_file, run_scenario
+from services.tools.soak import FAULT_TYPES, run_soak
 
 
 def _run(settings: Settings, body: Callable[[Any], Awaitable[int]]) -> int:
@@ -50,11 +51,6 @@ def _run(settings: Settings, body: Callable[[Any], Awaitable[int]]) -> int:
     return 1
 
 
-def control_client(settings: Settings) -> ControlClient:
-    host = "127.0.0.1" if settings.control_host in ("0.0.0.0", "::") else settings.control_host
-    return ControlClient(f"http://{host}:{settings.control_port}", settings.control_token)
-
-
 def _fault_line(fault: dict[str, Any]) -> str:
     params = " ".join(f"{k}={v}" for k, v in fault.get("params", {}).items())
     return (f"{fault['id']}  {fault['type']:<14} {fault['target']:<10} until "
@@ -62,7 +58,7 @@ def _fault_line(fault: dict[str, Any]) -> str:
 
 
 def fault_command(args: argparse.Namespace, settings: Settings) -> int:
-    control = control_client(settings)
+    control = ControlClient.for_settings(settings)
 
     async def body(_: Any) -> int:
         if args.action == "add":
@@ -120,7 +116,7 @@ def repair_command(args: argparse.Namespace, settings: Settings) -> int:
 def race_command(args: argparse.Namespace, settings: Settings) -> int:
     async def body(client: Any) -> int:
         print(f"racing the enactors (mode {settings.mode}); every step waits on the history")
-        report = await run_race(control_client(settings), history.RedisHistory(client),
+        report = await run_race(ControlClient.for_settings(settings), history.RedisHistory(client),
                                 settings.cleanup_age, settings.plan_interval_s,
                                 observe_s=args.observe, on_step=lambda s: print("  " + s))
         print(report.to_text().splitlines()[-1])
@@ -142,8 +138,6 @@ def check_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def _scenario(path: Path) -> Scenario | None:
     """The scenario file, or None after saying on stderr what is wrong with it."""
-    from services.tools.scenario import ScenarioError, load_file
-
     try:
         return load_file(path)
     except ScenarioError as e:
@@ -153,9 +147,6 @@ def _scenario(path: Path) -> Scenario | None:
 
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
     import tempfile
-
-    from services.report.render import write_report
-    from services.tools.scenario import format_outcome, run_scenario
 
     scenario = _scenario(args.scenario)
     if scenario is None:
@@ -175,8 +166,6 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def matrix_command(args: argparse.Namespace, settings: Settings) -> int:
-    from services.tools.matrix import format_table, run_matrix
-
     scenario = _scenario(args.scenario)
     if scenario is None:
         return 2
@@ -189,8 +178,6 @@ def matrix_command(args: argparse.Namespace, settings: Settings) -> int:
 def soak_command(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 0 when the soak shows what the mode promises: safe clean, legacy caught."""
     import tempfile
-
-    from services.tools.soak import FAULT_TYPES, run_soak
 
     types = tuple(args.faults.split(",")) if args.faults else FAULT_TYPES
     unknown = set(types) - set(FAULT_TYPES)

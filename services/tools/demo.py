@@ -20,6 +20,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from services.config import Mode, Settings
+from services.control.client import ControlClient
 from services.core import names
 from services.report.monitor import Monitor
 from services.report.render import RunRecord, capture, write_report
@@ -29,7 +30,6 @@ from services.store import history
 from services.store.plans import PlanStore
 from services.store.zone import ZoneStore
 from services.tools import operator
-from services.tools.commands import control_client
 from services.tools.race import RaceError, RaceReport, run_race
 
 
@@ -139,7 +139,7 @@ async def run_mode(settings: Settings, mode: Mode, workdir: Path, rate: float,
                 await stack.enter_async_context(extra)
                 monitor.note("healthy: every request succeeds; now the race")
                 result.race = await run_race(
-                    control_client(settings), history.RedisHistory(client),
+                    ControlClient.for_settings(settings), history.RedisHistory(client),
                     settings.cleanup_age, settings.plan_interval_s, observe_s=0.5,
                     on_step=monitor.note)
                 race_ended = monitor.now()

@@ -12,6 +12,7 @@ import asyncio
 import time
 from dataclasses import asdict, dataclass
 
+from loadgen.resolver import StubResolver
 from services.core import names
 from services.core.records import EndpointRecords, Rejected, decode_alias, decode_lock
 from services.enactor.decisions import Commit, Policy, Refuse, Skip, decide_endpoint
@@ -67,8 +68,6 @@ def _status(endpoint: str, newest: int, view: EndpointRecords, now_ms: int, dns_
 
 async def collect_status(zone: ZoneStore, plans: PlanStore, endpoints: tuple[str, ...],
                          dns_host: str, dns_port: int) -> list[EndpointStatus]:
-    from loadgen.resolver import StubResolver
-
     resolver = StubResolver(dns_host, dns_port, timeout_s=1.0, cache=False)
     newest = await plans.newest_generation()
     views = [await zone.read_endpoint(e, names.tree_name(newest, e)) for e in endpoints]

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from services.config import Mode, Settings
-from services.control.client import ControlError
+from services.control.client import ControlClient, ControlError
 from services.core import checker, events, names
 from services.report.monitor import Monitor
 from services.report.render import RunRecord
@@ -47,7 +47,6 @@ from services.store import history
 from services.store.plans import PlanStore
 from services.store.zone import ZoneStore
 from services.tools import operator
-from services.tools.commands import control_client
 from services.tools.race import RaceError, run_race
 
 Action = Literal["race", "fault", "repair", "reset"]
@@ -192,7 +191,7 @@ async def converged(client: Any) -> bool:
 
 
 async def _play(step: Step, settings: Settings, client: Any, monitor: Monitor) -> None:
-    control = control_client(settings)
+    control = ControlClient.for_settings(settings)
     if step.action == "race":
         await run_race(control, history.RedisHistory(client), settings.cleanup_age,
                        settings.plan_interval_s, observe_s=0.5, on_step=monitor.note)

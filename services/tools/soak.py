@@ -32,7 +32,6 @@ from services.report.monitor import Monitor
 from services.runtime.cluster import Cluster, ClusterError, cluster_env
 from services.runtime.service import redis_client
 from services.store import history
-from services.tools.commands import control_client
 from services.tools.scenario import converged
 
 FAULT_TYPES = ("enactor_kill", "enactor_pause", "enactor_stall", "lock_delay", "redis_restart",
@@ -154,7 +153,7 @@ async def run_soak(settings: Settings, mode: Mode, duration_s: float, seed: int,
                 dns_before = len(monitor.dns)
                 resolutions_before = _resolutions(monitor)
                 stale_before = monitor.client_stale_answers()
-                nemesis = Nemesis(cluster, control_client(settings),
+                nemesis = Nemesis(cluster, ControlClient.for_settings(settings),
                                   history.RedisHistory(client), random.Random(seed), types)
                 deadline = time.monotonic() + duration_s
                 while time.monotonic() < deadline:

@@ -252,7 +252,7 @@ class WatchOptions:
 
 async def watch(settings: Settings, options: WatchOptions, out: TextIO) -> int:
     urls = metrics_urls(settings, options.loadgens)
-    from loadgen.resolver import StubResolver
+    from loadgen.resolver import StubResolver  # here only: it registers client metrics
 
     resolver = (StubResolver(settings.dns_host, settings.dns_port, timeout_s=0.5, cache=False)
                 if options.probe else None)
