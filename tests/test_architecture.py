@@ -20,7 +20,7 @@ PACKAGES = ("services", "dns_server", "loadgen")
 
 def lint(root: Path) -> subprocess.CompletedProcess[str]:
     if not LINT_IMPORTS.exists():
-        pytest.fail(f"{LINT_IMPORTS} is missing: install the test extras (pip install -e '.[test]')")
+        pytest.fail(f"{LINT_IMPORTS} is missing: pip install -e '.[test]'")
     return subprocess.run([str(LINT_IMPORTS), "--config", str(root / "pyproject.toml"),
                            "--no-cache"], cwd=root, capture_output=True, text=True, timeout=120)
 
