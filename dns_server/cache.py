@@ -36,7 +36,6 @@ class CachedReply:
     trunc_tail: bytes
     cumulative: tuple[int, ...] | None
     """Cumulative weights of the tails; None when there is one tail only."""
-    total: int
     counter: Tally
     """``dnsrace_dns_queries_total`` for this reply's rcode and qtype."""
     empty_counter: Tally | None

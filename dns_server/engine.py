@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import logging
 import random
-from bisect import bisect_right
 from collections.abc import Callable, Iterable
 
 from dns_server import metrics
-from dns_server.answer import AnswerPolicy, Question, Resolution, cumulative_weights, resolve
+from dns_server.answer import (
+    AnswerPolicy,
+    Question,
+    Resolution,
+    choose_variant,
+    cumulative_weights,
+    resolve,
+)
 from dns_server.cache import CachedReply, Prepared, ReplyCache
 from dns_server.encode import WireReply, encode_full, encode_reply, header_only
 from dns_server.errors import DroppedQuery, MalformedReason, QueryError
@@ -94,7 +100,7 @@ class ReplyEngine:
         if entry.cumulative is None:
             return data[:2] + prepared.head + entry.tails[0]
         return data[:2] + prepared.head + entry.tails[
-            bisect_right(entry.cumulative, self._random() * entry.total)]
+            choose_variant(entry.cumulative, self._random())]
 
     def _entry(self, question: Question, edns: EdnsKind, key: bytes | None) -> CachedReply | None:
         """Resolve, encode and cache the reply to a question; None when there is no zone yet."""
@@ -164,7 +170,6 @@ def _cached(question: Question, resolution: Resolution, wire: WireReply) -> Cach
     return CachedReply(
         head=wire.head, tails=wire.tails, size=wire.size, trunc_head=wire.trunc_head,
         trunc_tail=wire.trunc_tail, cumulative=cumulative,
-        total=cumulative[-1] if cumulative else 0,
         counter=metrics.QUERIES.labels(resolution.rcode.name,
                                        metric_qtype(question.qtype)).tally(),
         empty_counter=empty, qname=question.name, generation=resolution.generation,

@@ -57,10 +57,6 @@ class NotImplementedOpcode(QueryError):
     rcode = Rcode.NOTIMP
 
 
-class BadEdnsVersion(QueryError):
-    rcode = Rcode.BADVERS
-
-
 class ZoneSyncError(DnsServerError):
     """The in-memory zone can no longer follow Redis incrementally: resync from a snapshot."""
 

@@ -164,9 +164,6 @@ class Zone:
         types = self._records.get(name)
         return None if types is None else types.get(rtype)
 
-    def types_at(self, name: str) -> frozenset[RecordType]:
-        return frozenset(self._records.get(name, ()))
-
     def has_records(self, name: str) -> bool:
         return name in self._records
 

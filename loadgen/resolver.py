@@ -115,10 +115,6 @@ class StubResolver:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def forget(self) -> None:
-        """Empty the cache (as ``resolvectl flush-caches`` would)."""
-        self._cache.clear()
-
     async def _lookup(self, name: str) -> Answer:
         answer = await self.query(name)
         if self.use_cache and answer.cache_ttl_s:

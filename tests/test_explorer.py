@@ -37,7 +37,7 @@ from services.runtime.redis_server import EmbeddedRedis
 
 FIXTURE = Path(__file__).parent / "fixtures" / "legacy_counterexample.json"
 E = names.REGIONAL
-I1, I2, I3 = Invariant.NO_EMPTY_ANSWER, Invariant.NO_REGRESSION, Invariant.NO_LIVE_DELETE
+I1, I2, I3 = Invariant.I1, Invariant.I2, Invariant.I3
 MakeLab = Callable[[ExploreConfig], Lab]
 
 

@@ -13,8 +13,7 @@ names and the tree its rollback names (from committed batches). Then:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 
 from services.core.events import (
     BatchCommitted,
@@ -30,22 +29,7 @@ from services.core.events import (
     Stalled,
     TreeDeleted,
 )
-
-
-class Invariant(StrEnum):
-    I1 = "I1 no empty answer"
-    I2 = "I2 no regression"
-    I3 = "I3 never delete a live tree"
-
-
-@dataclass
-class Violation:
-    invariant: Invariant
-    endpoint: str
-    at_ms: int
-    summary: str
-    witnesses: list[Event] = field(default_factory=list)
-    repeats: int = 1
+from services.core.invariants import Invariant, Violation
 
 
 def describe(event: Event) -> str:
@@ -96,21 +80,22 @@ def check(events: list[Event]) -> list[Violation]:
                 ep = state.setdefault(endpoint, _Endpoint())
                 if event.generation < event.previous:
                     violations.append(Violation(
-                        Invariant.I2, endpoint, event.at_ms,
+                        Invariant.I2, endpoint,
                         f"{endpoint} flipped back from plan {event.previous} to plan "
-                        f"{event.generation}", [event]))
+                        f"{event.generation}", event.at_ms, [event]))
                 ep.alias = event
             case TreeDeleted(endpoint=endpoint):
                 ep = state.setdefault(endpoint, _Endpoint())
                 if event.live:
                     violations.append(Violation(
-                        Invariant.I3, endpoint, event.at_ms,
-                        f"{event.tree} deleted while an alias or rollback named it", [event]))
+                        Invariant.I3, endpoint,
+                        f"{event.tree} deleted while an alias or rollback named it",
+                        event.at_ms, [event]))
                 if ep.alias is not None and ep.alias.generation == event.generation:
                     violations.append(Violation(
-                        Invariant.I1, endpoint, event.at_ms,
+                        Invariant.I1, endpoint,
                         f"{endpoint} names deleted {event.tree}: it answers no address",
-                        [ep.alias, event]))
+                        event.at_ms, [ep.alias, event]))
             case DnsAnswer(endpoint=endpoint):
                 ep = state.setdefault(endpoint, _Endpoint())
                 _observe_answer(ep, event, violations)
@@ -122,9 +107,9 @@ def _observe_answer(ep: _Endpoint, event: DnsAnswer,
                     violations: list[Violation]) -> None:
     if event.addresses == 0:
         if ep.empty is None:
-            ep.empty = Violation(Invariant.I1, event.endpoint, event.at_ms,
+            ep.empty = Violation(Invariant.I1, event.endpoint,
                                  f"{event.endpoint} answered NOERROR with no address",
-                                 [event])
+                                 event.at_ms, [event])
             violations.append(ep.empty)
         else:
             ep.empty.repeats += 1
@@ -133,9 +118,9 @@ def _observe_answer(ep: _Endpoint, event: DnsAnswer,
     ep.empty = None
     if ep.served is not None and event.generation < ep.served.generation:
         violations.append(Violation(
-            Invariant.I2, event.endpoint, event.at_ms,
+            Invariant.I2, event.endpoint,
             f"{event.endpoint} served plan {event.generation} after plan "
-            f"{ep.served.generation}", [ep.served, event]))
+            f"{ep.served.generation}", event.at_ms, [ep.served, event]))
     ep.served = event
 
 
@@ -146,7 +131,7 @@ def format_report(violations: list[Violation], events: list[Event]) -> str:
     t0 = events[0].at_ms if events else 0
     for v in violations:
         more = f" (seen {v.repeats} times)" if v.repeats > 1 else ""
-        lines.append(f"\n{v.invariant}: {v.summary}{more}")
+        lines.append(f"\n{v.invariant.heading}: {v.summary}{more}")
         for w in v.witnesses:
             lines.append(f"  +{(w.at_ms - t0) / 1000:8.3f}s  {describe(w)}")
     counts = {inv: sum(v.invariant is inv for v in violations) for inv in Invariant}

@@ -1,4 +1,8 @@
-"""Invariants I1-I3 (DESIGN.md section 5) judged on zone snapshots: pure, no I/O.
+"""Invariants I1-I3 (DESIGN.md section 5): the one vocabulary, and their judge on zone snapshots.
+
+:class:`Invariant` and :class:`Violation` are what every check speaks: ``dnsrace check`` reads
+them out of the history (:mod:`services.core.checker`), the interleaving explorer out of zone
+snapshots (:class:`ZoneWatch`, here). Pure, no I/O.
 
 The interleaving explorer hands :class:`ZoneWatch` a snapshot after every step that changed
 the zone (only a committed change batch does), together with what that batch deleted while
@@ -13,24 +17,47 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from services.core import names
+from services.core.events import Event
 from services.core.records import ZoneSnapshot
 
 
 class Invariant(StrEnum):
-    NO_EMPTY_ANSWER = "I1"
-    NO_REGRESSION = "I2"
-    NO_LIVE_DELETE = "I3"
+    """An invariant by its short name (the value, as tables, JSON and ``--invariants`` write it)."""
+
+    I1 = "I1"
+    I2 = "I2"
+    I3 = "I3"
+
+    @property
+    def heading(self) -> str:
+        """The short name and what it says: ``I1 no empty answer``."""
+        return f"{self.value} {_SAYS[self]}"
 
 
+_SAYS = {Invariant.I1: "no empty answer", Invariant.I2: "no regression",
+         Invariant.I3: "never delete a live tree"}
 ALL_INVARIANTS: tuple[Invariant, ...] = tuple(Invariant)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Violation:
+    """One violation of an invariant on one endpoint, in the incident's words."""
+
     invariant: Invariant
     endpoint: str
-    text: str
-    """In the incident's words, starting with the invariant (``I1: ... answers no address``)."""
+    summary: str
+    """What broke, in the incident's words (``dynamodb... answers no address: ...``)."""
+    at_ms: int = 0
+    """When it broke (the history's time; the explorer's logical time)."""
+    witnesses: list[Event] = field(default_factory=list)
+    """The events that show it, in time order (the checker's; the explorer tells its own story)."""
+    repeats: int = 1
+    """How many times in a row the same violation was seen (an empty answer polled again)."""
+
+    @property
+    def text(self) -> str:
+        """The summary headed by the invariant: ``I1: ... answers no address``."""
+        return f"{self.invariant}: {self.summary}"
 
 
 @dataclass(frozen=True)
@@ -82,8 +109,8 @@ class ZoneWatch:
                 continue
             why = "which does not exist" if addresses is None else "which holds no record"
             found.append(Violation(
-                Invariant.NO_EMPTY_ANSWER, endpoint,
-                f"I1: {endpoint} answers no address: its alias names {alias.target}, {why}"))
+                Invariant.I1, endpoint,
+                f"{endpoint} answers no address: its alias names {alias.target}, {why}"))
         return found
 
     def _regressions(self, snapshot: ZoneSnapshot) -> list[Violation]:
@@ -95,8 +122,8 @@ class ZoneWatch:
             before = self.generations.get(endpoint, 0)
             if alias.generation < before:
                 found.append(Violation(
-                    Invariant.NO_REGRESSION, endpoint,
-                    f"I2: {endpoint} went back from plan {before} to plan {alias.generation}"))
+                    Invariant.I2, endpoint,
+                    f"{endpoint} went back from plan {before} to plan {alias.generation}"))
             self.generations[endpoint] = alias.generation
         return found
 
@@ -108,12 +135,12 @@ class ZoneWatch:
         for name in live_deleted:
             owners = [ref for ref in dangling if ref.target == name]
             who = " and ".join(f"the {r.role} of {r.endpoint}" for r in owners) or "an alias"
-            found.append(Violation(Invariant.NO_LIVE_DELETE, owners[0].endpoint if owners else "",
-                                   f"I3: {name} was deleted while {who} names it"))
+            found.append(Violation(Invariant.I3, owners[0].endpoint if owners else "",
+                                   f"{name} was deleted while {who} names it"))
         for ref in dangling:
             if ref.target not in live_deleted:
                 found.append(Violation(
-                    Invariant.NO_LIVE_DELETE, ref.endpoint,
-                    f"I3: the {ref.role} of {ref.endpoint} names {ref.target}, "
+                    Invariant.I3, ref.endpoint,
+                    f"the {ref.role} of {ref.endpoint} names {ref.target}, "
                     "which does not exist"))
         return found

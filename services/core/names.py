@@ -80,8 +80,3 @@ def parse_tree(name: str) -> TreeId | None:
 def endpoint_label(endpoint: str) -> str:
     """A bounded metric label: the named endpoints by role, every cell as ``cell``."""
     return {REGIONAL: "regional", FIPS: "fips", DUALSTACK: "dualstack"}.get(endpoint, "cell")
-
-
-def in_zone(name: str) -> bool:
-    name = name.rstrip(".").lower()
-    return name == ZONE or name.endswith("." + ZONE)

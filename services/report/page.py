@@ -183,7 +183,7 @@ def violations_section(record: RunRecord, violations: list[checker.Violation]) -
             continue
         items = [_violation(v, t0) for v in found]
         shown, rest = items[:MAX_WITNESSED], items[MAX_WITNESSED:]
-        block = el("h4", {}, esc(f"{inv} ({len(found)})")) + "".join(shown)
+        block = el("h4", {}, esc(f"{inv.heading} ({len(found)})")) + "".join(shown)
         if rest:
             block += el("details", {}, el("summary", {}, esc(f"{len(rest)} more")), *rest)
         out.append(el("div", {"class_": "invariant", "data_invariant": inv.name}, block))

@@ -27,7 +27,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
-from services.config import ISOLATION_RANGE, Settings
+from services.config import Settings
 from services.core.balancers import fleet
 from services.core.names import AZS
 
@@ -202,10 +202,3 @@ def inner_settings(settings: Settings, placement: Placement = "netns") -> Settin
 def outer_settings(settings: Settings) -> Settings:
     """What the host uses: the usual loopback ports (relayed into the namespaces)."""
     return settings.replace(lb_network=LB_NETWORK)
-
-
-def in_isolation_range(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address) in ISOLATION_RANGE
-    except ValueError:
-        return False
