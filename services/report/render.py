@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Literal
 
 from services.core import checker, names
-from services.report.charts import clients, dns_answers, generations, latency, swimlanes
+from services.report.charts import clients, dns_answers, generations, latency
 from services.report.model import RunRecord, capture, domain, fault_windows
 from services.report.page import page, summary_table, violations_section
 from services.report.scale import LinearScale
 from services.report.story import Figures, Moment, MomentKind, figures, story
 from services.report.svg import HATCH_DEFS, MOMENT_COLORS, PLOT, Frame, el, esc
+from services.report.swimlanes import swimlanes
 
 __all__ = ["RunRecord", "capture", "render", "write_report"]
 

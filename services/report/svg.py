@@ -76,6 +76,10 @@ class Frame:
     numbers: dict[MomentKind, int]
     """The number each moment carries in the story list."""
 
+    def shows(self, t: float) -> bool:
+        """Is time ``t`` (seconds since the run's start) on the chart?"""
+        return self.x.domain[0] <= t <= self.x.domain[1]
+
 
 def moment_badges(frame: Frame, top: float) -> tuple[str, float]:
     """Numbered badges for the moments above a chart; returns (svg, height used)."""
