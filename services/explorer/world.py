@@ -5,6 +5,9 @@ the zone and the plan store through a gated subclass of the real :class:`ZoneSto
 :class:`PlanStore`: every round-trip first waits for the scheduler's turn, then runs the very
 same Lua scripts as production. Between schedules the prefix's keys are deleted in one
 command, so a schedule costs its round-trips and nothing else.
+
+The Lab is the stores' clock: each batch carries the logical ``now_ms``, so a fenced lease is
+judged by change_batch.lua's own rule, in logical time, exactly as production judges it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ from services.core.records import (
     Committed,
     EndpointRecords,
     Rejected,
-    RejectReason,
     ZoneSnapshot,
 )
 from services.enactor.enactor import Enactor, policy_for
@@ -42,10 +44,9 @@ from services.store.zone import ZoneKeys, ZoneStore
 
 PLANNER_NAME = "planner"
 ACTORS: tuple[str, ...] = (PLANNER_NAME, *names.AZS)
-EPOCH_MS = 4_102_444_800_000
-"""The logical clock starts on 2100-01-01. change_batch.lua compares a fenced batch's
-``not_after_ms`` with Redis ``TIME``; starting in the future keeps that wall-clock check from
-firing, and :meth:`Lab.check_lease` applies the same rule in logical time instead."""
+EPOCH_MS = 1_760_942_880_000
+"""The logical clock starts at 2025-10-20 06:48 UTC (11:48 PM PDT, when the name went empty);
+the traces count from it."""
 
 
 @dataclass(frozen=True)
@@ -170,13 +171,12 @@ class GatedZone(ZoneStore):
     """The real zone store; each round-trip first waits for this actor's turn."""
 
     def __init__(self, lab: Lab, actor: int) -> None:
-        super().__init__(lab.client, lab.keys)
+        super().__init__(lab.client, lab.keys, clock=lab)
         self._lab = lab
         self._actor = actor
 
     async def apply(self, batch: ChangeBatch) -> Committed:
         await self._lab.turn(self._actor)
-        self._lab.check_lease(batch)
         committed = await super().apply(batch)
         await self._lab.after_commit(committed)
         return committed
@@ -188,7 +188,6 @@ class GatedZone(ZoneStore):
         outcomes: list[Committed | Rejected] = []
         for batch in batches:
             try:
-                self._lab.check_lease(batch)
                 committed = await super().apply(batch)
             except Rejected as e:
                 outcomes.append(e)
@@ -270,7 +269,7 @@ class Lab:
 
     def __post_init__(self) -> None:
         self.keys = ZoneKeys(self.prefix)
-        self.zone = ZoneStore(self.client, self.keys)
+        self.zone = ZoneStore(self.client, self.keys, clock=self)
         self.endpoints = self.config.endpoint_names()
         self.settings = self.config.settings()
         self.lbs = fleet(self.settings)
@@ -291,18 +290,14 @@ class Lab:
     async def turn(self, actor: int) -> None:
         await self.scheduler.turn(actor)
 
+    def now_ms(self) -> int:
+        """The logical clock (the stores' and the sinks' :class:`~services.core.clock.Clock`)."""
+        return self.scheduler.now_ms
+
     def record(self, actor: int, event: events.Event) -> None:
         sched = self.scheduler
-        self._happenings.append(
-            Happening(sched.step, sched.now_ms - sched.epoch_ms, ACTORS[actor], event))
-
-    def check_lease(self, batch: ChangeBatch) -> None:
-        """The zone's clock rule for a fenced batch (change_batch.lua), in logical time."""
-        now = self.scheduler.now_ms
-        if batch.not_after_ms is not None and now > batch.not_after_ms:
-            raise Rejected(RejectReason.LOCK_EXPIRED, 0,
-                                f"lock lease ended {now - batch.not_after_ms} ms before the "
-                                "commit")
+        self._happenings.append(Happening(sched.step, sched.now_ms - sched.epoch_ms,
+                                          ACTORS[actor], event.stamped(self)))
 
     async def after_commit(self, committed: Committed) -> None:
         """Judge I1-I3 on the zone as this batch left it; halt the schedule on a violation."""
@@ -337,7 +332,7 @@ class Lab:
 
     async def _planner(self) -> None:
         for generation in range(1, self.config.plans + 1):
-            plan = make_plan(generation, self.scheduler.now_ms, self.endpoints, self.lbs, {})
+            plan = make_plan(generation, self.now_ms(), self.endpoints, self.lbs, {})
             await self.plans[0].publish(plan)
             self.record(0, events.PlanPublished(generation=generation))
 

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from services.core import events, names
 from services.core.balancers import fleet
 from services.core.plans import PlanRejected, make_plan
+from services.runtime.clock import WALL_CLOCK
 from services.runtime.service import (
     ServiceContext,
     generation_var,
@@ -71,7 +72,7 @@ async def serve(ctx: ServiceContext) -> None:
     client = redis_client(settings)
     plans = PlanStore(client)
     health = HealthStore(client)
-    sink = history.RedisHistory(client, source="planner")
+    sink = history.RedisHistory(client, source="planner", clock=WALL_CLOCK)
     mark = HighWaterMark(Path(settings.state_dir) / "planner.generation")
     lbs = fleet(settings)
     endpoints = names.endpoints(settings.cells)
@@ -79,7 +80,7 @@ async def serve(ctx: ServiceContext) -> None:
                               settings.metrics_port("planner"))
 
     async def plan_forever() -> None:
-        zone = ZoneStore(client)
+        zone = ZoneStore(client, clock=WALL_CLOCK)
         next_at = time.monotonic()
         while True:
             try:
@@ -87,7 +88,7 @@ async def serve(ctx: ServiceContext) -> None:
                 await ensure_apex(zone, settings.ttl_s, settings.negative_ttl_s)
                 generation = max(await plans.newest_generation(), mark.read()) + 1
                 generation_var.set(generation)
-                plan = make_plan(generation, int(time.time() * 1000), endpoints, lbs,
+                plan = make_plan(generation, WALL_CLOCK.now_ms(), endpoints, lbs,
                                  await health.all())
                 mark.write(generation)
                 await plans.publish(plan)
