@@ -28,7 +28,7 @@ from services.core.invariants import (
     ZoneWatch,
     referrers,
 )
-from services.core.plans import Plan, make_plan
+from services.core.plans import Plan
 from services.core.records import (
     ChangeBatch,
     Committed,
@@ -39,6 +39,8 @@ from services.core.records import (
 from services.enactor.enactor import Enactor, policy_for
 from services.enactor.gate import FaultGate
 from services.explorer.scheduler import Chooser, Scheduler
+from services.planner.planner import Planner
+from services.store.health import HealthStore
 from services.store.plans import PlanStore
 from services.store.zone import ZoneKeys, ZoneStore
 
@@ -255,6 +257,28 @@ class GatedPlans(PlanStore):
         return await super().get(generation)
 
 
+class PlannerPlans(GatedPlans):
+    """The planner's plan store: its publish waits for a turn, its read of the newest
+    generation does not. Only the planner writes plans, so no other actor's step can change
+    what that read returns; a gate there would only multiply schedules that end the same."""
+
+    async def newest_generation(self) -> int:
+        return await PlanStore.newest_generation(self)
+
+
+@dataclass
+class _Mark:
+    """The planner's high-water mark, kept for one schedule (production's is a file)."""
+
+    generation: int = 0
+
+    def read(self) -> int:
+        return self.generation
+
+    def write(self, generation: int) -> None:
+        self.generation = generation
+
+
 @dataclass
 class Lab:
     """A run's Redis side: one client, one key prefix, the gated stores of every actor."""
@@ -274,7 +298,9 @@ class Lab:
         self.settings = self.config.settings()
         self.lbs = fleet(self.settings)
         self.zones = [GatedZone(self, i) for i in range(len(ACTORS))]
-        self.plans = [GatedPlans(self, i) for i in range(len(ACTORS))]
+        self.plans = [PlannerPlans(self, 0), *(GatedPlans(self, i) for i in range(1, len(ACTORS)))]
+        # Nobody changes load-balancer health here: the planner reads it ungated.
+        self.health = HealthStore(self.client, self.prefix)
         store = self.plans[0]
         self._keys = [self.keys.rrsets, self.keys.serial, self.keys.refs, store.newest_key,
                       store.index_key,
@@ -331,10 +357,11 @@ class Lab:
                               self._named_by)
 
     async def _planner(self) -> None:
-        for generation in range(1, self.config.plans + 1):
-            plan = make_plan(generation, self.now_ms(), self.endpoints, self.lbs, {})
-            await self.plans[0].publish(plan)
-            self.record(0, events.PlanPublished(generation=generation))
+        """The real planner's ticks, at logical time, from a fresh high-water mark."""
+        planner = Planner(self.plans[0], self.health, _Mark(), _Recorder(self, 0),
+                          self.endpoints, self.lbs)
+        for _ in range(self.config.plans):
+            await planner.tick(self.now_ms())
 
     async def _enactor(self, index: int, az: str) -> None:
         sink = _Recorder(self, index)
