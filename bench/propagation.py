@@ -6,13 +6,15 @@ UDP in a tight loop until the answer carries the new address.  Three clocks are 
 
 - ``from_commit``: from the commit's own time (Redis ``TIME`` inside the change-batch script,
   the same machine clock; truncated to the millisecond, so up to 1 ms too long): the figure
-  the target is about;
+  the target is about. The script only measures with ``TIME``; what it decides by (a lease)
+  is the ``now_ms`` the store passes in, read before the batch is sent;
 - ``from_apply_call``: from the ``apply`` call (adds the request's way to Redis);
 - ``from_apply_return``: from the acknowledgement (the notification and the acknowledgement
   leave Redis together, after the append-only file's fsync).
 
 The server's own ``dnsrace_dns_propagation_seconds`` histogram (commit time in Redis to live
-in memory) is read beside it, and Redis's latency monitor says how long its fsyncs took.
+in memory, both in whole milliseconds, so each observation is within 1 ms either way) is read
+beside it, and Redis's latency monitor says how long its fsyncs took.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from services.core.records import (
 )
 from services.enactor.enactor import Enactor, RoundReport, policy_for
 from services.enactor.gate import FaultGate
+from services.runtime.clock import WALL_CLOCK
 from services.runtime.redis_server import EmbeddedRedis
 from services.store import history
 from services.store.faults import FaultBook
@@ -57,12 +58,12 @@ class Store:
         return self.redis.url
 
     def zone(self) -> ZoneStore:
-        return ZoneStore(self.client)
+        return ZoneStore(self.client, clock=WALL_CLOCK)
 
     def enactor(self, az: str = AZ, window: int | None = None) -> Enactor:
         """An enactor as ``services.enactor.service.serve`` builds it: Redis history, fault gate
         (and ``window`` endpoints per round-trip instead of the setting, if given)."""
-        sink = history.RedisHistory(self.client, source=f"enactor/{az}")
+        sink = history.RedisHistory(self.client, source=f"enactor/{az}", clock=WALL_CLOCK)
         gate = FaultGate(FaultBook(self.client), az, sink)
         return Enactor(az, policy_for(self.settings, az), self.zone(), PlanStore(self.client),
                        gate, sink, backoff_base_s=self.settings.backoff_base_s,
@@ -90,7 +91,8 @@ async def store(root: Path, endpoints: int, appendonly: bool = False) -> AsyncIt
     try:
         settings = config.load({}, redis_url=redis.url, cells=max(0, endpoints - 3),
                                state_dir=str(root / "state"))
-        await ensure_apex(ZoneStore(client), settings.ttl_s, settings.negative_ttl_s)
+        await ensure_apex(ZoneStore(client, clock=WALL_CLOCK), settings.ttl_s,
+                          settings.negative_ttl_s)
         yield Store(redis, client, settings)
     finally:
         await client.aclose()

@@ -27,6 +27,7 @@ from dns_server.transport import TcpConnections, TcpDnsProtocol, TcpLimits, UdpD
 from dns_server.udp_batch import UdpBatchServer, available
 from dns_server.zone import Zone
 from services.config import ISOLATION_RANGE, Settings
+from services.runtime.clock import WALL_CLOCK
 from services.runtime.service import ServiceContext, observability_app, redis_client, start_site
 from services.store import history
 from services.store.zone import ZoneKeys, ZoneStore, ensure_apex
@@ -189,7 +190,8 @@ async def _ensure_apex(settings: Settings, stopping: asyncio.Event) -> None:
     try:
         while not stopping.is_set():
             try:
-                await ensure_apex(ZoneStore(client), settings.ttl_s, settings.negative_ttl_s)
+                await ensure_apex(ZoneStore(client, clock=WALL_CLOCK), settings.ttl_s,
+                                  settings.negative_ttl_s)
                 return
             except (RedisError, OSError) as e:
                 log.warning("cannot create the zone apex yet: %s", e)
@@ -203,7 +205,7 @@ async def serve(ctx: ServiceContext) -> None:
     """Run the DNS server until ``ctx.stopping`` is set; ready once the zone is loaded."""
     settings = ctx.settings
     history_client = redis_client(settings)
-    sampler = AnswerSampler(history.RedisHistory(history_client, source="dns"))
+    sampler = AnswerSampler(history.RedisHistory(history_client, source="dns", clock=WALL_CLOCK))
     server = DnsServer(settings, on_answer=sampler)
     runner = await start_site(observability_app(ctx), "127.0.0.1", settings.metrics_port("dns"))
     tasks: list[asyncio.Task[object]] = []

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -34,6 +33,8 @@ from redis.exceptions import RedisError
 from dns_server import metrics
 from dns_server.errors import ResyncReason, ZoneSyncError
 from dns_server.zone import Zone
+from services.core.clock import Clock
+from services.runtime.clock import WALL_CLOCK
 from services.store.zone import ZoneChange, ZoneKeys, ZoneStore
 
 log = logging.getLogger(__name__)
@@ -101,13 +102,18 @@ whole new zone (a snapshot)."""
 
 
 class ZoneSync:
-    """Follows the zone under ``keys`` in the Redis at ``redis_url``; ``zone`` is its copy."""
+    """Follows the zone under ``keys`` in the Redis at ``redis_url``; ``zone`` is its copy.
+
+    ``clock`` tells when a change went live, for the propagation metric (from the commit's
+    Redis ``TIME``: the same host clock as the wall clock).
+    """
 
     def __init__(self, redis_url: str, keys: ZoneKeys | None = None,
                  listener: ZoneListener | None = None, backoff: Backoff | None = None,
-                 subscribe_timeout_s: float = 5.0) -> None:
+                 subscribe_timeout_s: float = 5.0, clock: Clock = WALL_CLOCK) -> None:
         self.redis_url = redis_url
         self.keys = keys or ZoneKeys()
+        self.clock = clock
         self.listener = listener
         self.backoff = backoff or Backoff()
         self.subscribe_timeout_s = subscribe_timeout_s
@@ -156,12 +162,13 @@ class ZoneSync:
         subscriber = _SubscriberClient(self.redis_url, confirmed)
         reads = _reads_client(self.redis_url)
         queue: asyncio.Queue[ZoneChange] = asyncio.Queue()
-        pump = asyncio.create_task(self._pump(ZoneStore(subscriber, self.keys), queue),
-                                   name="zone-changes")
+        pump = asyncio.create_task(
+            self._pump(ZoneStore(subscriber, self.keys, clock=self.clock), queue),
+            name="zone-changes")
         try:
             async with asyncio.timeout(self.subscribe_timeout_s):
                 await self._race(confirmed.wait(), pump)
-            store = ZoneStore(reads, self.keys)
+            store = ZoneStore(reads, self.keys, clock=self.clock)
             info = await reads.info("server")
             snapshot = await store.snapshot()
             self._install(Zone.from_snapshot(snapshot), str(info.get("run_id", "")))
@@ -272,10 +279,13 @@ class ZoneSync:
         self._live(changes)
 
     def _live(self, changes: list[ZoneChange]) -> None:
-        """These changes now answer queries: propagation times, gauges, serial waiters."""
-        now_ms = time.time() * 1000.0
+        """These changes now answer queries: propagation times, gauges, serial waiters.
+
+        Both times are whole milliseconds, so each figure is within 1 ms either way.
+        """
+        now_ms = self.clock.now_ms()
         for change in changes:
-            metrics.PROPAGATION.observe(max(0.0, now_ms - change.at_ms) / 1000.0)
+            metrics.PROPAGATION.observe(max(0, now_ms - change.at_ms) / 1000.0)
         assert self.zone is not None
         metrics.observe_zone(self.zone)
         self._advance()

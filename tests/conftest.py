@@ -7,6 +7,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -38,9 +39,29 @@ def prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
+@dataclass
+class ManualClock:
+    """A clock the test sets, in ms (a :class:`services.core.clock.Clock`)."""
+
+    now: int
+
+    def now_ms(self) -> int:
+        return self.now
+
+
+INCIDENT_MS = 1_760_942_880_000
+"""2025-10-20 06:48 UTC (11:48 PM PDT): where a test's clock starts unless it needs another."""
+
+
 @pytest.fixture
-def zone(redis_client: aioredis.Redis, prefix: str) -> ZoneStore:
-    return ZoneStore(redis_client, ZoneKeys(prefix))
+def clock() -> ManualClock:
+    return ManualClock(INCIDENT_MS)
+
+
+@pytest.fixture
+def zone(redis_client: aioredis.Redis, prefix: str, clock: ManualClock) -> ZoneStore:
+    """A zone store under its own prefix, on the test's clock (the wall clock is never read)."""
+    return ZoneStore(redis_client, ZoneKeys(prefix), clock=clock)
 
 
 def require_tool(name: str) -> str:

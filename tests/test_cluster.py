@@ -17,6 +17,7 @@ import pytest
 
 from services.config import Settings
 from services.core import names
+from services.runtime.clock import WALL_CLOCK
 from services.runtime.cluster import Cluster, cluster_env, health_url, healthy
 from services.runtime.scrape import metrics_urls, scrape
 from services.runtime.service import redis_client
@@ -59,7 +60,7 @@ async def test_sixty_seconds_of_load_without_a_failure_and_no_lagging_alias(
     settings = running.settings
     url = metrics_urls(settings)["loadgen.1"]
     client = redis_client(settings)
-    zone, plans = ZoneStore(client), PlanStore(client)
+    zone, plans = ZoneStore(client, clock=WALL_CLOCK), PlanStore(client)
     worst_lag = 0
     endpoints = names.endpoints(settings.cells)
 

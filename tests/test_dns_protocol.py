@@ -172,8 +172,8 @@ async def test_redis_restart_resyncs_and_answers_throughout(
     await asyncio.to_thread(redis_server.start)
     client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
     try:
-        done = await commit(ZoneStore(client, zone.keys), Change(Action.CREATE, TREE2),
-                            flip(TREE2, 2))
+        done = await commit(ZoneStore(client, zone.keys, clock=zone.clock),
+                            Change(Action.CREATE, TREE2), flip(TREE2, 2))
     finally:
         await client.aclose()
     await dns.wait_for_serial(done.serial, timeout_s=15)

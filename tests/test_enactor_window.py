@@ -47,7 +47,7 @@ from services.enactor.gate import FaultGate
 from services.store.faults import FaultBook
 from services.store.plans import PlanStore
 from services.store.zone import ZoneKeys, ZoneStore
-from tests.conftest import wait_until
+from tests.conftest import INCIDENT_MS, ManualClock, wait_until
 
 LBS = tuple(LoadBalancer(f"lb-{i}", names.AZS[i % 3], f"127.0.10.{i + 1}", 100)
             for i in range(12))
@@ -55,8 +55,10 @@ HALF_DOWN = {lb.ip: Health(False, 0) for lb in LBS[:6]}
 """Some endpoints keep most of their capacity, others lose more than half (safe: refused)."""
 ENDPOINTS = names.endpoints(9)  # the three named endpoints and nine cells
 A, B = names.AZS[:2]
-NOW_S = 4_102_444_800.0
-"""2100-01-01: a fenced batch's lease (``not_after_ms``) is never past the zone's clock."""
+CLOCK = ManualClock(INCIDENT_MS)
+"""The zone's and the history's clock, stopped: a fenced batch's lease never runs out."""
+NOW_S = INCIDENT_MS / 1000
+"""The enactors' clock: the same time, in seconds."""
 
 
 # -- which endpoints of a window go alone (no I/O) ----------------------------------------------
@@ -90,10 +92,10 @@ class Cell:
     def __init__(self, client: aioredis.Redis, prefix: str,
                  protections: frozenset[Protection] = frozenset(),
                  zone: ZoneStore | None = None) -> None:
-        self.zone = zone or ZoneStore(client, ZoneKeys(prefix))
+        self.zone = zone or ZoneStore(client, ZoneKeys(prefix), clock=CLOCK)
         self.plans = PlanStore(client, prefix)
         self.book = FaultBook(client, prefix)
-        self.sink = events.MemoryHistory()
+        self.sink = events.MemoryHistory(CLOCK)
         self.protections = protections
         self.generation = 0
         self.gates: dict[str, FaultGate] = {}
@@ -159,7 +161,7 @@ class Interloper(ZoneStore):
     lock values that are gone."""
 
     def __init__(self, client: aioredis.Redis, keys: ZoneKeys, *endpoints: str) -> None:
-        super().__init__(client, keys)
+        super().__init__(client, keys, clock=CLOCK)
         self.endpoints = endpoints
         self.armed = False
         self.reads: list[tuple[str, ...]] = []

@@ -31,6 +31,7 @@ from services.core.names import AZS
 from services.isolate.compose import COMPOSE_FILE, document, render
 from services.isolate.relay import Relay, Route, enter_namespace
 from services.runtime import netns
+from services.runtime.clock import WALL_CLOCK
 from services.runtime.cluster import REPO, cluster_env
 from services.runtime.redis_server import free_port
 from services.runtime.scrape import Samples, metrics_urls, scrape
@@ -302,7 +303,7 @@ async def test_legacy_race_empties_the_name_inside_every_az(isolated: Any) -> No
 
 
 async def converged(client: Any, settings: Settings) -> bool:
-    zone, plans = ZoneStore(client), PlanStore(client)
+    zone, plans = ZoneStore(client, clock=WALL_CLOCK), PlanStore(client)
     newest = await plans.newest_generation()
     snapshot = await zone.snapshot()
     for endpoint in names.endpoints(settings.cells):
@@ -353,7 +354,7 @@ async def test_safe_holds_the_race_and_an_az_partition(isolated: Any) -> None:
     settings = isolated.settings
     client = redis_client(settings)
     sink = history.RedisHistory(client)
-    since = events.now_ms()
+    since = WALL_CLOCK.now_ms()
     async with aiohttp.ClientSession() as session, Monitor(settings, out=lambda _: None) as mon:
         await mon.wait_until(lambda: mon.dns_answers(), 15, "DNS answers")
         before = await clients_healthy(session, settings)

@@ -20,6 +20,7 @@ from services.core.plans import make_plan
 from services.enactor.decisions import Policy
 from services.enactor.enactor import Enactor
 from services.enactor.gate import FaultGate
+from services.runtime.clock import WALL_CLOCK
 from services.store.faults import FaultBook
 from services.store.plans import PlanStore
 from services.store.zone import ZoneKeys, ZoneStore
@@ -35,10 +36,10 @@ class Cell:
 
     def __init__(self, client: aioredis.Redis, prefix: str,
                  protections: frozenset[Protection], window: int) -> None:
-        self.zone = ZoneStore(client, ZoneKeys(prefix))
+        self.zone = ZoneStore(client, ZoneKeys(prefix), clock=WALL_CLOCK)
         self.plans = PlanStore(client, prefix)
         self.book = FaultBook(client, prefix)
-        self.sink = events.MemoryHistory()
+        self.sink = events.MemoryHistory(WALL_CLOCK)
         self.gates = {az: FaultGate(self.book, az, self.sink) for az in names.AZS}
         self.enactors = {
             az: Enactor(az, Policy(az, protections, cleanup_age=3), self.zone, self.plans,

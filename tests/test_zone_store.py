@@ -21,12 +21,13 @@ from services.core.records import (
     alias_record,
 )
 from services.store.zone import ZoneStore
-from tests.conftest import wait_until
+from tests.conftest import INCIDENT_MS, ManualClock, wait_until
 
 TREE = a_records("plan-1.x.example", [WeightedAddress("127.0.10.1", 10)])
 TREE2 = a_records("plan-2.x.example", [WeightedAddress("127.0.10.2", 20)])
 ALIAS1 = alias_record("x.example", Alias("plan-1.x.example", 1))
 ALIAS2 = alias_record("x.example", Alias("plan-2.x.example", 2))
+YEAR_2100_MS = 4_102_444_800_000
 
 
 def batch(*changes: Change, **kw: object) -> ChangeBatch:
@@ -84,11 +85,33 @@ async def test_generation_fence_refuses_an_older_flip(zone: ZoneStore) -> None:
     assert (await zone.snapshot()).alias("x.example") == Alias("plan-2.x.example", 2)
 
 
-async def test_expired_lease_is_fenced(zone: ZoneStore) -> None:
+@pytest.mark.parametrize("now_ms", [INCIDENT_MS, YEAR_2100_MS], ids=["past", "future"])
+async def test_a_lease_is_judged_at_the_given_time_not_the_wall_clock(
+        zone: ZoneStore, clock: ManualClock, now_ms: int) -> None:
+    """The lease rule of change_batch.lua compares ``not_after_ms`` with the store's clock:
+    a clock behind the wall clock commits a lease the wall clock would call over, a clock
+    ahead of it refuses one the wall clock would call running."""
+    clock.now = now_ms
     with pytest.raises(Rejected) as err:
-        await zone.apply(batch(Change(Action.CREATE, TREE), not_after_ms=1))
-    assert err.value.reason is RejectReason.LOCK_EXPIRED
+        await zone.apply(batch(Change(Action.CREATE, TREE), not_after_ms=now_ms - 1))
+    assert err.value.reason is RejectReason.LOCK_EXPIRED and err.value.index == 0
+    assert err.value.detail == "lock lease ended 1 ms before the commit"
     assert (await zone.snapshot()).rrsets == {}
+    done = await zone.apply(batch(Change(Action.CREATE, TREE), not_after_ms=now_ms))
+    assert (await zone.snapshot()).serial == done.serial
+    assert (await zone.snapshot()).get(TREE.name, TREE.type) == TREE.value
+
+
+async def test_a_pipeline_judges_each_lease_at_the_given_time(
+        zone: ZoneStore, clock: ManualClock) -> None:
+    clock.now = YEAR_2100_MS
+    ended, running = await zone.apply_many([
+        batch(Change(Action.CREATE, TREE), not_after_ms=YEAR_2100_MS - 1),
+        batch(Change(Action.CREATE, TREE2), not_after_ms=YEAR_2100_MS),
+    ])
+    assert isinstance(ended, Rejected) and ended.reason is RejectReason.LOCK_EXPIRED
+    assert isinstance(running, Committed)
+    assert set((await zone.snapshot()).rrsets) == {TREE2.key}
 
 
 async def test_deleting_a_tree_leaves_the_alias_dangling(zone: ZoneStore) -> None:

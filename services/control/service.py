@@ -28,6 +28,7 @@ from services.core import events, names
 from services.core.balancers import Health, fleet
 from services.core.faults import PIDS_KEY, Fault, FaultType
 from services.runtime import netns
+from services.runtime.clock import WALL_CLOCK
 from services.runtime.service import ServiceContext, observability_app, redis_client, start_site
 from services.store import history
 from services.store.faults import FaultBook
@@ -72,7 +73,7 @@ class Controller:
         self.client = redis_client(ctx.settings)
         self.book = FaultBook(self.client)
         self.health = HealthStore(self.client)
-        self.sink = history.RedisHistory(self.client, source="control")
+        self.sink = history.RedisHistory(self.client, source="control", clock=WALL_CLOCK)
         self.changed = asyncio.Event()
         self.stopping = asyncio.Event()
         self.lock = asyncio.Lock()
@@ -146,7 +147,7 @@ class Controller:
             self.changed.clear()
             timeout = 5.0
             try:
-                now = events.now_ms()
+                now = WALL_CLOCK.now_ms()
                 for fault in await self.book.all():
                     if fault.expires_ms <= now:
                         await self.end(fault.id, "expired")
@@ -210,7 +211,7 @@ def build_app(ctx: ServiceContext, controller: Controller) -> web.Application:
         return web.json_response(fault_view(fault), status=201)
 
     async def listing(_: web.Request) -> web.Response:
-        now = events.now_ms()
+        now = WALL_CLOCK.now_ms()
         active = [fault_view(f) for f in await controller.book.all() if f.active(now)]
         return web.json_response({"faults": active})
 

@@ -2,6 +2,11 @@
 
 The history (a Redis stream, :mod:`services.store.history`) is made of them; ``dnsrace check``
 and the reports read them. Events speak the incident's words, never wire formats.
+
+An event's time is passed in, never read here: the sink that records an event stamps it with
+the sink's clock (the host's in a process, the logical one in the explorer), unless whoever
+made the event passed ``at_ms`` because it knows better (an answer sampled before it is
+queued for recording).
 """
 
 from __future__ import annotations
@@ -9,23 +14,30 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, Self
+
+from services.core.clock import Clock
 
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
 
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
+UNSTAMPED = -1
+"""``at_ms`` of an event no clock has stamped yet (every clock here counts from 0 upwards)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class Event:
     kind: ClassVar[str] = "event"
-    at_ms: int = dataclasses.field(default_factory=now_ms)
+    at_ms: int = UNSTAMPED
+    """When it happened, in ms of the clock of the sink that recorded it (or of the caller)."""
     source: str = ""
+
+    def stamped(self, clock: Clock) -> Self:
+        """This event at ``clock``'s time, unless it already has one."""
+        if self.at_ms != UNSTAMPED:
+            return self
+        return dataclasses.replace(self, at_ms=clock.now_ms())
 
     def to_json(self) -> str:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -191,18 +203,19 @@ class HistorySink(Protocol):
 
 
 class MemoryHistory:
-    """A history kept in a list, for the interleaving explorer and pure tests."""
+    """A history kept in a list, stamped by the clock it is given; for tests."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self.events: list[Event] = []
         self._recorded = asyncio.Event()
 
     async def record(self, event: Event) -> None:
-        self.events.append(event)
+        self.events.append(event.stamped(self.clock))
         self._recorded.set()
 
     async def record_many(self, events: Sequence[Event]) -> None:
-        self.events.extend(events)
+        self.events.extend(event.stamped(self.clock) for event in events)
         self._recorded.set()
 
     async def wait_for(self, seen: Callable[[Event], bool], timeout_s: float) -> Event:

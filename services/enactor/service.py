@@ -22,6 +22,7 @@ from services.core.faults import PIDS_KEY
 from services.enactor.enactor import Enactor, RoundOutcome, policy_for
 from services.enactor.gate import FaultGate
 from services.enactor.metrics import ROUND_ERRORS, init_metrics
+from services.runtime.clock import WALL_CLOCK
 from services.runtime.service import (
     ServiceContext,
     observability_app,
@@ -84,10 +85,11 @@ async def serve(ctx: ServiceContext) -> None:
     az = ctx.az or names.AZS[0]
     init_metrics(az)
     client = redis_client(settings)
-    sink = history.RedisHistory(client, source=f"enactor/{az}")
+    sink = history.RedisHistory(client, source=f"enactor/{az}", clock=WALL_CLOCK)
     gate = FaultGate(FaultBook(client), az, sink)
     plans = PlanStore(client)
-    enactor = Enactor(az, policy_for(settings, az), ZoneStore(client), plans, gate, sink,
+    zone = ZoneStore(client, clock=WALL_CLOCK)
+    enactor = Enactor(az, policy_for(settings, az), zone, plans, gate, sink,
                       backoff_base_s=settings.backoff_base_s,
                       backoff_max_s=settings.backoff_max_s, window=settings.enactor_window)
     runner = await start_site(observability_app(ctx), "127.0.0.1",

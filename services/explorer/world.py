@@ -5,6 +5,9 @@ the zone and the plan store through a gated subclass of the real :class:`ZoneSto
 :class:`PlanStore`: every round-trip first waits for the scheduler's turn, then runs the very
 same Lua scripts as production. Between schedules the prefix's keys are deleted in one
 command, so a schedule costs its round-trips and nothing else.
+
+The Lab is the stores' clock: each batch carries the logical ``now_ms``, so a fenced lease is
+judged by change_batch.lua's own rule, in logical time, exactly as production judges it.
 """
 
 from __future__ import annotations
@@ -25,27 +28,27 @@ from services.core.invariants import (
     ZoneWatch,
     referrers,
 )
-from services.core.plans import Plan, make_plan
+from services.core.plans import Plan
 from services.core.records import (
     ChangeBatch,
     Committed,
     EndpointRecords,
     Rejected,
-    RejectReason,
     ZoneSnapshot,
 )
 from services.enactor.enactor import Enactor, policy_for
 from services.enactor.gate import FaultGate
 from services.explorer.scheduler import Chooser, Scheduler
+from services.planner.planner import Planner
+from services.store.health import HealthStore
 from services.store.plans import PlanStore
 from services.store.zone import ZoneKeys, ZoneStore
 
 PLANNER_NAME = "planner"
 ACTORS: tuple[str, ...] = (PLANNER_NAME, *names.AZS)
-EPOCH_MS = 4_102_444_800_000
-"""The logical clock starts on 2100-01-01. change_batch.lua compares a fenced batch's
-``not_after_ms`` with Redis ``TIME``; starting in the future keeps that wall-clock check from
-firing, and :meth:`Lab.check_lease` applies the same rule in logical time instead."""
+EPOCH_MS = 1_760_942_880_000
+"""The logical clock starts at 2025-10-20 06:48 UTC (11:48 PM PDT, when the name went empty);
+the traces count from it."""
 
 
 @dataclass(frozen=True)
@@ -170,13 +173,12 @@ class GatedZone(ZoneStore):
     """The real zone store; each round-trip first waits for this actor's turn."""
 
     def __init__(self, lab: Lab, actor: int) -> None:
-        super().__init__(lab.client, lab.keys)
+        super().__init__(lab.client, lab.keys, clock=lab)
         self._lab = lab
         self._actor = actor
 
     async def apply(self, batch: ChangeBatch) -> Committed:
         await self._lab.turn(self._actor)
-        self._lab.check_lease(batch)
         committed = await super().apply(batch)
         await self._lab.after_commit(committed)
         return committed
@@ -188,7 +190,6 @@ class GatedZone(ZoneStore):
         outcomes: list[Committed | Rejected] = []
         for batch in batches:
             try:
-                self._lab.check_lease(batch)
                 committed = await super().apply(batch)
             except Rejected as e:
                 outcomes.append(e)
@@ -256,6 +257,28 @@ class GatedPlans(PlanStore):
         return await super().get(generation)
 
 
+class PlannerPlans(GatedPlans):
+    """The planner's plan store: its publish waits for a turn, its read of the newest
+    generation does not. Only the planner writes plans, so no other actor's step can change
+    what that read returns; a gate there would only multiply schedules that end the same."""
+
+    async def newest_generation(self) -> int:
+        return await PlanStore.newest_generation(self)
+
+
+@dataclass
+class _Mark:
+    """The planner's high-water mark, kept for one schedule (production's is a file)."""
+
+    generation: int = 0
+
+    def read(self) -> int:
+        return self.generation
+
+    def write(self, generation: int) -> None:
+        self.generation = generation
+
+
 @dataclass
 class Lab:
     """A run's Redis side: one client, one key prefix, the gated stores of every actor."""
@@ -270,12 +293,14 @@ class Lab:
 
     def __post_init__(self) -> None:
         self.keys = ZoneKeys(self.prefix)
-        self.zone = ZoneStore(self.client, self.keys)
+        self.zone = ZoneStore(self.client, self.keys, clock=self)
         self.endpoints = self.config.endpoint_names()
         self.settings = self.config.settings()
         self.lbs = fleet(self.settings)
         self.zones = [GatedZone(self, i) for i in range(len(ACTORS))]
-        self.plans = [GatedPlans(self, i) for i in range(len(ACTORS))]
+        self.plans = [PlannerPlans(self, 0), *(GatedPlans(self, i) for i in range(1, len(ACTORS)))]
+        # Nobody changes load-balancer health here: the planner reads it ungated.
+        self.health = HealthStore(self.client, self.prefix)
         store = self.plans[0]
         self._keys = [self.keys.rrsets, self.keys.serial, self.keys.refs, store.newest_key,
                       store.index_key,
@@ -291,18 +316,14 @@ class Lab:
     async def turn(self, actor: int) -> None:
         await self.scheduler.turn(actor)
 
+    def now_ms(self) -> int:
+        """The logical clock (the stores' and the sinks' :class:`~services.core.clock.Clock`)."""
+        return self.scheduler.now_ms
+
     def record(self, actor: int, event: events.Event) -> None:
         sched = self.scheduler
-        self._happenings.append(
-            Happening(sched.step, sched.now_ms - sched.epoch_ms, ACTORS[actor], event))
-
-    def check_lease(self, batch: ChangeBatch) -> None:
-        """The zone's clock rule for a fenced batch (change_batch.lua), in logical time."""
-        now = self.scheduler.now_ms
-        if batch.not_after_ms is not None and now > batch.not_after_ms:
-            raise Rejected(RejectReason.LOCK_EXPIRED, 0,
-                                f"lock lease ended {now - batch.not_after_ms} ms before the "
-                                "commit")
+        self._happenings.append(Happening(sched.step, sched.now_ms - sched.epoch_ms,
+                                          ACTORS[actor], event.stamped(self)))
 
     async def after_commit(self, committed: Committed) -> None:
         """Judge I1-I3 on the zone as this batch left it; halt the schedule on a violation."""
@@ -336,10 +357,11 @@ class Lab:
                               self._named_by)
 
     async def _planner(self) -> None:
-        for generation in range(1, self.config.plans + 1):
-            plan = make_plan(generation, self.scheduler.now_ms, self.endpoints, self.lbs, {})
-            await self.plans[0].publish(plan)
-            self.record(0, events.PlanPublished(generation=generation))
+        """The real planner's ticks, at logical time, from a fresh high-water mark."""
+        planner = Planner(self.plans[0], self.health, _Mark(), _Recorder(self, 0),
+                          self.endpoints, self.lbs)
+        for _ in range(self.config.plans):
+            await planner.tick(self.now_ms())
 
     async def _enactor(self, index: int, az: str) -> None:
         sink = _Recorder(self, index)

@@ -15,7 +15,8 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
-from services.core.events import Event, decode
+from services.core.clock import Clock
+from services.core.events import UNSTAMPED, Event, decode
 
 log = logging.getLogger(__name__)
 HISTORY_ERRORS = Counter("dnsrace_history_errors_total",
@@ -34,17 +35,27 @@ pipeline of XADDs does, in one command (redis-py spends ~30 us per pipelined com
 
 
 class RedisHistory:
-    """The cluster's history: one Redis stream, capped, shared by every process."""
+    """The cluster's history: one Redis stream, capped, shared by every process.
+
+    A process that records gives it its clock, which stamps each event as it is recorded
+    (unless the event came with its time); one that only reads needs none.
+    """
 
     def __init__(self, client: aioredis.Redis, prefix: str = "dnsrace", source: str = "",
-                 maxlen: int = 200_000) -> None:
+                 maxlen: int = 200_000, clock: Clock | None = None) -> None:
         self.client = client
         self.key = f"{prefix}:history"
         self.source = source
         self.maxlen = maxlen
+        self.clock = clock
         self._xadd_many = client.register_script(_XADD_MANY)
 
     def _stamped(self, event: Event) -> Event:
+        if event.at_ms == UNSTAMPED:
+            if self.clock is None:
+                raise TypeError(f"a {event.kind} event has no time and this history no clock "
+                                "to stamp it with (it was opened to read)")
+            event = event.stamped(self.clock)
         if not event.source and self.source:
             return dataclasses.replace(event, source=self.source)
         return event

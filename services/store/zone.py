@@ -2,6 +2,9 @@
 
 Every write is one change batch run by ``lua/change_batch.lua``: all or nothing, a serial that
 increases per committed batch, and a notification on a pub/sub channel so readers never poll.
+The store is given a clock: its ``now_ms`` goes with every batch, and is the only time the
+script decides by (a fenced batch's lease, ``not_after_ms``). The commit's own time that
+comes back (``Committed.at_ms``, ``ZoneChange.at_ms``) is Redis ``TIME``: a measurement.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from services.core import names
+from services.core.clock import Clock
 from services.core.records import (
     Action,
     Change,
@@ -68,6 +72,7 @@ class ZoneChange:
 
     serial: int
     at_ms: int
+    """When the batch committed, by Redis ``TIME`` (what propagation is measured from)."""
     keys: tuple[str, ...]
     values: tuple[str | None, ...]
 
@@ -125,9 +130,11 @@ def _outcome(batch: ChangeBatch, raw: str) -> Committed | Rejected:
 
 
 class ZoneStore:
-    def __init__(self, client: aioredis.Redis, keys: ZoneKeys | None = None) -> None:
+    def __init__(self, client: aioredis.Redis, keys: ZoneKeys | None = None, *,
+                 clock: Clock) -> None:
         self.client = client
         self.keys = keys or ZoneKeys()
+        self.clock = clock
         self._apply = client.register_script(_script("change_batch.lua"))
         self._read_endpoints = client.register_script(_READ_ENDPOINTS)
         self._scan_json = client.register_script(_SCAN_JSON)
@@ -136,7 +143,7 @@ class ZoneStore:
     async def apply(self, batch: ChangeBatch) -> Committed:
         """Commit a batch atomically, or raise Rejected saying which change failed."""
         raw = await self._apply(keys=[self.keys.rrsets, self.keys.serial, self.keys.refs],
-                                args=[batch.to_json(), self.keys.channel])
+                                args=[batch.to_json(), self.keys.channel, self.clock.now_ms()])
         outcome = _outcome(batch, raw)
         if isinstance(outcome, Rejected):
             raise outcome
@@ -166,12 +173,14 @@ class ZoneStore:
 
     async def _evalsha_batches(self, batches: Sequence[ChangeBatch]) -> list[Any]:
         """One pipeline of change_batch.lua calls; errors as values. No SCRIPT EXISTS first
-        (redis-py's pipeline asks, one more round-trip): a missing script is seen in the reply."""
+        (redis-py's pipeline asks, one more round-trip): a missing script is seen in the reply.
+        Every batch of the pipeline carries the clock's one reading as it is sent."""
         keys, channel, sha = self.keys, self.keys.channel, self._apply.sha
+        now_ms = self.clock.now_ms()
         async with self.client.pipeline(transaction=False) as pipe:
             for batch in batches:
                 pipe.evalsha(sha, 3, keys.rrsets, keys.serial, keys.refs, batch.to_json(),
-                             channel)
+                             channel, now_ms)
             return list(await pipe.execute(raise_on_error=False))
 
     async def snapshot(self) -> ZoneSnapshot:

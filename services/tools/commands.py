@@ -20,6 +20,7 @@ from services.config import Settings
 from services.control.client import ControlClient, ControlError
 from services.core import checker, names
 from services.report.render import write_report
+from services.runtime.clock import WALL_CLOCK
 from services.runtime.service import redis_client
 from services.store import history
 from services.store.plans import PlanStore
@@ -88,7 +89,8 @@ def _endpoints(settings: Settings, everything: bool) -> tuple[str, ...]:
 def status_command(args: argparse.Namespace, settings: Settings) -> int:
     async def body(client: Any) -> int:
         rows = await operator.collect_status(
-            ZoneStore(client), PlanStore(client), _endpoints(settings, args.all or args.json),
+            ZoneStore(client, clock=WALL_CLOCK), PlanStore(client),
+            _endpoints(settings, args.all or args.json),
             settings.dns_host, settings.dns_port)
         if args.json:
             print(json.dumps([r.as_dict() for r in rows], indent=2))
@@ -101,7 +103,7 @@ def status_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def repair_command(args: argparse.Namespace, settings: Settings) -> int:
     async def body(client: Any) -> int:
-        actions = await operator.repair(ZoneStore(client), PlanStore(client),
+        actions = await operator.repair(ZoneStore(client, clock=WALL_CLOCK), PlanStore(client),
                                         names.endpoints(settings.cells))
         if not actions:
             print("nothing to repair: every endpoint names an existing tree of the newest plan")

@@ -24,6 +24,7 @@ from services.control.client import ControlClient
 from services.core import names
 from services.report.monitor import Monitor
 from services.report.render import RunRecord, capture, write_report
+from services.runtime.clock import WALL_CLOCK
 from services.runtime.cluster import Cluster, ClusterError, cluster_env
 from services.runtime.service import redis_client
 from services.store import history
@@ -97,7 +98,7 @@ async def _legacy_outage(monitor: Monitor, client: aioredis.Redis, settings: Set
         (monitor.failure_ratio(at=p.at) or 0) for p in monitor.load)
     monitor.note("operator runs 'dnsrace repair'")
     result.repair_started_at = time.time()
-    actions = await operator.repair(ZoneStore(client), PlanStore(client),
+    actions = await operator.repair(ZoneStore(client, clock=WALL_CLOCK), PlanStore(client),
                                     names.endpoints(settings.cells))
     result.repaired_at = time.time()
     repaired = [a for a in actions if a.tree_was_missing]

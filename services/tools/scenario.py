@@ -41,6 +41,7 @@ from services.control.client import ControlClient, ControlError
 from services.core import checker, events, names
 from services.report.monitor import Monitor
 from services.report.render import RunRecord
+from services.runtime.clock import WALL_CLOCK
 from services.runtime.cluster import Cluster, ClusterError, cluster_env
 from services.runtime.service import redis_client
 from services.store import history
@@ -178,7 +179,7 @@ class Outcome:
 
 async def converged(client: Any) -> bool:
     """Every endpoint names an existing tree of the newest plan or the one before (I4)."""
-    zone, plans = ZoneStore(client), PlanStore(client)
+    zone, plans = ZoneStore(client, clock=WALL_CLOCK), PlanStore(client)
     newest = await plans.newest_generation()
     snapshot = await zone.snapshot()
     for endpoint in snapshot.names():
@@ -201,7 +202,7 @@ async def _play(step: Step, settings: Settings, client: Any, monitor: Monitor) -
                                   float(f.get("duration_s", 0)), dict(f.get("params", {})))
         monitor.note(f"fault {added['type']} on {added['target']} until {added['expires_at']}")
     elif step.action == "repair":
-        actions = await operator.repair(ZoneStore(client), PlanStore(client),
+        actions = await operator.repair(ZoneStore(client, clock=WALL_CLOCK), PlanStore(client),
                                         names.endpoints(settings.cells))
         monitor.note(f"repair: {len(actions)} endpoint(s) changed")
     else:
@@ -232,7 +233,7 @@ async def run_scenario(scenario: Scenario, settings: Settings, mode: Mode,
                     "healthy traffic")
                 before, _ = monitor.totals()
                 stale_before = monitor.client_stale_answers()
-                since_ms = events.now_ms()
+                since_ms = WALL_CLOCK.now_ms()
                 t0 = time.monotonic()
                 for step in scenario.timeline:
                     await asyncio.sleep(max(0.0, step.at_s - (time.monotonic() - t0)))

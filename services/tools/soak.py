@@ -29,6 +29,7 @@ from services.control.client import ControlClient, ControlError
 from services.core import checker, events, names
 from services.core.faults import StallPoint
 from services.report.monitor import Monitor
+from services.runtime.clock import WALL_CLOCK
 from services.runtime.cluster import Cluster, ClusterError, cluster_env
 from services.runtime.service import redis_client
 from services.store import history
@@ -97,7 +98,7 @@ class Nemesis:
         down_s = self.rng.uniform(0.5, 2.0)
         await self._record(events.FaultStarted(
             source="soak", fault_id=fault_id, type=kind, target=name,
-            expires_ms=events.now_ms() + int(down_s * 1000)))
+            expires_ms=WALL_CLOCK.now_ms() + int(down_s * 1000)))
         await asyncio.to_thread(self.cluster.kill, name)
         await asyncio.sleep(down_s)
         await asyncio.to_thread(self.cluster.start, (name,))
@@ -149,12 +150,13 @@ async def run_soak(settings: Settings, mode: Mode, duration_s: float, seed: int,
                 await monitor.wait_until(
                     lambda: monitor.dns_answers() and monitor.failure_ratio() == 0.0, 20,
                     "healthy traffic")
-                since_ms = events.now_ms()
+                since_ms = WALL_CLOCK.now_ms()
                 dns_before = len(monitor.dns)
                 resolutions_before = _resolutions(monitor)
                 stale_before = monitor.client_stale_answers()
                 nemesis = Nemesis(cluster, ControlClient.for_settings(settings),
-                                  history.RedisHistory(client), random.Random(seed), types)
+                                  history.RedisHistory(client, clock=WALL_CLOCK),
+                                  random.Random(seed), types)
                 deadline = time.monotonic() + duration_s
                 while time.monotonic() < deadline:
                     for name in cluster.revive():

@@ -7,8 +7,9 @@
 --   {"changes": [{"action": "CREATE"|"DELETE"|"UPSERT", "name": n, "type": t, "value": v,
 --                 "if_unreferenced": bool}],
 --    "fences": [{"name": n, "below": g}],      -- alias at n must name a generation < g
---    "not_after_ms": ms}                        -- reject if the server clock is past it
+--    "not_after_ms": ms}                        -- reject if ARGV[3] is past it
 -- ARGV[2] change notification channel
+-- ARGV[3] now_ms: the writer's clock, passed in; the only time this script decides by
 --
 -- Returns JSON {"ok": true, "serial": s, "ms": t} or
 --              {"ok": false, "index": i, "reason": r, "detail": d} (index 0 = the batch itself).
@@ -17,8 +18,11 @@
 
 redis.replicate_commands()
 local batch = cjson.decode(ARGV[1])
+local now_ms = tonumber(ARGV[3])
+-- The commit's own time ("ms" in the notification and the reply) is Redis TIME: a measurement
+-- (propagation is measured from it), never a decision.
 local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local commit_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 
 local function reject(index, reason, detail)
   return cjson.encode({ok = false, index = index, reason = reason, detail = detail})
@@ -127,6 +131,6 @@ local serial = redis.call('INCR', KEYS[2])
 -- it without reading: in serial order, the values are exactly the zone at that serial.
 local values = {}
 for i, key in ipairs(changed) do values[i] = view[key] end
-redis.call('PUBLISH', ARGV[2], cjson.encode({serial = serial, ms = now_ms, keys = changed,
+redis.call('PUBLISH', ARGV[2], cjson.encode({serial = serial, ms = commit_ms, keys = changed,
                                              values = values}))
-return cjson.encode({ok = true, serial = serial, ms = now_ms, live = live})
+return cjson.encode({ok = true, serial = serial, ms = commit_ms, live = live})
