@@ -9,6 +9,7 @@ from services.config import Settings
 from services.core import names
 from services.core.balancers import fleet
 from services.core.faults import Fault, FaultType, StallPoint
+from services.errors import DnsraceError
 from services.runtime import netns
 
 MAX_DURATION_S = 3600.0
@@ -22,7 +23,7 @@ PARAMS: dict[FaultType, set[str]] = {
 }
 
 
-class FaultRequestError(ValueError):
+class FaultRequestError(DnsraceError, ValueError):
     pass
 
 

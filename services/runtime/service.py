@@ -33,6 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.config import ConfigError, Settings
+from services.errors import DnsraceError
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ def observability_app(ctx: ServiceContext, health: HealthCheck | None = None) ->
     return app
 
 
-class PortInUse(RuntimeError):
+class PortInUse(DnsraceError, RuntimeError):
     """A port this process must listen on is taken (most often: another cluster is up)."""
 
 
