@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from services.config import Settings
 from services.control.requests import parse_fault_request
 from services.control.service import Controller, build_app
-from services.core import events
+from services.core import events, names
 from services.core.faults import PIDS_KEY
 from services.runtime.service import ServiceContext
 from services.store.health import HealthStore
@@ -37,6 +37,7 @@ async def api(settings_db: Settings) -> AsyncIterator[tuple[TestClient, Controll
 
 STALL = {"type": "enactor_stall", "target": "use1-az1", "duration_s": 30,
          "params": {"point": "after_check"}}
+LB = {"type": "lb_health", "target": "lb-001", "duration_s": 30}
 
 
 async def active(client: TestClient) -> list[dict[str, Any]]:
@@ -54,7 +55,9 @@ async def test_a_fault_is_started_listed_and_removed(
     fault = await response.json()
     assert {"id", "started_at", "expires_at"} <= set(fault)
     assert fault["expires_ms"] - fault["started_ms"] == 30_000
-    assert [f["id"] for f in await active(client)] == [fault["id"]]
+    assert fault["params"] == {"point": "after_check"}
+    assert [(f["id"], f["params"]) for f in await active(client)] == [
+        (fault["id"], {"point": "after_check"})]
     assert (await client.delete(f"/faults/{fault['id']}")).status == 200
     assert await active(client) == []
     assert (await client.delete(f"/faults/{fault['id']}")).status == 404
@@ -67,6 +70,16 @@ async def test_a_fault_is_started_listed_and_removed(
     ({k: v for k, v in STALL.items() if k != "duration_s"}, "duration_s is required"),
     ({**STALL, "duration_s": "10"}, "duration_s is required"),
     ({**STALL, "params": {"point": "sometime"}}, "needs params.point"),
+    ({**STALL, "params": {"point": "after_check", "endpoint": names.REGIONAL}},
+     "params.endpoint only goes with point before_flip"),
+    ({**STALL, "params": {"point": "before_flip", "endpoint": "nowhere"}},
+     "params.endpoint 'nowhere' is not an endpoint"),
+    ({**STALL, "params": {"point": "after_check", "colour": 1}},
+     "takes no param(s) colour; allowed: endpoint, min_generation, point"),
+    ({**STALL, "params": [1]}, "params must be a JSON object"),
+    ({**LB, "params": {"capacity": -1}}, "params.capacity must be a whole number >= 0"),
+    ({**LB, "type": "lock_delay", "target": "all", "params": {"capacity": 5}},
+     "lock_delay takes no param(s) capacity; allowed: none"),
     ({**STALL, "colour": "red"}, "unknown field(s) colour"),
     ([1, 2], "must be a JSON object"),
 ])

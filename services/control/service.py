@@ -26,7 +26,7 @@ from services.config import ConfigError
 from services.control.requests import FaultRequestError, parse_fault_request
 from services.core import events, names
 from services.core.balancers import Health, fleet
-from services.core.faults import PIDS_KEY, Fault, FaultType
+from services.core.faults import PIDS_KEY, Fault, FaultType, LbHealthParams, params_json
 from services.runtime import netns
 from services.runtime.service import ServiceContext, observability_app, redis_client, start_site
 from services.store import history
@@ -58,7 +58,8 @@ def _iso(ms: int) -> str:
 
 def fault_view(fault: Fault) -> dict[str, Any]:
     return {
-        "id": fault.id, "type": str(fault.type), "target": fault.target, "params": fault.params,
+        "id": fault.id, "type": str(fault.type), "target": fault.target,
+        "params": params_json(fault.params),
         "started_at": _iso(fault.started_ms), "expires_at": _iso(fault.expires_ms),
         "started_ms": fault.started_ms, "expires_ms": fault.expires_ms,
     }
@@ -96,8 +97,8 @@ class Controller:
                 for pid in await self._enactor_pids(fault.target):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGSTOP if starting else signal.SIGCONT)
-            elif fault.type is FaultType.LB_HEALTH:
-                capacity = int(fault.params.get("capacity", 100))
+            elif isinstance(fault.params, LbHealthParams):
+                capacity = fault.params.effective_capacity
                 for ip in self._lb_ips(fault.target):
                     await self.health.set(ip, Health(not starting, capacity))
             elif fault.type is FaultType.AZ_PARTITION:
@@ -114,7 +115,7 @@ class Controller:
             FAULT_ACTIVE.labels(fault.type, fault.target).set(1)
             await self.sink.record(events.FaultStarted(
                 fault_id=fault.id, type=fault.type, target=fault.target,
-                expires_ms=fault.expires_ms, params=fault.params))
+                expires_ms=fault.expires_ms, params=params_json(fault.params)))
         log.info("fault %s started: %s on %s until %s", fault.id, fault.type, fault.target,
                  _iso(fault.expires_ms))
         self.changed.set()
