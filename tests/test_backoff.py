@@ -41,6 +41,16 @@ def test_equal_jitter_keeps_at_least_half_the_ceiling() -> None:
     assert all(0.4 <= d <= 0.8 for d in delays)
 
 
+def test_equal_jitter_is_the_enactors_lock_backoff_draw_for_draw() -> None:
+    """services/enactor/enactor.py computes min(max, base * 2 ** attempt) * (0.5 + r / 2)
+    for its 0-based attempt: the policy with jitter 0.5 gives the same delays."""
+    policy = RetryBackoff(base_s=0.05, cap_s=1.0, jitter=0.5, rng=random.Random(9))
+    rng = random.Random(9)
+    for attempt in range(8):
+        by_hand = min(1.0, 0.05 * 2 ** attempt) * (0.5 + rng.random() / 2)
+        assert policy.delay(attempt + 1) == pytest.approx(by_hand, rel=1e-12)
+
+
 def test_a_seeded_policy_gives_the_same_delays_every_time() -> None:
     first = RetryBackoff(rng=random.Random(42))
     second = RetryBackoff(rng=random.Random(42))

@@ -63,4 +63,7 @@ class RetryBackoff:
         ceiling = self.ceiling(attempt)
         if self.jitter == 0:
             return ceiling
-        return ceiling * (1.0 - self.jitter * self.rng.random())
+        # (1 - jitter) of the ceiling for sure, the rest at random: with jitter 1 this is
+        # uniform(0, ceiling) as in redis-py's FullJitterBackoff, with jitter 0.5 the
+        # enactor's lock back-off, draw for draw.
+        return ceiling * (1.0 - self.jitter + self.jitter * self.rng.random())
