@@ -7,13 +7,14 @@ set. :func:`run_service` gives it uvloop, a SIGTERM/SIGINT handler and an orderl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import logging
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,23 +173,34 @@ ServiceMain = Callable[[ServiceContext], Awaitable[None]]
 Job = Coroutine[Any, Any, None]
 
 
-async def run_until_stopped(ctx: ServiceContext, *jobs: Job) -> None:
-    """Run jobs in a task group until ``ctx.stopping`` is set, then cancel them.
+@contextlib.asynccontextmanager
+async def supervised() -> AsyncIterator[asyncio.TaskGroup]:
+    """A TaskGroup whose one failure is raised as itself, not as an ExceptionGroup of one.
 
-    A job that fails cancels the others and its error is raised here (several at once raise
-    an ExceptionGroup); a job that returns is done and the others go on.
+    Every task created in it is awaited before the block ends; the first to fail cancels the
+    others and the block (several failing at once raise an ExceptionGroup).
     """
     failed: BaseException | None = None
     try:
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(job) for job in jobs]
-            await ctx.stopping.wait()
-            for task in tasks:
-                task.cancel()
+            yield group
     except ExceptionGroup as errors:
         failed = errors.exceptions[0] if len(errors.exceptions) == 1 else errors
     if failed is not None:
         raise failed  # outside the handler: the error, not "during handling of the group"
+
+
+async def run_until_stopped(ctx: ServiceContext, *jobs: Job) -> None:
+    """Run jobs in a task group until ``ctx.stopping`` is set, then cancel them.
+
+    A job that fails cancels the others and its error is raised here; a job that returns is
+    done and the others go on.
+    """
+    async with supervised() as group:
+        tasks = [group.create_task(job) for job in jobs]
+        await ctx.stopping.wait()
+        for task in tasks:
+            task.cancel()
 
 
 def run_service(main: ServiceMain, settings: Settings, process: str, az: str | None = None,
