@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
 
 from services.config import Settings
 from services.control.requests import parse_fault_request
@@ -206,3 +207,29 @@ async def test_a_fault_still_ends_when_the_control_service_was_down_at_its_expir
     finally:
         await second.stop(expiry)
         await health.client.aclose()
+
+
+async def test_a_failed_expiry_check_is_counted_and_retried_until_redis_answers(
+        api: tuple[TestClient, Controller]) -> None:
+    """The fault book unreadable (a key of the wrong type: Redis refuses every read): the
+    expiry loop counts each failed check and keeps trying; once readable, faults expire."""
+    client, controller = api
+    where = {"where": "fault_expiry"}
+    before = REGISTRY.get_sample_value("dnsrace_errors_swallowed_total", where) or 0.0
+    await controller.client.set(controller.book.key, "not a hash")
+    controller.changed.set()
+
+    async def retried() -> bool:
+        count = REGISTRY.get_sample_value("dnsrace_errors_swallowed_total", where) or 0.0
+        return count >= before + 2
+
+    await wait_until(retried, 5, "two failed expiry checks to be counted")
+    await controller.client.delete(controller.book.key)
+    response = await client.post("/faults", json={**STALL, "duration_s": 0.3})
+    fault_id = (await response.json())["id"]
+
+    async def expired() -> bool:
+        return any(isinstance(e, events.FaultEnded) and e.fault_id == fault_id
+                   and e.why == "expired" for _, e in await controller.sink.read())
+
+    await wait_until(expired, 5, "the fault to expire once the book is readable")
