@@ -22,16 +22,18 @@ from dns_server.answer import AnswerPolicy
 from dns_server.engine import OnAnswer, ReplyEngine
 from dns_server.errors import ListenAddressError
 from dns_server.sampling import AnswerSampler
-from dns_server.sync import Backoff, ZoneSync
+from dns_server.sync import SYNC_RETRY, ZoneSync
 from dns_server.transport import TcpConnections, TcpDnsProtocol, TcpLimits, UdpDnsProtocol
 from dns_server.udp_batch import UdpBatchServer, available
 from dns_server.zone import Zone
 from services.config import ISOLATION_RANGE, Settings
 from services.runtime.service import ServiceContext, observability_app, redis_client, start_site
+from services.runtime.swallowed import swallowed
 from services.store import history
 from services.store.zone import ZoneKeys, ZoneStore, ensure_apex
 
 log = logging.getLogger(__name__)
+APEX_ERRORS = swallowed("zone_apex")
 
 UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 """Bytes of kernel buffer for queries that arrive in a burst (best effort)."""
@@ -185,16 +187,18 @@ class DnsServer:
 async def _ensure_apex(settings: Settings, stopping: asyncio.Event) -> None:
     """Create the zone's SOA and NS unless present, retrying until Redis answers."""
     client = redis_client(settings)
-    backoff = Backoff()
+    attempt = 0
     try:
         while not stopping.is_set():
             try:
                 await ensure_apex(ZoneStore(client), settings.ttl_s, settings.negative_ttl_s)
                 return
             except (RedisError, OSError) as e:
+                attempt += 1
+                APEX_ERRORS.inc()
                 log.warning("cannot create the zone apex yet: %s", e)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), backoff.next_delay())
+                await asyncio.wait_for(stopping.wait(), SYNC_RETRY.delay(attempt))
     finally:
         await client.aclose()
 
