@@ -27,6 +27,12 @@ SUBSCRIPTIONS_LOST = Counter(
     "the re-read after subscribing failed); each is followed by a new one and a re-read",
     ["feed"],
 )
+SUBSCRIBE_FAILURES = Counter(
+    "dnsrace_subscribe_failures",
+    "Attempts to subscribe to a Redis change channel that failed before Redis confirmed "
+    "them (Redis away); each is retried after a back-off",
+    ["feed"],
+)
 FOLLOW_BACKOFF = RetryBackoff(base_s=0.05, cap_s=1.0)
 """Between a lost subscription and the next attempt: 0.05 s doubling to 1 s, full jitter."""
 
@@ -46,12 +52,14 @@ async def follow(client: aioredis.Redis, channel: str, *, feed: str, resync: Res
     subscription (a Redis or socket error once Redis had confirmed it: while re-reading or
     listening) is counted in ``dnsrace_subscriptions_lost_total{feed}``; after
     ``backoff.delay(attempt)`` the loop subscribes and re-reads again, as it does after an
-    attempt that failed before any confirmation (Redis still away: no new loss). A client
+    attempt that failed before any confirmation (Redis still away: counted in
+    ``dnsrace_subscribe_failures_total{feed}``, not as a further loss). A client
     that reconnects by itself (redis-py with retries) re-subscribes without an error: its new
     confirmation counts as a loss too.
     Errors of any other kind are not ours to survive and end the iteration.
     """
     lost = SUBSCRIPTIONS_LOST.labels(feed)
+    failed = SUBSCRIBE_FAILURES.labels(feed)
     attempt = 0
     while True:
         pubsub = client.pubsub()
@@ -71,8 +79,10 @@ async def follow(client: aioredis.Redis, channel: str, *, feed: str, resync: Res
                     attempt = 0
             raise SubscriptionEnded(f"the subscription to {channel} ended")
         except (RedisError, OSError) as e:
-            if confirmed:  # a failed attempt while Redis is still away loses nothing more
+            if confirmed:
                 lost.inc()
+            else:  # Redis still away: a failed attempt, not a further loss
+                failed.inc()
             attempt += 1
             delay = backoff.delay(attempt)
             log.warning("%s: %s %s (%s); subscribing again in %.2f s", feed,
