@@ -18,6 +18,7 @@ from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from services.core.backoff import RetryBackoff
+from services.errors import DnsraceError
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,9 @@ FOLLOW_BACKOFF = RetryBackoff(base_s=0.05, cap_s=1.0)
 Resync = Callable[[], Awaitable[None]]
 
 
-class SubscriptionEnded(RedisError):
-    """The server ended a subscription we did not end (every channel unsubscribed)."""
+class SubscriptionEnded(DnsraceError, RedisError):
+    """The server ended a subscription we did not end (every channel unsubscribed): lost, as
+    if by a Redis error."""
 
 
 async def follow(client: aioredis.Redis, channel: str, *, feed: str, resync: Resync,
