@@ -55,10 +55,10 @@ async def follow(client: aioredis.Redis, channel: str, *, feed: str, resync: Res
     listening) is counted in ``dnsrace_subscriptions_lost_total{feed}``; after
     ``backoff.delay(attempt)`` the loop subscribes and re-reads again, as it does after an
     attempt that failed before any confirmation (Redis still away: counted in
-    ``dnsrace_subscribe_failures_total{feed}``, not as a further loss). A client
-    that reconnects by itself (redis-py with retries) re-subscribes without an error: its new
-    confirmation counts as a loss too.
-    Errors of any other kind are not ours to survive and end the iteration.
+    ``dnsrace_subscribe_failures_total{feed}``, not as a further loss). A client that
+    reconnects by itself (redis-py with retries) re-subscribes without an error: its new
+    confirmation counts as a loss too. Errors of any other kind are not ours to survive and
+    end the iteration.
     """
     lost = SUBSCRIPTIONS_LOST.labels(feed)
     failed = SUBSCRIBE_FAILURES.labels(feed)
