@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.errors import DnsraceError
 from services.runtime.processes import terminate
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 
-class BenchError(RuntimeError):
+class BenchError(DnsraceError, RuntimeError):
     """A benchmark could not run (a tool is missing, a server did not start)."""
 
 

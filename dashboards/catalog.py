@@ -58,6 +58,11 @@ LABELS: dict[str, str] = {
     "why": "how a fault ended: removed, expired, reset",
     "operation": "DynamoDB operation a load balancer answered (GetItem, PutItem, ..., unknown)",
     "transport": "DNS transport of a client query: udp or tcp",
+    "feed": "Redis change channel a process follows: faults, plans (enactor), lb_health "
+            "(endpoints), zone (dns)",
+    "where": "where a process caught and survived an error: fault_gate_read, "
+             "enactor_register_pid (enactor), lb_health_read (endpoints), fault_expiry "
+             "(control), zone_apex (dns)",
 }
 """Every label a dnsrace metric may carry: bounded sets only (never IPs or generations)."""
 

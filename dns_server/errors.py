@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from dns_server.protocol import Rcode
+from services.errors import DnsraceError
 
 
 class MalformedReason(StrEnum):
@@ -27,7 +28,7 @@ class ResyncReason(StrEnum):
     BAD_NOTIFICATION = "bad_notification"
 
 
-class DnsServerError(Exception):
+class DnsServerError(DnsraceError):
     """Base of every error this package raises."""
 
 

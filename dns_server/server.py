@@ -22,17 +22,25 @@ from dns_server.answer import AnswerPolicy
 from dns_server.engine import OnAnswer, ReplyEngine
 from dns_server.errors import ListenAddressError
 from dns_server.sampling import AnswerSampler
-from dns_server.sync import Backoff, ZoneSync
+from dns_server.sync import SYNC_RETRY, ZoneSync
 from dns_server.transport import TcpConnections, TcpDnsProtocol, TcpLimits, UdpDnsProtocol
 from dns_server.udp_batch import UdpBatchServer, available
 from dns_server.zone import Zone
 from services.config import ISOLATION_RANGE, Settings
 from services.runtime.clock import WALL_CLOCK
-from services.runtime.service import ServiceContext, observability_app, redis_client, start_site
+from services.runtime.service import (
+    ServiceContext,
+    observability_app,
+    redis_client,
+    run_until_stopped,
+    start_site,
+)
+from services.runtime.swallowed import swallowed
 from services.store import history
 from services.store.zone import ZoneKeys, ZoneStore, ensure_apex
 
 log = logging.getLogger(__name__)
+APEX_ERRORS = swallowed("zone_apex")
 
 UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 """Bytes of kernel buffer for queries that arrive in a burst (best effort)."""
@@ -158,12 +166,22 @@ class DnsServer:
         """Return once answers come from zone serial ``serial`` or later."""
         await self.sync.wait_for_serial(serial, timeout_s)
 
+    async def following(self) -> None:
+        """Until cancelled, wait on the zone sync; raise its error at once if it fails.
+
+        The sync counts, logs and retries every error of its own (it never ends by itself):
+        what would end it is a bug, and a job of the process that awaits this surfaces it.
+        """
+        assert self._sync_task is not None, "start() the server first"
+        await asyncio.shield(self._sync_task)
+
     async def stop(self) -> None:
-        """Stop following the zone and close every socket."""
-        if self._sync_task is not None:
-            self._sync_task.cancel()
-            await asyncio.gather(self._sync_task, return_exceptions=True)
-            self._sync_task = None
+        """Stop following the zone and close every socket; raise the zone sync's error if it
+        failed (rather than ended because it was stopped)."""
+        sync, self._sync_task = self._sync_task, None
+        if sync is not None:
+            sync.cancel()
+            await asyncio.wait([sync])
         if self._udp is not None and self._udp_closed is not None:
             self._udp.close()
             await self._udp_closed
@@ -173,6 +191,9 @@ class DnsServer:
             self._tcp_connections.close_all()
             await self._tcp.wait_closed()
             self._tcp = None
+        failure = None if sync is None or sync.cancelled() else sync.exception()
+        if failure is not None:
+            raise failure
 
     async def __aenter__(self) -> DnsServer:
         await self.start()
@@ -186,7 +207,7 @@ class DnsServer:
 async def _ensure_apex(settings: Settings, stopping: asyncio.Event) -> None:
     """Create the zone's SOA and NS unless present, retrying until Redis answers."""
     client = redis_client(settings)
-    backoff = Backoff()
+    attempt = 0
     try:
         while not stopping.is_set():
             try:
@@ -194,40 +215,40 @@ async def _ensure_apex(settings: Settings, stopping: asyncio.Event) -> None:
                                   settings.negative_ttl_s)
                 return
             except (RedisError, OSError) as e:
+                attempt += 1
+                APEX_ERRORS.inc()
                 log.warning("cannot create the zone apex yet: %s", e)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), backoff.next_delay())
+                await asyncio.wait_for(stopping.wait(), SYNC_RETRY.delay(attempt))
     finally:
         await client.aclose()
 
 
+async def _ready_once_loaded(ctx: ServiceContext, server: DnsServer) -> None:
+    await server.sync.loaded.wait()
+    # The loaded zone and the process's modules live as long as the process: keep the cyclic
+    # collector from scanning them again and again under query load.
+    gc.freeze()
+    ctx.ready = True
+    log.info("zone loaded at serial %s; ready", server.sync.serial)
+
+
 async def serve(ctx: ServiceContext) -> None:
-    """Run the DNS server until ``ctx.stopping`` is set; ready once the zone is loaded."""
+    """Run the DNS server until ``ctx.stopping`` is set; ready once the zone is loaded.
+
+    Its jobs (the apex, the answer samples, readiness, the zone sync) run in one task group:
+    the failure of any ends the process with its error.
+    """
     settings = ctx.settings
     history_client = redis_client(settings)
     sampler = AnswerSampler(history.RedisHistory(history_client, source="dns", clock=WALL_CLOCK))
     server = DnsServer(settings, on_answer=sampler)
     runner = await start_site(observability_app(ctx), "127.0.0.1", settings.metrics_port("dns"))
-    tasks: list[asyncio.Task[object]] = []
     try:
         await server.start()
-        tasks.append(asyncio.create_task(_ensure_apex(settings, ctx.stopping)))
-        tasks.append(asyncio.create_task(sampler.drain()))
-        loaded = asyncio.create_task(server.sync.loaded.wait())
-        stop = asyncio.create_task(ctx.stopping.wait())
-        tasks += [loaded, stop]
-        await asyncio.wait({loaded, stop}, return_when=asyncio.FIRST_COMPLETED)
-        if loaded.done():
-            # The loaded zone and the process's modules live as long as the process: keep the
-            # cyclic collector from scanning them again and again under query load.
-            gc.freeze()
-            ctx.ready = True
-            log.info("zone loaded at serial %s; ready", server.sync.serial)
-        await ctx.stopping.wait()
+        await run_until_stopped(ctx, _ensure_apex(settings, ctx.stopping), sampler.drain(),
+                                _ready_once_loaded(ctx, server), server.following())
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         await server.stop()
         await runner.cleanup()
         await history_client.aclose()

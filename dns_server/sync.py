@@ -9,23 +9,22 @@ notifications waiting when the event loop comes back are applied together, and q
 answered between groups only, so no query ever sees a mix of two batches (a flip without its
 tree would be an empty answer we made up).
 
-A gap in the serials, a serial going backwards, a malformed notification, a lost
-subscription or a restarted Redis ends the session: the error is counted, and after a short
-back-off a new session starts from a full snapshot.  While Redis is away the server keeps
-answering from the zone it has.
+The subscription is :func:`services.store.follow.follow`'s (through ``ZoneStore.changes``):
+a lost subscription or a restarted Redis is counted there, and once Redis confirms the new
+subscription a full snapshot is taken again, in the same session.  A gap in the serials, a
+serial going backwards or a malformed notification ends the session: the error is counted,
+and after a back-off (:data:`SYNC_RETRY`) a new session starts from a full snapshot.  While
+Redis is away the server keeps answering from the zone it has.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -33,67 +32,29 @@ from redis.exceptions import RedisError
 from dns_server import metrics
 from dns_server.errors import ResyncReason, ZoneSyncError
 from dns_server.zone import Zone
+from services.core.backoff import RetryBackoff
 from services.core.clock import Clock
 from services.runtime.clock import WALL_CLOCK
+from services.runtime.service import supervised
 from services.store.zone import ZoneChange, ZoneKeys, ZoneStore
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 GROUP_MAX = 64
 """Notifications applied together at most; queries are answered between two groups."""
 
 
-@dataclass
-class Backoff:
-    """Capped exponential back-off with jitter; ``reset`` after a success."""
-
-    base_s: float = 0.05
-    cap_s: float = 1.0
-    rng: random.Random = field(default_factory=random.Random)
-    failures: int = 0
-
-    def next_delay(self) -> float:
-        self.failures += 1
-        delay = min(self.cap_s, self.base_s * 2 ** (self.failures - 1))
-        return delay * self.rng.uniform(0.5, 1.0)
-
-    def reset(self) -> None:
-        self.failures = 0
+SYNC_RETRY = RetryBackoff(base_s=0.05, cap_s=1.0)
+"""Between two sessions, and between two subscription attempts: 0.05 s doubling to 1 s."""
+SUBSCRIBED = None
+"""The queue's marker that Redis confirmed a (new) subscription: take a snapshot now."""
 
 
-class _ConfirmingPubSub(PubSub):
-    """A PubSub that tells us when Redis has confirmed the subscription."""
-
-    def __init__(self, *args: Any, confirmed: asyncio.Event, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._confirmed = confirmed
-
-    async def handle_message(self, response: Any, ignore_subscribe_messages: bool = False) -> Any:
-        if response and isinstance(response, list | tuple) and response[0] in ("subscribe",
-                                                                                 b"subscribe"):
-            self._confirmed.set()
-        return await super().handle_message(response, ignore_subscribe_messages)
-
-
-class _SubscriberClient(aioredis.Redis):
-    """The subscription's own client: confirms SUBSCRIBE, and never reconnects silently."""
-
-    def __init__(self, url: str, confirmed: asyncio.Event) -> None:
-        pool = aioredis.ConnectionPool.from_url(url, decode_responses=True,
-                                                retry=Retry(NoBackoff(), 0),
-                                                socket_connect_timeout=2.0)
-        super().__init__(connection_pool=pool)
-        self.auto_close_connection_pool = True
-        self._confirmed = confirmed
-
-    def pubsub(self, **kwargs: Any) -> PubSub:
-        return _ConfirmingPubSub(self.connection_pool, confirmed=self._confirmed, **kwargs)
-
-
-def _reads_client(url: str) -> aioredis.Redis:
+def _client(url: str, **kwargs: Any) -> aioredis.Redis:
+    """A client that never reconnects silently: every failure reaches the loop that counts it
+    and backs off (the subscription's loop, or the session's)."""
     return aioredis.Redis.from_url(url, decode_responses=True, retry=Retry(NoBackoff(), 0),
-                                   socket_connect_timeout=2.0, socket_timeout=5.0)
+                                   socket_connect_timeout=2.0, **kwargs)
 
 
 ZoneListener = Callable[[Zone, frozenset[str] | None], None]
@@ -109,21 +70,24 @@ class ZoneSync:
     """
 
     def __init__(self, redis_url: str, keys: ZoneKeys | None = None,
-                 listener: ZoneListener | None = None, backoff: Backoff | None = None,
+                 listener: ZoneListener | None = None, backoff: RetryBackoff = SYNC_RETRY,
                  subscribe_timeout_s: float = 5.0, clock: Clock = WALL_CLOCK) -> None:
         self.redis_url = redis_url
         self.keys = keys or ZoneKeys()
         self.clock = clock
         self.listener = listener
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff
         self.subscribe_timeout_s = subscribe_timeout_s
         self.zone: Zone | None = None
         self.loaded = asyncio.Event()
         self._advanced = asyncio.Event()
         self._run_id: str | None = None
         self._pending_reason: ResyncReason | None = None
+        self._failures = 0
+        """Sessions failed since the last snapshot installed."""
         self._last_notified = 0
-        """Serial of the last notification of this session (applied or older than the zone)."""
+        """Serial of the last notification of this subscription (applied or older than the
+        zone)."""
 
     @property
     def serial(self) -> int | None:
@@ -155,59 +119,75 @@ class ZoneSync:
                 self._pending_reason = self._pending_reason or ResyncReason.BAD_NOTIFICATION
                 metrics.SYNC_ERRORS.labels("internal").inc()
                 log.exception("zone sync failed; resyncing")
-            await asyncio.sleep(self.backoff.next_delay())
+            self._failures += 1
+            await asyncio.sleep(self.backoff.delay(self._failures))
 
     async def _session(self) -> None:
-        confirmed = asyncio.Event()
-        subscriber = _SubscriberClient(self.redis_url, confirmed)
-        reads = _reads_client(self.redis_url)
-        queue: asyncio.Queue[ZoneChange] = asyncio.Queue()
-        pump = asyncio.create_task(
-            self._pump(ZoneStore(subscriber, self.keys, clock=self.clock), queue),
-            name="zone-changes")
+        """Subscribe, snapshot, follow; a task group holds the pump, so a failure of either
+        side ends the session with its error."""
+        subscriber = _client(self.redis_url)
+        reads = _client(self.redis_url, socket_timeout=5.0)
+        queue: asyncio.Queue[ZoneChange | None] = asyncio.Queue()
         try:
-            async with asyncio.timeout(self.subscribe_timeout_s):
-                await self._race(confirmed.wait(), pump)
-            store = ZoneStore(reads, self.keys, clock=self.clock)
-            info = await reads.info("server")
-            snapshot = await store.snapshot()
-            self._install(Zone.from_snapshot(snapshot), str(info.get("run_id", "")))
-            self._last_notified = 0
-            await self._follow(queue, pump)
+            async with supervised() as tasks:
+                changes = ZoneStore(subscriber, self.keys, clock=self.clock)
+                tasks.create_task(self._pump(changes, queue), name="zone-changes")
+                await self._follow(queue, ZoneStore(reads, self.keys, clock=self.clock))
         finally:
-            pump.cancel()
-            await asyncio.gather(pump, return_exceptions=True)
             await subscriber.aclose()
             await reads.aclose()
 
-    async def _pump(self, store: ZoneStore, queue: asyncio.Queue[ZoneChange]) -> None:
-        read = 0
-        async for change in store.changes():
-            queue.put_nowait(change)
-            read += 1
-            if read % GROUP_MAX == 0:
-                # Notifications already buffered are parsed without the event loop running:
-                # give it a turn, so a storm of changes does not hold up queries.
-                await asyncio.sleep(0)
-        raise ZoneSyncError(ResyncReason.DISCONNECT, "the change stream ended")
+    async def _pump(self, store: ZoneStore, queue: asyncio.Queue[ZoneChange | None]) -> None:
+        async def subscribed() -> None:
+            queue.put_nowait(SUBSCRIBED)
 
-    async def _race(self, awaitable: Awaitable[T], pump: asyncio.Task[None]) -> T:
-        """Await ``awaitable`` unless the subscription fails first (then raise why)."""
-        task = asyncio.ensure_future(awaitable)
+        read = 0
         try:
-            await asyncio.wait({task, pump}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not task.done():
-                task.cancel()
-        if task.done() and not task.cancelled():
-            return task.result()
-        error = pump.exception() if pump.done() and not pump.cancelled() else None
-        if isinstance(error, ZoneSyncError):
-            raise error
-        reason = (ResyncReason.BAD_NOTIFICATION if isinstance(error, ValueError | KeyError |
-                                                               TypeError)
-                  else ResyncReason.DISCONNECT)
-        raise ZoneSyncError(reason, f"subscription failed: {error!r}") from error
+            async for change in store.changes(resync=subscribed, backoff=self.backoff):
+                queue.put_nowait(change)
+                read += 1
+                if read % GROUP_MAX == 0:
+                    # Notifications already buffered are parsed without the event loop
+                    # running: give it a turn, so a storm of changes does not hold up queries.
+                    await asyncio.sleep(0)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ZoneSyncError(ResyncReason.BAD_NOTIFICATION, f"{e!r}") from e
+
+    async def _follow(self, queue: asyncio.Queue[ZoneChange | None], reads: ZoneStore) -> None:
+        try:
+            async with asyncio.timeout(self.subscribe_timeout_s):
+                item = await queue.get()
+        except TimeoutError:
+            raise ZoneSyncError(ResyncReason.DISCONNECT, "Redis did not confirm the "
+                                f"subscription within {self.subscribe_timeout_s:g} s") from None
+        first = True
+        while True:
+            if item is SUBSCRIBED:
+                if not first:  # the subscription was lost and taken again
+                    self._pending_reason = self._pending_reason or ResyncReason.DISCONNECT
+                first = False
+                await self._snapshot(reads)
+                item = await queue.get()
+                continue
+            changes = [item]
+            item = None
+            while not queue.empty() and len(changes) < GROUP_MAX:
+                following = queue.get_nowait()
+                if following is SUBSCRIBED:
+                    item = SUBSCRIBED  # after this group
+                    break
+                changes.append(following)
+            self._apply(self._contiguous(changes))
+            if item is None:
+                if not queue.empty():
+                    await asyncio.sleep(0)  # let queries in between groups
+                item = await queue.get()
+
+    async def _snapshot(self, reads: ZoneStore) -> None:
+        info = await reads.client.info("server")
+        snapshot = await reads.snapshot()
+        self._install(Zone.from_snapshot(snapshot), str(info.get("run_id", "")))
+        self._last_notified = 0
 
     def _install(self, zone: Zone, run_id: str) -> None:
         if zone.rejected:
@@ -224,21 +204,12 @@ class ZoneSync:
         self._pending_reason = None
         self._run_id = run_id
         self.zone = zone
-        self.backoff.reset()
+        self._failures = 0
         if self.listener is not None:
             self.listener(zone, None)
         metrics.observe_zone(zone)
         self.loaded.set()
         self._advance()
-
-    async def _follow(self, queue: asyncio.Queue[ZoneChange], pump: asyncio.Task[None]) -> None:
-        while True:
-            changes = [await self._race(queue.get(), pump)]
-            while not queue.empty() and len(changes) < GROUP_MAX:
-                changes.append(queue.get_nowait())
-            self._apply(self._contiguous(changes))
-            if not queue.empty():
-                await asyncio.sleep(0)  # let queries in between groups
 
     def _contiguous(self, changes: list[ZoneChange]) -> list[ZoneChange]:
         """The changes above the zone's serial, checked to follow it without a gap."""

@@ -19,6 +19,7 @@ from dnslib import EDNS0, DNSError, DNSRecord
 from loadgen.answers import Answer, interpret, matches
 from loadgen.metrics import DNS_BAD_RESPONSES, DNS_QUERIES, STALE_ANSWERS
 from loadgen.outcome import Outcome
+from services.errors import DnsraceError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ EDNS_UDP_SIZE = 1232
 """Our advertised UDP size (the DNS flag day 2020 value); the server adds its generation."""
 
 
-class BadResponse(Exception):
+class BadResponse(DnsraceError):
     """A TCP response that does not answer the question asked."""
 
 

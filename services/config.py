@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from services.errors import DnsraceError
+
 Mode = Literal["legacy", "safe"]
 Protection = Literal["fenced_commit", "safe_cleanup", "plan_validation", "self_repair"]
 ALL_PROTECTIONS: tuple[Protection, ...] = typing.get_args(Protection)
@@ -25,7 +27,7 @@ ISOLATION_RANGE = ipaddress.ip_network("198.18.0.0/15")
 besides loopback, the only addresses a dnsrace process may listen on or send to."""
 
 
-class ConfigError(ValueError):
+class ConfigError(DnsraceError, ValueError):
     """A setting is unknown or has a value that cannot be used; the message says how to fix it."""
 
 

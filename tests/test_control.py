@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
 
 from services.config import Settings
 from services.control.requests import parse_fault_request
 from services.control.service import Controller, build_app
-from services.core import events
+from services.core import events, names
 from services.core.faults import PIDS_KEY
 from services.runtime.service import ServiceContext
 from services.store.health import HealthStore
@@ -37,6 +38,7 @@ async def api(settings_db: Settings) -> AsyncIterator[tuple[TestClient, Controll
 
 STALL = {"type": "enactor_stall", "target": "use1-az1", "duration_s": 30,
          "params": {"point": "after_check"}}
+LB = {"type": "lb_health", "target": "lb-001", "duration_s": 30}
 
 
 async def active(client: TestClient) -> list[dict[str, Any]]:
@@ -54,7 +56,9 @@ async def test_a_fault_is_started_listed_and_removed(
     fault = await response.json()
     assert {"id", "started_at", "expires_at"} <= set(fault)
     assert fault["expires_ms"] - fault["started_ms"] == 30_000
-    assert [f["id"] for f in await active(client)] == [fault["id"]]
+    assert fault["params"] == {"point": "after_check"}
+    assert [(f["id"], f["params"]) for f in await active(client)] == [
+        (fault["id"], {"point": "after_check"})]
     assert (await client.delete(f"/faults/{fault['id']}")).status == 200
     assert await active(client) == []
     assert (await client.delete(f"/faults/{fault['id']}")).status == 404
@@ -67,6 +71,16 @@ async def test_a_fault_is_started_listed_and_removed(
     ({k: v for k, v in STALL.items() if k != "duration_s"}, "duration_s is required"),
     ({**STALL, "duration_s": "10"}, "duration_s is required"),
     ({**STALL, "params": {"point": "sometime"}}, "needs params.point"),
+    ({**STALL, "params": {"point": "after_check", "endpoint": names.REGIONAL}},
+     "params.endpoint only goes with point before_flip"),
+    ({**STALL, "params": {"point": "before_flip", "endpoint": "nowhere"}},
+     "params.endpoint 'nowhere' is not an endpoint"),
+    ({**STALL, "params": {"point": "after_check", "colour": 1}},
+     "takes no param(s) colour; allowed: endpoint, min_generation, point"),
+    ({**STALL, "params": [1]}, "params must be a JSON object"),
+    ({**LB, "params": {"capacity": -1}}, "params.capacity must be a whole number >= 0"),
+    ({**LB, "type": "lock_delay", "target": "all", "params": {"capacity": 5}},
+     "lock_delay takes no param(s) capacity; allowed: none"),
     ({**STALL, "colour": "red"}, "unknown field(s) colour"),
     ([1, 2], "must be a JSON object"),
 ])
@@ -193,3 +207,29 @@ async def test_a_fault_still_ends_when_the_control_service_was_down_at_its_expir
     finally:
         await second.stop(expiry)
         await health.client.aclose()
+
+
+async def test_a_failed_expiry_check_is_counted_and_retried_until_redis_answers(
+        api: tuple[TestClient, Controller]) -> None:
+    """The fault book unreadable (a key of the wrong type: Redis refuses every read): the
+    expiry loop counts each failed check and keeps trying; once readable, faults expire."""
+    client, controller = api
+    where = {"where": "fault_expiry"}
+    before = REGISTRY.get_sample_value("dnsrace_errors_swallowed_total", where) or 0.0
+    await controller.client.set(controller.book.key, "not a hash")
+    controller.changed.set()
+
+    async def retried() -> bool:
+        count = REGISTRY.get_sample_value("dnsrace_errors_swallowed_total", where) or 0.0
+        return count >= before + 2
+
+    await wait_until(retried, 5, "two failed expiry checks to be counted")
+    await controller.client.delete(controller.book.key)
+    response = await client.post("/faults", json={**STALL, "duration_s": 0.3})
+    fault_id = (await response.json())["id"]
+
+    async def expired() -> bool:
+        return any(isinstance(e, events.FaultEnded) and e.fault_id == fault_id
+                   and e.why == "expired" for _, e in await controller.sink.read())
+
+    await wait_until(expired, 5, "the fault to expire once the book is readable")

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from services.config import ALL_PROTECTIONS, Protection
 from services.core import events, names
 from services.core.balancers import Health, LoadBalancer
-from services.core.faults import Fault, FaultType, StallPoint
+from services.core.faults import Fault, FaultType, StallParams, StallPoint
 from services.core.plans import make_plan
 from services.core.records import (
     Action,
@@ -257,8 +257,8 @@ async def test_a_stall_naming_an_endpoint_mid_window_stalls_right_before_its_fli
         redis_client: aioredis.Redis, prefix: str, window: int) -> None:
     cell = Cell(redis_client, prefix)
     named = ENDPOINTS[5]
-    fault = Fault.new(FaultType.ENACTOR_STALL, A, 60, {
-        "point": StallPoint.BEFORE_FLIP, "endpoint": named, "min_generation": 2})
+    fault = Fault.new(FaultType.ENACTOR_STALL, A, 60,
+                      StallParams(StallPoint.BEFORE_FLIP, endpoint=named, min_generation=2))
     await cell.book.add(fault)
     enactor = cell.enactor(window)
     await enactor.gate.refresh()

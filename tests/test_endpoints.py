@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 
 from services.config import Settings
 from services.core.balancers import Health, fleet
-from services.fleet.endpoints import LoadBalancerFleet, serve
+from services.fleet.endpoints import FleetError, LoadBalancerFleet, serve
 from services.runtime.redis_server import EmbeddedRedis, free_port
 from services.runtime.service import ServiceContext, redis_client
 from services.store.health import HealthStore
@@ -320,25 +320,36 @@ async def test_unreadable_health_is_counted_and_retried_until_fixed(
     await redis_client.hset(store.key, lb.ip, "not json")
     errors = REGISTRY.get_sample_value("dnsrace_lb_health_follow_errors_total") or 0.0
 
-    with pytest.raises(RuntimeError, match="could not read load-balancer health"):
-        await LoadBalancerFleet(settings, store, health_timeout_s=0.3).start()
+    with pytest.raises(FleetError, match="could not read load-balancer health"):
+        async with LoadBalancerFleet(settings, store, health_timeout_s=0.3):
+            pass
     assert (REGISTRY.get_sample_value("dnsrace_lb_health_follow_errors_total") or 0) > errors
     with pytest.raises(OSError):  # nothing was left listening
         socket.create_connection((lb.ip, settings.lb_port), timeout=1).close()
 
     lbs = LoadBalancerFleet(settings, store, health_timeout_s=10)
-    starting = asyncio.create_task(lbs.start())
+    listening, done = asyncio.Event(), asyncio.Event()
+
+    async def run_fleet() -> None:
+        async with lbs:
+            listening.set()
+            await done.wait()
+
+    running = asyncio.create_task(run_fleet())
 
     async def retried() -> bool:
         count = REGISTRY.get_sample_value("dnsrace_lb_health_follow_errors_total") or 0
         return count > errors + 2
 
     await eventually(retried)
-    assert not starting.done()
+    assert not listening.is_set()
     await store.set(lb.ip, Health(healthy=False, capacity=100))  # an operator fixes the value
-    await asyncio.wait_for(starting, 5)
+    await asyncio.wait_for(listening.wait(), 5)
     try:
         status, body = await raw_call(lbs.url(lb), "ListTables", b"{}")
         assert (status, body["__type"].split("#")[1]) == (503, "ServiceUnavailable")
     finally:
-        await lbs.stop()
+        done.set()
+        await asyncio.wait_for(running, 5)
+    with pytest.raises(OSError):  # the block closed every listener
+        socket.create_connection((lb.ip, settings.lb_port), timeout=1).close()

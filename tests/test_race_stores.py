@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from services.config import ALL_PROTECTIONS, Protection, Settings
 from services.core import events, names
 from services.core.balancers import LoadBalancer
-from services.core.faults import Fault, FaultType, StallPoint
+from services.core.faults import Fault, FaultType, StallParams, StallPoint
 from services.core.plans import make_plan
 from services.enactor.decisions import Policy
 from services.enactor.enactor import Enactor
@@ -55,7 +55,7 @@ class Cell:
             await self.plans.publish(make_plan(self.generation, 0, ENDPOINTS, LBS, {}))
 
     async def stall(self, az: str, point: StallPoint) -> Fault:
-        fault = Fault.new(FaultType.ENACTOR_STALL, az, 60, {"point": point})
+        fault = Fault.new(FaultType.ENACTOR_STALL, az, 60, StallParams(point))
         await self.book.add(fault)
         await self.gates[az].refresh()
         return fault

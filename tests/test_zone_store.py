@@ -21,7 +21,7 @@ from services.core.records import (
     alias_record,
 )
 from services.store.zone import ZoneStore
-from tests.conftest import INCIDENT_MS, ManualClock, wait_until
+from tests.conftest import INCIDENT_MS, ManualClock
 
 TREE = a_records("plan-1.x.example", [WeightedAddress("127.0.10.1", 10)])
 TREE2 = a_records("plan-2.x.example", [WeightedAddress("127.0.10.2", 20)])
@@ -124,13 +124,14 @@ async def test_deleting_a_tree_leaves_the_alias_dangling(zone: ZoneStore) -> Non
 
 
 async def test_every_commit_is_notified_with_its_keys_and_new_values(zone: ZoneStore) -> None:
-    stream = zone.changes()
+    confirmed = asyncio.Event()
+
+    async def resync() -> None:
+        confirmed.set()  # where a reader takes its snapshot: Redis confirmed the subscription
+
+    stream = zone.changes(resync=resync)
     first = asyncio.ensure_future(anext(stream))
-
-    async def subscribed() -> bool:
-        return (await zone.client.pubsub_numsub(zone.keys.channel))[0][1] > 0
-
-    await wait_until(subscribed)
+    await asyncio.wait_for(confirmed.wait(), 5)
     done = await zone.apply(batch(Change(Action.CREATE, TREE)))
     change = await asyncio.wait_for(first, 5)
     assert change.serial == done.serial

@@ -9,9 +9,10 @@ from typing import Any
 import aiohttp
 
 from services.config import Settings
+from services.errors import DnsraceError
 
 
-class ControlError(RuntimeError):
+class ControlError(DnsraceError, RuntimeError):
     """The control service refused a request or could not be reached; the message says why."""
 
 

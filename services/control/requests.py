@@ -8,21 +8,24 @@ from typing import Any
 from services.config import Settings
 from services.core import names
 from services.core.balancers import fleet
-from services.core.faults import Fault, FaultType, StallPoint
+from services.core.faults import (
+    Fault,
+    FaultParams,
+    FaultType,
+    LbHealthParams,
+    NoParams,
+    StallParams,
+    StallPoint,
+    param_names,
+)
+from services.errors import DnsraceError
 from services.runtime import netns
 
 MAX_DURATION_S = 3600.0
 FIELDS = {"type", "target", "duration_s", "params"}
-PARAMS: dict[FaultType, set[str]] = {
-    FaultType.ENACTOR_STALL: {"point", "endpoint", "min_generation"},
-    FaultType.LOCK_DELAY: set(),
-    FaultType.ENACTOR_PAUSE: set(),
-    FaultType.LB_HEALTH: {"capacity"},
-    FaultType.AZ_PARTITION: set(),
-}
 
 
-class FaultRequestError(ValueError):
+class FaultRequestError(DnsraceError, ValueError):
     pass
 
 
@@ -70,31 +73,44 @@ def parse_fault_request(body: Any, settings: Settings) -> Fault:
     params = body.get("params") or {}
     if not isinstance(params, dict):
         raise FaultRequestError("params must be a JSON object")
-    extra = sorted(set(params) - PARAMS[kind])
+    allowed = param_names(kind)
+    extra = sorted(set(params) - set(allowed))
     if extra:
-        allowed = _choices(sorted(PARAMS[kind])) or "none"
         raise FaultRequestError(f"{kind} takes no param(s) {', '.join(map(str, extra))}; "
-                                f"allowed: {allowed}")
+                                f"allowed: {_choices(sorted(allowed)) or 'none'}")
+    return Fault.new(kind, str(target), float(duration), _params(kind, params, settings))
+
+
+def _params(kind: FaultType, params: dict[str, Any], settings: Settings) -> FaultParams:
+    """The typed params of a fault of this type, or FaultRequestError saying what is wrong."""
     if kind is FaultType.ENACTOR_STALL:
-        point = params.get("point")
-        if point not in [p.value for p in StallPoint]:
-            raise FaultRequestError(f"enactor_stall needs params.point, one of "
-                                    f"{_choices([p.value for p in StallPoint])}")
-        endpoint = params.get("endpoint")
-        if endpoint is not None:
-            known = names.endpoints(settings.cells)
-            if point != StallPoint.BEFORE_FLIP:
-                raise FaultRequestError("params.endpoint only goes with point before_flip")
-            if endpoint not in known:
-                raise FaultRequestError(f"params.endpoint {endpoint!r} is not an endpoint; "
-                                        f"e.g. {names.REGIONAL}")
-    if kind is FaultType.ENACTOR_STALL and "min_generation" in params:
-        minimum = params["min_generation"]
-        if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 0:
-            raise FaultRequestError("params.min_generation must be a whole number >= 0 "
-                                    "(stall only rounds applying a plan at least this new)")
-    if kind is FaultType.LB_HEALTH and "capacity" in params:
-        capacity = params["capacity"]
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
+        return _stall(params, settings)
+    if kind is FaultType.LB_HEALTH:
+        capacity = params.get("capacity")
+        if "capacity" in params and not _whole(capacity):
             raise FaultRequestError("params.capacity must be a whole number >= 0")
-    return Fault.new(kind, str(target), float(duration), dict(params))
+        return LbHealthParams(capacity)
+    return NoParams()
+
+
+def _whole(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= 0
+
+
+def _stall(params: dict[str, Any], settings: Settings) -> StallParams:
+    point = params.get("point")
+    if point not in [p.value for p in StallPoint]:
+        raise FaultRequestError(f"enactor_stall needs params.point, one of "
+                                f"{_choices([p.value for p in StallPoint])}")
+    endpoint = params.get("endpoint")
+    if endpoint is not None:
+        if point != StallPoint.BEFORE_FLIP:
+            raise FaultRequestError("params.endpoint only goes with point before_flip")
+        if endpoint not in names.endpoints(settings.cells):
+            raise FaultRequestError(f"params.endpoint {endpoint!r} is not an endpoint; "
+                                    f"e.g. {names.REGIONAL}")
+    minimum = params.get("min_generation")
+    if "min_generation" in params and not _whole(minimum):
+        raise FaultRequestError("params.min_generation must be a whole number >= 0 "
+                                "(stall only rounds applying a plan at least this new)")
+    return StallParams(StallPoint(point), endpoint, minimum)

@@ -25,16 +25,27 @@ from redis.exceptions import RedisError
 from services.config import ConfigError
 from services.control.requests import FaultRequestError, parse_fault_request
 from services.core import events, names
+from services.core.backoff import RetryBackoff
 from services.core.balancers import Health, fleet
-from services.core.faults import PIDS_KEY, Fault, FaultType
+from services.core.faults import PIDS_KEY, Fault, FaultType, LbHealthParams, params_json
 from services.runtime import netns
 from services.runtime.clock import WALL_CLOCK
-from services.runtime.service import ServiceContext, observability_app, redis_client, start_site
+from services.runtime.service import (
+    ServiceContext,
+    observability_app,
+    redis_client,
+    start_site,
+    supervised,
+)
+from services.runtime.swallowed import swallowed
 from services.store import history
 from services.store.faults import FaultBook
 from services.store.health import HealthStore
 
 log = logging.getLogger(__name__)
+EXPIRY_ERRORS = swallowed("fault_expiry")
+EXPIRY_RETRY = RetryBackoff(base_s=0.1, cap_s=1.0)
+"""Between two expiry checks that Redis failed: 0.1 s doubling to 1 s, full jitter."""
 
 FAULT_ACTIVE = Gauge("dnsrace_fault_active", "1 while a fault of this type and target is active",
                      ["type", "target"])
@@ -59,7 +70,8 @@ def _iso(ms: int) -> str:
 
 def fault_view(fault: Fault) -> dict[str, Any]:
     return {
-        "id": fault.id, "type": str(fault.type), "target": fault.target, "params": fault.params,
+        "id": fault.id, "type": str(fault.type), "target": fault.target,
+        "params": params_json(fault.params),
         "started_at": _iso(fault.started_ms), "expires_at": _iso(fault.expires_ms),
         "started_ms": fault.started_ms, "expires_ms": fault.expires_ms,
     }
@@ -97,8 +109,8 @@ class Controller:
                 for pid in await self._enactor_pids(fault.target):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGSTOP if starting else signal.SIGCONT)
-            elif fault.type is FaultType.LB_HEALTH:
-                capacity = int(fault.params.get("capacity", 100))
+            elif isinstance(fault.params, LbHealthParams):
+                capacity = fault.params.effective_capacity
                 for ip in self._lb_ips(fault.target):
                     await self.health.set(ip, Health(not starting, capacity))
             elif fault.type is FaultType.AZ_PARTITION:
@@ -115,7 +127,7 @@ class Controller:
             FAULT_ACTIVE.labels(fault.type, fault.target).set(1)
             await self.sink.record(events.FaultStarted(
                 fault_id=fault.id, type=fault.type, target=fault.target,
-                expires_ms=fault.expires_ms, params=fault.params))
+                expires_ms=fault.expires_ms, params=params_json(fault.params)))
         log.info("fault %s started: %s on %s until %s", fault.id, fault.type, fault.target,
                  _iso(fault.expires_ms))
         self.changed.set()
@@ -140,9 +152,11 @@ class Controller:
     async def expire_forever(self) -> None:
         """End each fault at its expiry; never polls: sleeps until the next expiry or a change.
 
-        Runs until :meth:`stop`: ended by an event, not by cancellation, which redis-py does
-        not always survive in the middle of a call (redis/redis-py#2028).
+        Runs until :meth:`stop_expiring`: ended by an event, not by cancellation, which
+        redis-py does not always survive in the middle of a call (redis/redis-py#2028). While
+        Redis fails, the check is retried under :data:`EXPIRY_RETRY`, each failure counted.
         """
+        failures = 0
         while not self.stopping.is_set():
             self.changed.clear()
             timeout = 5.0
@@ -153,16 +167,23 @@ class Controller:
                         await self.end(fault.id, "expired")
                     else:
                         timeout = min(timeout, (fault.expires_ms - now) / 1000)
+                failures = 0
             except RedisError as e:
-                log.warning("expiry check failed: %s", e)
-                timeout = 0.5
+                failures += 1
+                EXPIRY_ERRORS.inc()
+                timeout = EXPIRY_RETRY.delay(failures)
+                log.warning("expiry check failed: %s; checking again in %.2f s", e, timeout)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), timeout=max(timeout, 0.001))
 
-    async def stop(self, expiry: asyncio.Task[None], timeout_s: float = 5.0) -> None:
-        """Stop the expiry loop and close the Redis client."""
+    def stop_expiring(self) -> None:
+        """Make :meth:`expire_forever` return (at once if it waits, after its Redis call if not)."""
         self.stopping.set()
         self.changed.set()
+
+    async def stop(self, expiry: asyncio.Task[None], timeout_s: float = 5.0) -> None:
+        """Stop an expiry loop run as ``expiry`` and close the Redis client."""
+        self.stop_expiring()
         try:
             await asyncio.wait_for(asyncio.shield(expiry), timeout_s)
         except TimeoutError:
@@ -241,10 +262,12 @@ async def serve(ctx: ServiceContext) -> None:
     controller = Controller(ctx)
     runner = await start_site(build_app(ctx, controller), settings.control_host,
                               settings.control_port)
-    expiry = asyncio.create_task(controller.expire_forever())
-    ctx.ready = True
     try:
-        await ctx.stopping.wait()
+        async with supervised() as tasks:
+            tasks.create_task(controller.expire_forever(), name="fault-expiry")
+            ctx.ready = True
+            await ctx.stopping.wait()
+            controller.stop_expiring()
     finally:
         await runner.cleanup()
-        await controller.stop(expiry)
+        await controller.client.aclose()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from services.core.balancers import Health, LoadBalancer
 from services.core.names import AZS
 from services.core.records import WeightedAddress
+from services.errors import DnsraceError
 
 LBS_PER_AZ = 2
 
@@ -86,5 +87,5 @@ def make_plan(generation: int, created_ms: int, endpoints: tuple[str, ...],
     return Plan(generation, created_ms, chosen)
 
 
-class PlanRejected(Exception):
+class PlanRejected(DnsraceError):
     """The store refused a plan whose generation is not newer than the newest one."""

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from services.errors import DnsraceError
+
 
 class RecordType(StrEnum):
     A = "A"
@@ -167,7 +169,7 @@ class Committed:
     """Record sets this batch deleted while an alias or rollback still named them (I3)."""
 
 
-class ZoneError(Exception):
+class ZoneError(DnsraceError):
     """Base of the zone store's errors."""
 
 

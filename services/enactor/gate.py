@@ -12,9 +12,12 @@ from redis.exceptions import RedisError
 
 from services.core import events
 from services.core.faults import Fault, FaultType, StallPoint, matches
+from services.runtime.swallowed import swallowed
 from services.store.faults import FaultBook
+from services.store.follow import follow as follow_channel
 
 log = logging.getLogger(__name__)
+READ_ERRORS = swallowed("fault_gate_read")
 
 
 class FaultGate:
@@ -32,31 +35,31 @@ class FaultGate:
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
+    async def _read(self) -> None:
+        assert self.book is not None
+        self.faults = [f for f in await self.book.all() if matches(f, self.az)]
+        self.changed.set()
+
     async def refresh(self) -> None:
+        """Read the faults again; if Redis fails, the view stays as it was (counted, logged)
+        until the next notice or re-subscription reads it."""
         if self.book is None:
             return
         try:
-            self.faults = [f for f in await self.book.all() if matches(f, self.az)]
+            await self._read()
         except RedisError as e:
+            READ_ERRORS.inc()
             log.warning("could not read faults: %s", e)
-        self.changed.set()
+            self.changed.set()
 
     async def follow(self) -> None:
-        """Keep the view current until cancelled (re-subscribes after a Redis restart)."""
+        """Keep the view current until cancelled: re-read on every notice, and after every
+        (re)subscription (:func:`services.store.follow.follow`)."""
         if self.book is None:
             return
-        while True:
-            pubsub = self.book.client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.book.channel)
-                await self.refresh()
-                async for _ in pubsub.listen():
-                    await self.refresh()
-            except RedisError as e:
-                log.warning("fault notifications lost (%s); re-subscribing", e)
-                await asyncio.sleep(0.2)
-            finally:
-                await pubsub.aclose()
+        async for _ in follow_channel(self.book.client, self.book.channel, feed="faults",
+                                      resync=self._read):
+            await self.refresh()
 
     def _active(self, kind: FaultType, point: StallPoint | None = None,
                 endpoint: str | None = None, generation: int = 0) -> Fault | None:

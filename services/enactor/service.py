@@ -2,7 +2,7 @@
 
 A round starts when the planner publishes (pub/sub) or, failing a notification, after a plan
 interval; faults reach the enactor's gate by notification too. Redis errors end a round, are
-counted, and the next round retries after a short back-off.
+counted, and the next round retries after a back-off (:data:`ROUND_RETRY`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.core import names
+from services.core.backoff import RetryBackoff
 from services.core.faults import PIDS_KEY
 from services.enactor.enactor import Enactor, RoundOutcome, policy_for
 from services.enactor.gate import FaultGate
@@ -30,12 +31,17 @@ from services.runtime.service import (
     run_until_stopped,
     start_site,
 )
+from services.runtime.swallowed import swallowed
 from services.store import history
 from services.store.faults import FaultBook
+from services.store.follow import follow
 from services.store.plans import PlanStore
 from services.store.zone import ZoneStore
 
 log = logging.getLogger(__name__)
+PID_ERRORS = swallowed("enactor_register_pid")
+ROUND_RETRY = RetryBackoff(base_s=0.1, cap_s=1.0)
+"""After a round that Redis failed: 0.1 s doubling to 1 s, full jitter (three enactors)."""
 
 GC_FIRST_THRESHOLD = 10_000
 """Allocations between two young-generation collections in the enactor process (Python's
@@ -60,23 +66,19 @@ async def register_pid(client: Redis, az: str) -> None:
     try:
         await client.hset(PIDS_KEY, az, os.getpid())
     except RedisError as e:
+        PID_ERRORS.inc()
         log.warning("pid not registered: %s", e)
 
 
 async def _follow_plans(plans: PlanStore, signal: asyncio.Event) -> None:
-    """Set ``signal`` whenever the planner publishes (re-subscribing after Redis restarts)."""
-    while True:
-        pubsub = plans.client.pubsub(ignore_subscribe_messages=True)
-        try:
-            await pubsub.subscribe(plans.channel)
-            signal.set()
-            async for _ in pubsub.listen():
-                signal.set()
-        except RedisError as e:
-            log.warning("plan notifications lost (%s); re-subscribing", e)
-            await asyncio.sleep(0.2)
-        finally:
-            await pubsub.aclose()
+    """Set ``signal`` whenever the planner publishes, and after every (re)subscription (a plan
+    published while nobody listened is waiting)."""
+
+    async def look_again() -> None:
+        signal.set()
+
+    async for _ in follow(plans.client, plans.channel, feed="plans", resync=look_again):
+        signal.set()
 
 
 async def serve(ctx: ServiceContext) -> None:
@@ -111,8 +113,9 @@ async def serve(ctx: ServiceContext) -> None:
             except RedisError as e:
                 errors += 1
                 ROUND_ERRORS.labels(az).inc()
-                log.warning("round failed: %s", e)
-                await asyncio.sleep(min(1.0, 0.05 * 2 ** errors))
+                delay = ROUND_RETRY.delay(errors)
+                log.warning("round failed: %s; next round in %.2f s", e, delay)
+                await asyncio.sleep(delay)
                 continue
             try:
                 await asyncio.wait_for(signal.wait(), timeout=settings.plan_interval_s)

@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from services.errors import DnsraceError
+
 PLANNER = 0
 
 
@@ -33,7 +35,7 @@ class Retired(BaseException):
     """
 
 
-class ReplayDiverged(Exception):
+class ReplayDiverged(DnsraceError):
     """A recorded choice names an actor that cannot run at that step."""
 
 

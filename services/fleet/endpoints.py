@@ -12,11 +12,14 @@ channel and an unhealthy load balancer answers ``503 ServiceUnavailable``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 import uuid
 import zlib
+from collections.abc import AsyncIterator
+from types import TracebackType
 from typing import Any
 
 from aiohttp import web
@@ -24,8 +27,10 @@ from prometheus_client import Counter, Gauge, Histogram
 from redis.exceptions import RedisError
 
 from services.config import Settings, load
+from services.core.backoff import RetryBackoff
 from services.core.balancers import LoadBalancer, fleet
 from services.core.names import REGIONAL
+from services.errors import DnsraceError
 from services.fleet.tables import OPERATIONS, TableStore, operation_of
 from services.fleet.values import DynamoError, ErrorKind, parse_body
 from services.runtime.service import (
@@ -34,7 +39,10 @@ from services.runtime.service import (
     redis_client,
     run_service,
     start_site,
+    supervised,
 )
+from services.runtime.swallowed import swallowed
+from services.store.follow import follow as follow_channel
 from services.store.health import HealthStore
 
 log = logging.getLogger(__name__)
@@ -58,8 +66,14 @@ LB_SECONDS = Histogram(
 )
 LB_HEALTHY = Gauge("dnsrace_lb_healthy", "Load balancers of the fleet that are healthy")
 LB_HEALTH_ERRORS = Counter(
-    "dnsrace_lb_health_follow_errors", "Times following load-balancer health from Redis failed",
+    "dnsrace_lb_health_follow_errors",
+    "Readings of load-balancer health from Redis that did not decode (read again after a "
+    "back-off)",
 )
+READ_ERRORS = swallowed("lb_health_read")
+UNDECODABLE = (ValueError, KeyError, TypeError)
+"""What a health value that is not HealthStore's JSON raises."""
+UNDECODABLE_RETRY = RetryBackoff(base_s=0.05, cap_s=1.0)
 for _operation in (*OPERATIONS, UNKNOWN_OPERATION):
     LB_REQUESTS.labels(_operation, "ok")
     for _kind in ErrorKind:
@@ -69,18 +83,35 @@ for _operation in (*OPERATIONS, UNKNOWN_OPERATION):
 class HealthView:
     """Which load balancers are healthy, kept current from Redis by :meth:`follow`."""
 
-    def __init__(self, store: HealthStore, lbs: tuple[LoadBalancer, ...]) -> None:
+    def __init__(self, store: HealthStore, lbs: tuple[LoadBalancer, ...],
+                 backoff: RetryBackoff = UNDECODABLE_RETRY) -> None:
         self.store = store
         self.lbs = lbs
+        self.backoff = backoff
         self.healthy: dict[str, bool] = {lb.ip: True for lb in lbs}
         self.loaded = asyncio.Event()
 
     def is_healthy(self, ip: str) -> bool:
         return self.healthy.get(ip, True)
 
-    async def refresh(self) -> None:
-        """Read every load balancer's health; one that Redis does not know is healthy."""
-        known = await self.store.all()
+    async def read(self) -> None:
+        """Read every load balancer's health; one that Redis does not know is healthy.
+
+        A value that is not the JSON HealthStore writes is counted and read again after a
+        back-off until someone fixes it; Redis errors are the caller's.
+        """
+        attempt = 0
+        while True:
+            try:
+                known = await self.store.all()
+                break
+            except UNDECODABLE as e:
+                attempt += 1
+                LB_HEALTH_ERRORS.inc()
+                delay = self.backoff.delay(attempt)
+                log.warning("load-balancer health in %s does not decode (%r); reading it again "
+                            "in %.2f s", self.store.key, e, delay)
+                await asyncio.sleep(delay)
         for lb in self.lbs:
             health = known.get(lb.ip)
             healthy = True if health is None else health.healthy
@@ -91,28 +122,21 @@ class HealthView:
         LB_HEALTHY.set(sum(self.healthy.values()))
         self.loaded.set()
 
-    async def follow(self) -> None:
-        """Re-read health on every change notice, and after every (re)subscription.
+    async def refresh(self) -> None:
+        """:meth:`read` on a change notice; if Redis fails, the view stays as it was (counted,
+        logged) until the next notice or re-subscription reads it."""
+        try:
+            await self.read()
+        except RedisError as e:
+            READ_ERRORS.inc()
+            log.warning("could not read load-balancer health: %s", e)
 
-        redis-py re-subscribes by itself after a reconnect; the ``subscribe`` confirmation
-        that follows makes us re-read, so a change published while Redis was away is not lost.
-        """
-        backoff = 0.05
-        while True:
-            try:
-                async with self.store.client.pubsub() as pubsub:
-                    await pubsub.subscribe(self.store.channel)
-                    async for message in pubsub.listen():
-                        if message["type"] in ("subscribe", "message"):
-                            await self.refresh()
-                            backoff = 0.05
-            except (RedisError, OSError, ValueError, KeyError, TypeError) as e:
-                # Redis away, or a health value that is not the JSON HealthStore writes
-                LB_HEALTH_ERRORS.inc()
-                log.warning("following load-balancer health failed (%s); retrying in %.2f s",
-                            e, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
+    async def follow(self) -> None:
+        """Read health again on every change notice and after every (re)subscription, so a
+        change published while Redis was away is not lost; until cancelled."""
+        async for _ in follow_channel(self.store.client, self.store.channel, feed="lb_health",
+                                      resync=self.read):
+            await self.refresh()
 
 
 async def _listen(app: web.Application, host: str, port: int) -> web.AppRunner:
@@ -135,8 +159,14 @@ def _response(status: int, payload: dict[str, Any]) -> web.Response:
     })
 
 
+class FleetError(DnsraceError, RuntimeError):
+    """The fleet could not start: its health could not be read in time."""
+
+
 class LoadBalancerFleet:
-    """The listeners of every load balancer; use as ``async with LoadBalancerFleet(...)``."""
+    """The listeners of every load balancer, and the health they follow; use as
+    ``async with LoadBalancerFleet(...)``: the follower is a task of the block, whose failure
+    ends the block with its error."""
 
     def __init__(self, settings: Settings, health: HealthStore, tables: TableStore | None = None,
                  health_timeout_s: float = HEALTH_LOAD_TIMEOUT_S, az: str | None = None) -> None:
@@ -146,53 +176,56 @@ class LoadBalancerFleet:
         self.health_store = health
         self.view = HealthView(health, self.lbs)
         self.tables = tables if tables is not None else TableStore(time.time)
-        self._runners: list[web.AppRunner] = []
-        self._follower: asyncio.Task[None] | None = None
+        self._running: contextlib.AbstractAsyncContextManager[None] | None = None
 
     def url(self, lb: LoadBalancer) -> str:
         return f"http://{lb.ip}:{self.settings.lb_port}/"
 
     async def __aenter__(self) -> LoadBalancerFleet:
-        await self.start()
+        running = self._run()
+        await running.__aenter__()
+        self._running = running
         return self
 
-    async def __aexit__(self, *_: object) -> None:
-        await self.stop()
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool | None:
+        running, self._running = self._running, None
+        assert running is not None, "the fleet was not started"
+        return await running.__aexit__(exc_type, exc, tb)
 
-    async def start(self) -> None:
-        """Register the fleet's health, start following it, then open every listener."""
+    @contextlib.asynccontextmanager
+    async def _run(self) -> AsyncIterator[None]:
+        """Register the fleet's health, follow it, and once read, open every listener."""
         await self.health_store.register(self.lbs)
-        self._follower = asyncio.create_task(self.view.follow(), name="lb-health")
-        loaded = asyncio.create_task(self.view.loaded.wait())
-        await asyncio.wait({self._follower, loaded}, timeout=self.health_timeout_s,
-                           return_when=asyncio.FIRST_COMPLETED)
-        loaded.cancel()
-        if not self.view.loaded.is_set():
-            failed = self._follower.done() and not self._follower.cancelled()
-            error = self._follower.exception() if failed else None
-            await self.stop()
-            raise RuntimeError(f"could not read load-balancer health from {self.health_store.key} "
-                               f"within {self.health_timeout_s:g} s (see the warnings above)"
-                               ) from error
+        async with supervised() as tasks:
+            follower = tasks.create_task(self.view.follow(), name="lb-health")
+            try:
+                await self._first_reading()
+                async with contextlib.AsyncExitStack() as listeners:
+                    for lb in self.lbs:
+                        listeners.push_async_callback((await self._listen(lb)).cleanup)
+                    log.info("%d load balancers listening on %s, port %d", len(self.lbs),
+                             ", ".join(lb.ip for lb in self.lbs), self.settings.lb_port)
+                    yield
+            finally:
+                follower.cancel()
+
+    async def _first_reading(self) -> None:
         try:
-            for lb in self.lbs:
-                self._runners.append(await _listen(self._app(lb), lb.ip, self.settings.lb_port))
+            async with asyncio.timeout(self.health_timeout_s):
+                await self.view.loaded.wait()
+        except TimeoutError:
+            raise FleetError(f"could not read load-balancer health from {self.health_store.key} "
+                             f"within {self.health_timeout_s:g} s (see the warnings above)"
+                             ) from None
+
+    async def _listen(self, lb: LoadBalancer) -> web.AppRunner:
+        try:
+            return await _listen(self._app(lb), lb.ip, self.settings.lb_port)
         except OSError as e:
-            await self.stop()
             raise OSError(e.errno, f"cannot listen on {lb.ip}:{self.settings.lb_port} for "
                                    f"{lb.name}: {e.strerror} (is 127.0.0.0/8 routed to lo?)"
                           ) from e
-        log.info("%d load balancers listening on %s, port %d", len(self.lbs),
-                 ", ".join(lb.ip for lb in self.lbs), self.settings.lb_port)
-
-    async def stop(self) -> None:
-        if self._follower is not None:
-            self._follower.cancel()
-            await asyncio.gather(self._follower, return_exceptions=True)
-            self._follower = None
-        runners, self._runners = self._runners, []
-        for runner in runners:
-            await runner.cleanup()
 
     def _app(self, lb: LoadBalancer) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)

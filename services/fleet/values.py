@@ -14,6 +14,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from services.errors import DnsraceError
+
 AttributeValue = dict[str, Any]
 Item = dict[str, AttributeValue]
 
@@ -55,7 +57,7 @@ class ErrorKind(enum.Enum):
         return self.name.lower()
 
 
-class DynamoError(Exception):
+class DynamoError(DnsraceError):
     """An error answered to the client as ``{"__type": ..., "message": ...}``."""
 
     def __init__(self, kind: ErrorKind, message: str) -> None:

@@ -24,6 +24,7 @@ from honcho.environ import parse_procfile
 
 from services.config import Settings
 from services.core.names import AZS
+from services.errors import DnsraceError
 from services.runtime.processes import terminate
 from services.runtime.redis_server import port_answers
 
@@ -31,7 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 PROCFILE = REPO / "Procfile"
 
 
-class ClusterError(RuntimeError):
+class ClusterError(DnsraceError, RuntimeError):
     pass
 
 

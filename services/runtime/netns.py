@@ -29,6 +29,7 @@ from pathlib import Path
 
 from services.config import Settings
 from services.core.names import AZS
+from services.errors import DnsraceError
 from services.runtime.topology import (
     BRIDGE,
     DEAD_MAC,
@@ -48,7 +49,7 @@ NETNS_DIR = Path("/run/netns")
 ETC_NETNS = Path("/etc/netns")
 
 
-class IsolationError(OSError):
+class IsolationError(DnsraceError, OSError):
     """Namespaces could not be made, changed or removed; the message says why and what to do."""
 
 

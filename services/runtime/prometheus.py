@@ -26,6 +26,7 @@ from typing import Any
 
 from services.config import Settings
 from services.core.names import AZS
+from services.errors import DnsraceError
 from services.runtime.scrape import metrics_urls
 
 JOB = "dnsrace"
@@ -37,7 +38,7 @@ HEADER = (
 )
 
 
-class PrometheusError(RuntimeError):
+class PrometheusError(DnsraceError, RuntimeError):
     """Prometheus is missing, did not start, or its API answered with an error."""
 
 

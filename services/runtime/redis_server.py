@@ -14,10 +14,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.errors import DnsraceError
 from services.runtime.processes import terminate
 
 
-class RedisServerError(RuntimeError):
+class RedisServerError(DnsraceError, RuntimeError):
     pass
 
 

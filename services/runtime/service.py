@@ -7,13 +7,14 @@ set. :func:`run_service` gives it uvloop, a SIGTERM/SIGINT handler and an orderl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import logging
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,11 +29,13 @@ from prometheus_client import (
     generate_latest,
 )
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import AbstractBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.config import ConfigError, Settings
+from services.core.backoff import RetryBackoff
+from services.errors import DnsraceError
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,20 @@ def configure_logging(settings: Settings, process: str, az: str | None = None) -
     root.setLevel(settings.log_level)
 
 
+REDIS_RECONNECT = RetryBackoff(base_s=0.04, cap_s=1.0, jitter=0)
+"""How a client waits between reconnects: 0.04, 0.08, ... 1 s, about 16 s over 20 retries."""
+
+
+class PolicyBackoff(AbstractBackoff):
+    """redis-py's back-off interface over our :class:`RetryBackoff` policy."""
+
+    def __init__(self, policy: RetryBackoff) -> None:
+        self.policy = policy
+
+    def compute(self, failures: int) -> float:
+        return self.policy.delay(max(1, failures))
+
+
 def redis_client(settings: Settings, retries: int = 20) -> aioredis.Redis:
     """A client that rides out a Redis restart: reconnects with capped exponential back-off.
 
@@ -96,7 +113,7 @@ def redis_client(settings: Settings, retries: int = 20) -> aioredis.Redis:
     return aioredis.Redis.from_url(
         settings.effective_redis_url,
         decode_responses=True,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.02), retries=retries),
+        retry=Retry(PolicyBackoff(REDIS_RECONNECT), retries=retries),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         socket_connect_timeout=2.0,
         health_check_interval=5,
@@ -135,7 +152,7 @@ def observability_app(ctx: ServiceContext, health: HealthCheck | None = None) ->
     return app
 
 
-class PortInUse(RuntimeError):
+class PortInUse(DnsraceError, RuntimeError):
     """A port this process must listen on is taken (most often: another cluster is up)."""
 
 
@@ -153,53 +170,78 @@ async def start_site(app: web.Application, host: str, port: int) -> web.AppRunne
 
 
 ServiceMain = Callable[[ServiceContext], Awaitable[None]]
+Job = Coroutine[Any, Any, None]
 
 
-async def run_until_stopped(ctx: ServiceContext, *jobs: Awaitable[None]) -> None:
-    """Run jobs until ``ctx.stopping`` is set or one of them fails; cancel the rest; re-raise."""
-    tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(job) for job in jobs]
-    stop: asyncio.Future[Any] = asyncio.ensure_future(ctx.stopping.wait())
+@contextlib.asynccontextmanager
+async def supervised() -> AsyncIterator[asyncio.TaskGroup]:
+    """A TaskGroup whose one failure is raised as itself, not as an ExceptionGroup of one.
+
+    Every task created in it is awaited before the block ends; the first to fail cancels the
+    others and the block (several failing at once raise an ExceptionGroup).
+    """
+    failed: BaseException | None = None
     try:
-        done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (*tasks, stop):
+        async with asyncio.TaskGroup() as group:
+            yield group
+    except ExceptionGroup as errors:
+        failed = errors.exceptions[0] if len(errors.exceptions) == 1 else errors
+    if failed is not None:
+        raise failed  # outside the handler: the error, not "during handling of the group"
+
+
+async def run_until_stopped(ctx: ServiceContext, *jobs: Job) -> None:
+    """Run jobs in a task group until ``ctx.stopping`` is set, then cancel them.
+
+    A job that fails cancels the others and its error is raised here; a job that returns is
+    done and the others go on.
+    """
+    async with supervised() as group:
+        tasks = [group.create_task(job) for job in jobs]
+        await ctx.stopping.wait()
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, stop, return_exceptions=True)
-    for task in done:
-        error = None if task is stop or task.cancelled() else task.exception()
-        if error is not None:
-            raise error
 
 
 def run_service(main: ServiceMain, settings: Settings, process: str, az: str | None = None,
                 stop_timeout_s: float = 5.0) -> int:
-    """Run one service under uvloop until SIGTERM/SIGINT; return the process exit code."""
+    """Run one service under uvloop until SIGTERM/SIGINT; return the process exit code.
+
+    The service runs in this task, not in one fired beside it: SIGTERM sets ``ctx.stopping``
+    and gives it ``stop_timeout_s`` to return, after which it is cancelled.
+    """
     configure_logging(settings, process, az)
     BUILD_INFO.info({"version": VERSION, "role": process, "mode": settings.mode})
 
     async def supervise() -> int:
         ctx = ServiceContext(settings, process, az)
         loop = asyncio.get_running_loop()
+        deadline = asyncio.timeout(None)
+
+        def stop() -> None:
+            if not ctx.stopping.is_set():
+                log.info("stopping")
+                ctx.stopping.set()
+                deadline.reschedule(loop.time() + stop_timeout_s)
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, ctx.stopping.set)
-        task: asyncio.Future[Any] = asyncio.ensure_future(main(ctx))
-        stop: asyncio.Future[Any] = asyncio.ensure_future(ctx.stopping.wait())
-        done, _ = await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
-        if task not in done:
-            log.info("stopping")
-            try:
-                await asyncio.wait_for(task, stop_timeout_s)
-            except TimeoutError:
-                log.warning("did not stop within %.1f s; cancelled", stop_timeout_s)
-        stop.cancel()
-        error = task.exception() if task.done() and not task.cancelled() else None
-        if isinstance(error, PortInUse):
-            log.error("%s", error)
+            loop.add_signal_handler(sig, stop)
+        try:
+            async with deadline:
+                await main(ctx)
+        except TimeoutError as e:
+            if not deadline.expired():
+                log.error("%s failed", process, exc_info=e)
+                return 1
+            log.warning("did not stop within %.1f s; cancelled", stop_timeout_s)
+        except PortInUse as e:
+            log.error("%s", e)
             return 2
-        if error is not None:
-            log.error("%s failed", process, exc_info=error)
+        except Exception as e:
+            log.error("%s failed", process, exc_info=e)
             return 1
-        log.info("stopped")
+        else:
+            log.info("stopped")
         return 0
 
     try:

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from services.core import names
+from services.core.backoff import RetryBackoff
 from services.core.clock import Clock
 from services.core.records import (
     Action,
@@ -34,6 +35,7 @@ from services.core.records import (
     ZoneSnapshot,
     canonical,
 )
+from services.store.follow import FOLLOW_BACKOFF, Resync, follow
 
 log = logging.getLogger(__name__)
 
@@ -234,15 +236,14 @@ class ZoneStore:
         flat = json.loads(await self._hgetall_json(keys=[self.keys.refs]))
         return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
 
-    async def changes(self) -> AsyncGenerator[ZoneChange, None]:
-        """Change notifications as they are published (subscribe before taking a snapshot)."""
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(self.keys.channel)
-        try:
-            async for message in pubsub.listen():
-                yield _zone_change(json.loads(message["data"]))
-        finally:
-            await pubsub.aclose()
+    async def changes(self, *, resync: Resync,
+                      backoff: RetryBackoff = FOLLOW_BACKOFF) -> AsyncGenerator[ZoneChange, None]:
+        """Change notifications as they are published, through lost subscriptions
+        (:func:`~services.store.follow.follow`): ``resync`` runs once Redis confirms each
+        subscription, before the notifications after it; take the snapshot there."""
+        async for data in follow(self.client, self.keys.channel, feed="zone", resync=resync,
+                                 backoff=backoff):
+            yield _zone_change(json.loads(data))
 
 
 def _zone_change(data: dict[str, Any]) -> ZoneChange:

@@ -23,13 +23,14 @@ from typing import TypeVar
 from services.control.client import ControlClient
 from services.core import events, names
 from services.core.events import Event
+from services.errors import DnsraceError
 from services.store.history import RedisHistory
 
 STALL_S = 120.0
 E = TypeVar("E", bound=Event)
 
 
-class RaceError(RuntimeError):
+class RaceError(DnsraceError, RuntimeError):
     pass
 
 

@@ -39,6 +39,7 @@ from typing import Any, Literal
 from services.config import Mode, Settings
 from services.control.client import ControlClient, ControlError
 from services.core import checker, events, names
+from services.errors import DnsraceError
 from services.report.monitor import Monitor
 from services.report.render import RunRecord
 from services.runtime.clock import WALL_CLOCK
@@ -56,7 +57,7 @@ INVARIANTS = {"I1": checker.Invariant.I1, "I2": checker.Invariant.I2,
               "I3": checker.Invariant.I3}
 
 
-class ScenarioError(ValueError):
+class ScenarioError(DnsraceError, ValueError):
     """The scenario file is not usable; the message says where and why."""
 
 
