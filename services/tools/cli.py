@@ -23,6 +23,7 @@ from pathlib import Path
 from services import config
 from services.config import ConfigError, Mode, Settings
 from services.core.names import AZS
+from services.errors import DnsraceError
 
 log = logging.getLogger("dnsrace")
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -295,6 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"dnsrace: {e}", file=sys.stderr)
         return 2
+    except DnsraceError as e:  # every error of ours says what went wrong: no traceback
+        print(f"dnsrace: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -9,11 +9,11 @@ blocking the batch. It works while the automation is stuck, and says what it cha
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import asdict, dataclass
 
 from loadgen.resolver import StubResolver
 from services.core import names
+from services.core.backoff import RetryBackoff
 from services.core.records import EndpointRecords, Rejected, decode_alias, decode_lock
 from services.enactor.decisions import Commit, Policy, Refuse, Skip, decide_endpoint
 from services.store.plans import PlanStore
@@ -72,7 +72,7 @@ async def collect_status(zone: ZoneStore, plans: PlanStore, endpoints: tuple[str
     newest = await plans.newest_generation()
     views = [await zone.read_endpoint(e, names.tree_name(newest, e)) for e in endpoints]
     answers = await asyncio.gather(*(resolver.query(e) for e in endpoints))
-    now_ms = int(time.time() * 1000)
+    now_ms = zone.clock.now_ms()
     return [_status(e, newest, v, now_ms, str(a.outcome), a.addresses)
             for e, v, a in zip(endpoints, views, answers, strict=True)]
 
@@ -109,9 +109,15 @@ class RepairAction:
     outcome: str
 
 
+REPAIR_RETRY = RetryBackoff(base_s=0.05, cap_s=0.4)
+"""Waits between the operator's attempts on one endpoint (a held lock, a rejected batch)."""
+
+
 async def repair(zone: ZoneStore, plans: PlanStore, endpoints: tuple[str, ...],
-                 attempts: int = 20) -> list[RepairAction]:
-    """Put every broken endpoint (alias or rollback naming a missing tree) on the newest plan."""
+                 attempts: int = 20, retry: RetryBackoff = REPAIR_RETRY) -> list[RepairAction]:
+    """Put every broken endpoint (alias or rollback naming a missing tree) on the newest plan.
+
+    Decisions read the zone store's clock (time passed in, as the enactors' do)."""
     plan = await plans.newest()
     if plan is None:
         return []
@@ -121,7 +127,7 @@ async def repair(zone: ZoneStore, plans: PlanStore, endpoints: tuple[str, ...],
         addresses = plan.endpoints.get(endpoint, ())
         tree = names.tree_name(plan.generation, endpoint)
         outcome = "lock held by an enactor"
-        for _ in range(attempts):
+        for attempt in range(1, attempts + 1):
             view = await zone.read_endpoint(endpoint, tree)
             before = decode_alias(view.alias).generation if view.alias else 0
             missing = view.alias is not None and view.alias_target is None
@@ -129,17 +135,17 @@ async def repair(zone: ZoneStore, plans: PlanStore, endpoints: tuple[str, ...],
             if not missing and not dangling_rollback and view.alias is not None:
                 break  # healthy: the enactors keep it moving, the operator leaves it alone
             decision = decide_endpoint(plan.generation, endpoint, addresses, view, policy,
-                                       int(time.time() * 1000))
+                                       zone.clock.now_ms())
             if isinstance(decision, Skip | Refuse):
                 break
             if not isinstance(decision, Commit):  # another holder's lock: wait for its lease
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(retry.delay(attempt))
                 continue
             try:
                 await zone.apply(decision.batch)
             except Rejected as e:
                 outcome = f"retry ({e.reason})"
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(retry.delay(attempt))
                 continue
             outcome = "repaired"
             actions.append(RepairAction(endpoint, before, plan.generation, missing, outcome))
