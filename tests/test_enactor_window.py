@@ -207,7 +207,7 @@ async def test_a_lock_lost_inside_a_window_is_retried_for_that_endpoint_alone(
     assert report.committed == len(ENDPOINTS) and report.rejected == {}
     assert set((await cell.aliases()).values()) == {2}
     lost = cell.events(events.LockLost)
-    assert [(e.endpoint, e.reason) for e in lost] == [(contested, "delete_mismatch")]
+    assert [(e.endpoint, e.reason) for e in lost] == [(contested, "lock_conflict")]
     assert cell.sleeps == [lost[0].backoff_s]
     committed = [e.endpoint for e in cell.events(events.BatchCommitted) if e.generation == 2]
     windows = [ENDPOINTS[i:i + window] for i in range(0, len(ENDPOINTS), window)]
@@ -319,7 +319,7 @@ async def test_endpoints_lost_at_once_back_off_once_and_are_read_again(
     assert report.committed == len(ENDPOINTS) and report.rejected == {}
     assert set((await cell.aliases()).values()) == {2}
     lost = cell.events(events.LockLost)
-    assert [(e.endpoint, e.reason) for e in lost] == [(contested[0], "delete_mismatch")]
+    assert [(e.endpoint, e.reason) for e in lost] == [(contested[0], "lock_conflict")]
     assert zone.reads == [(names.REGIONAL,), ENDPOINTS, (contested[0],), contested[1:]]
     committed = [e.endpoint for e in cell.events(events.BatchCommitted) if e.generation == 2]
     assert committed == [e for e in ENDPOINTS if e not in contested] + list(contested)
