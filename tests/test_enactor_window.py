@@ -1,10 +1,12 @@
 """The windowed walk: a window of endpoints per round-trip, and the one-at-a-time walk's outcome.
 
-Which endpoints of a window must go alone is a pure function (tested without I/O). The rest
-runs the real Enactor on the real Redis: the same zone and history as ``window=1``; a lock lost
-inside a window retried for that endpoint alone; a stall naming an endpoint in the middle of a
-window stalling right before that endpoint, with every endpoint before it committed; a
-``lock_delay`` making the windowed walk back off exactly as the one-at-a-time walk does.
+Which endpoints of a window must go alone is a pure function (tested without I/O; the walk's
+state machine has its own pure tests in test_enactor_walk.py). The rest runs the real Enactor
+on the real Redis: the same zone and history as ``window=1``; a lock lost inside a window (the
+zone says ``lock_conflict``) retried for that endpoint alone; a stall naming an endpoint in the
+middle of a window stalling right before that endpoint, with every endpoint before it
+committed; a ``lock_delay`` making the windowed walk back off exactly as the one-at-a-time walk
+does; a stop during a lock retry ending the round stopped, not applied, with no clean-up.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 
 from services.config import ALL_PROTECTIONS, Protection
 from services.core import events, names
@@ -30,6 +33,10 @@ from services.core.records import (
     Lock,
     RecordSet,
     RecordType,
+    Rejected,
+    RejectReason,
+    WeightedAddress,
+    a_records,
     lock_record,
 )
 from services.enactor.decisions import (
@@ -42,7 +49,7 @@ from services.enactor.decisions import (
     SkipReason,
     window_cut,
 )
-from services.enactor.enactor import Enactor, RoundReport
+from services.enactor.enactor import Enactor, RoundOutcome, RoundReport
 from services.enactor.gate import FaultGate
 from services.store.faults import FaultBook
 from services.store.plans import PlanStore
@@ -51,6 +58,7 @@ from tests.conftest import INCIDENT_MS, ManualClock, wait_until
 
 LBS = tuple(LoadBalancer(f"lb-{i}", names.AZS[i % 3], f"127.0.10.{i + 1}", 100)
             for i in range(12))
+ADDRS = (WeightedAddress("127.0.10.1", 100),)
 HALF_DOWN = {lb.ip: Health(False, 0) for lb in LBS[:6]}
 """Some endpoints keep most of their capacity, others lose more than half (safe: refused)."""
 ENDPOINTS = names.endpoints(9)  # the three named endpoints and nine cells
@@ -155,14 +163,39 @@ async def test_a_windowed_walk_leaves_the_zone_and_history_of_the_one_at_a_time_
         assert not refused
 
 
+@pytest.mark.parametrize("change", ["delete_changed", "delete_missing", "create_existing"])
+async def test_the_zone_rejects_a_failed_change_to_a_lock_as_lock_conflict(
+        zone: ZoneStore, change: str) -> None:
+    lock = names.lock_name(ENDPOINTS[0])
+    mine, theirs = lock_record(lock, Lock(A, 1)), lock_record(lock, Lock(B, 2))
+    tree = a_records(names.tree_name(1, ENDPOINTS[0]), [])
+    await zone.apply(ChangeBatch((Change(Action.CREATE, tree),)))
+    if change != "delete_missing":
+        await zone.apply(ChangeBatch((Change(Action.CREATE, theirs),)))
+    batch = {"delete_changed": (Change(Action.DELETE, mine), Change(Action.CREATE, mine)),
+             "delete_missing": (Change(Action.DELETE, mine), Change(Action.CREATE, mine)),
+             "create_existing": (Change(Action.CREATE, mine),)}[change]
+    with pytest.raises(Rejected) as lost:
+        await zone.apply(ChangeBatch(batch))
+    assert lost.value.reason is RejectReason.LOCK_CONFLICT
+    assert lost.value.change == batch[0]
+    # The same failures on a tree keep their own reasons (clean-up races, stale values).
+    with pytest.raises(Rejected) as stale:
+        await zone.apply(ChangeBatch((Change(Action.DELETE, a_records(tree.name, ADDRS)),)))
+    assert stale.value.reason is RejectReason.DELETE_MISMATCH
+
+
 class Interloper(ZoneStore):
     """The real zone store, where another enactor takes the locks of ``endpoints`` once, right
     after the windowed read of the first of them: the window's batches for them then delete
-    lock values that are gone."""
+    lock values that are gone. B's lease lasts until ``until_ms`` (by default it is over by
+    the time A retries: A may take them)."""
 
-    def __init__(self, client: aioredis.Redis, keys: ZoneKeys, *endpoints: str) -> None:
+    def __init__(self, client: aioredis.Redis, keys: ZoneKeys, *endpoints: str,
+                 until_ms: int = 0) -> None:
         super().__init__(client, keys, clock=CLOCK)
         self.endpoints = endpoints
+        self.until_ms = until_ms
         self.armed = False
         self.reads: list[tuple[str, ...]] = []
 
@@ -171,8 +204,8 @@ class Interloper(ZoneStore):
         views = await super().read_endpoints(requests)
         self.reads.append(tuple(endpoint for endpoint, _ in requests))
         if self.armed and self.endpoints[0] in self.reads[-1]:
-            self.armed = False  # B's lease is over by the time A retries: A may take them
-            taken = [Change(Action.UPSERT, lock_record(names.lock_name(e), Lock(B, 0)))
+            self.armed = False
+            taken = [Change(Action.UPSERT, lock_record(names.lock_name(e), Lock(B, self.until_ms)))
                      for e in self.endpoints]
             await self.apply(ChangeBatch(tuple(taken)))
         return views
@@ -209,7 +242,7 @@ async def test_a_lock_lost_inside_a_window_is_retried_for_that_endpoint_alone(
     assert report.committed == len(ENDPOINTS) and report.rejected == {}
     assert set((await cell.aliases()).values()) == {2}
     lost = cell.events(events.LockLost)
-    assert [(e.endpoint, e.reason) for e in lost] == [(contested, "delete_mismatch")]
+    assert [(e.endpoint, e.reason) for e in lost] == [(contested, "lock_conflict")]
     assert cell.sleeps == [lost[0].backoff_s]
     committed = [e.endpoint for e in cell.events(events.BatchCommitted) if e.generation == 2]
     windows = [ENDPOINTS[i:i + window] for i in range(0, len(ENDPOINTS), window)]
@@ -321,7 +354,48 @@ async def test_endpoints_lost_at_once_back_off_once_and_are_read_again(
     assert report.committed == len(ENDPOINTS) and report.rejected == {}
     assert set((await cell.aliases()).values()) == {2}
     lost = cell.events(events.LockLost)
-    assert [(e.endpoint, e.reason) for e in lost] == [(contested[0], "delete_mismatch")]
+    assert [(e.endpoint, e.reason) for e in lost] == [(contested[0], "lock_conflict")]
     assert zone.reads == [(names.REGIONAL,), ENDPOINTS, (contested[0],), contested[1:]]
     committed = [e.endpoint for e in cell.events(events.BatchCommitted) if e.generation == 2]
     assert committed == [e for e in ENDPOINTS if e not in contested] + list(contested)
+
+
+@pytest.mark.parametrize("window", [1, 4, len(ENDPOINTS)])
+@pytest.mark.parametrize("how", ["seen_held", "taken_after_the_read"])
+async def test_a_stop_during_a_lock_retry_neither_counts_the_plan_applied_nor_cleans_up(
+        redis_client: aioredis.Redis, prefix: str, window: int, how: str) -> None:
+    # The last endpoint's lock is B's for a minute: A backs off and retries it alone, again
+    # and again, until it is asked to stop. Plan 4's clean-up would delete plan 1's trees.
+    last = ENDPOINTS[-1]
+    lease_ms = int(NOW_S * 1000) + 60_000
+    zone = Interloper(redis_client, ZoneKeys(prefix), last, until_ms=lease_ms)
+    cell = Cell(redis_client, prefix, zone=zone)
+    enactor = cell.enactor(window)
+    for _ in range(3):
+        await cell.publish()
+        await enactor.run_round()
+    if how == "seen_held":
+        lease = lock_record(names.lock_name(last), Lock(B, lease_ms))
+        await cell.zone.apply(ChangeBatch((Change(Action.UPSERT, lease),)))
+    else:  # A's batch for it loses the lock (lock_conflict), then finds it held
+        zone.armed = True
+    await cell.publish()
+    applied_before = REGISTRY.get_sample_value("dnsrace_enactor_plans_applied_total", {"az": A})
+    walk = asyncio.create_task(enactor.run_round())
+
+    async def retrying() -> bool:
+        return len([e for e in cell.events(events.LockLost) if e.endpoint == last]) >= 2
+
+    await wait_until(retrying, what="A to back off from the last endpoint's lock twice")
+    enactor.stopping.set()
+    report = await asyncio.wait_for(walk, 5)
+
+    assert report.outcome is RoundOutcome.STOPPED
+    assert report.committed == len(ENDPOINTS) - 1
+    assert REGISTRY.get_sample_value("dnsrace_enactor_plans_applied_total",
+                                     {"az": A}) == applied_before
+    assert not [e for e in cell.events(events.RoundCompleted) if e.generation == 4]
+    assert not cell.events(events.TreeDeleted)  # no clean-up ran, in any round
+    trees = await cell.zone.trees()
+    assert all(names.tree_name(1, e) in trees for e in ENDPOINTS)  # plan 1's trees are kept
+    assert (await cell.aliases())[last] == 3

@@ -1,9 +1,10 @@
 """The interleaving explorer: the real enactors on a real Redis, one round-trip at a time.
 
 Pure tiers first (the invariants on hand-made zones, the scheduler with toy actors), then the
-explorer itself on the embedded Redis: legacy breaks the way October 2025 did, the stored
-counterexample still breaks (so a passing safe run is not vacuous), safe holds over every
-schedule explored, and each protection alone holds only some invariants.
+explorer itself on the embedded Redis, at the cluster's window of 512 endpoints and one at a
+time: legacy breaks the way October 2025 did, the stored counterexamples still break (so a
+passing safe run is not vacuous), safe holds over every schedule explored, and each protection
+alone holds only some invariants.
 """
 
 from __future__ import annotations
@@ -32,10 +33,15 @@ from services.explorer.search import (
     replay,
 )
 from services.explorer.trace import LineKind, TraceLine, trace
-from services.explorer.world import ExploreConfig, Lab, ScheduleRecord
+from services.explorer.world import CLUSTER_WINDOW, ExploreConfig, Lab, ScheduleRecord
 from services.runtime.redis_server import EmbeddedRedis
 
 FIXTURE = Path(__file__).parent / "fixtures" / "legacy_counterexample.json"
+"""Found one endpoint at a time (window 1)."""
+FIXTURE_512 = FIXTURE.with_name("legacy_counterexample_window512.json")
+"""Found at the cluster's window."""
+WINDOWS = pytest.mark.parametrize("window", [1, CLUSTER_WINDOW],
+                                  ids=["one_at_a_time", f"window_{CLUSTER_WINDOW}"])
 E = names.REGIONAL
 I1, I2, I3 = Invariant.I1, Invariant.I2, Invariant.I3
 MakeLab = Callable[[ExploreConfig], Lab]
@@ -163,9 +169,13 @@ async def make_lab(redis_server: EmbeddedRedis, prefix: str) -> AsyncIterator[Ma
     await client.aclose()
 
 
-def assert_the_incident(lines: list[TraceLine]) -> None:
-    """A stale flip of an endpoint, then clean-up deleting that very tree, then I1 or I3."""
-    flips = [i for i, line in enumerate(lines) if line.kind is LineKind.STALE_FLIP]
+def assert_the_incident(lines: list[TraceLine], endpoint: str | None = None) -> None:
+    """A stale flip of an endpoint, then clean-up deleting that very tree, then I1 or I3.
+
+    ``endpoint``: the one the story is about (else the first flipped back).
+    """
+    flips = [i for i, line in enumerate(lines) if line.kind is LineKind.STALE_FLIP
+             and endpoint in (None, line.endpoint)]
     assert flips, "no enactor flipped an endpoint back to an older plan"
     stale = lines[flips[0]]
     deletes = [i for i, line in enumerate(lines) if line.kind is LineKind.LIVE_DELETE
@@ -179,8 +189,9 @@ def assert_the_incident(lines: list[TraceLine]) -> None:
     assert violation.step == deleted.step  # found at the very deletion step
 
 
-async def test_legacy_explore_finds_the_outage(make_lab: MakeLab) -> None:
-    lab = make_lab(ExploreConfig(mode="legacy", invariants=(I1,)))
+@WINDOWS
+async def test_legacy_explore_finds_the_outage(make_lab: MakeLab, window: int) -> None:
+    lab = make_lab(ExploreConfig(mode="legacy", invariants=(I1,), window=window))
     result = await explore(lab, "random", schedules=3000, seed=0, stop_after=1)
     assert result.shortest is not None, f"no empty answer in {result.schedules} schedules"
     found = result.shortest
@@ -190,18 +201,23 @@ async def test_legacy_explore_finds_the_outage(make_lab: MakeLab) -> None:
     assert trace(again) == trace(found.record)
 
 
+@WINDOWS
 async def test_legacy_breaks_within_one_preemption_when_every_invariant_counts(
-        make_lab: MakeLab) -> None:
-    lab = make_lab(ExploreConfig(mode="legacy"))
+        make_lab: MakeLab, window: int) -> None:
+    lab = make_lab(ExploreConfig(mode="legacy", window=window))
     result = await explore(lab, "exhaustive", schedules=6144, preemptions=1, stop_after=1)
     assert result.shortest is not None
     assert {v.invariant for v in result.shortest.violations} <= {I2, I3}
 
 
-async def test_the_stored_counterexample_still_empties_the_name(make_lab: MakeLab) -> None:
-    stored = json.loads(FIXTURE.read_text())
-    config, choices = load_replay(str(FIXTURE), ExploreConfig())
+@pytest.mark.parametrize(("fixture", "window"), [(FIXTURE, 1), (FIXTURE_512, CLUSTER_WINDOW)],
+                         ids=["one_at_a_time", f"window_{CLUSTER_WINDOW}"])
+async def test_the_stored_counterexample_still_empties_the_name(
+        make_lab: MakeLab, fixture: Path, window: int) -> None:
+    stored = json.loads(fixture.read_text())
+    config, choices = load_replay(str(fixture), ExploreConfig())
     assert config.mode == "legacy" and config.active_protections == ()
+    assert config.window == window
     record = await replay(make_lab(config), choices)
     assert record.steps == len(choices) == stored["steps"]
     assert [v.text for v in record.violations] == stored["violations"]
@@ -211,18 +227,20 @@ async def test_the_stored_counterexample_still_empties_the_name(make_lab: MakeLa
     assert by_seed.shortest is not None and by_seed.shortest.choices == stored["choices"]
 
 
+@WINDOWS
 def test_safe_mode_holds_every_invariant_over_2000_random_schedules(
-        redis_server: EmbeddedRedis) -> None:
-    result = explore_in_processes(redis_server.url, ExploreConfig(mode="safe"),
+        redis_server: EmbeddedRedis, window: int) -> None:
+    result = explore_in_processes(redis_server.url, ExploreConfig(mode="safe", window=window),
                                   Strategy.RANDOM, schedules=2000, seed=7, preemptions=0,
                                   stop_after=None, workers=2)
     assert (result.schedules, result.violating, result.bounded) == (2000, 0, 0)
     assert result.steps > 2000 * 30  # whole schedules ran, not empty ones
 
 
+@WINDOWS
 async def test_safe_mode_holds_every_invariant_over_bounded_exhaustive_schedules(
-        make_lab: MakeLab) -> None:
-    lab = make_lab(ExploreConfig(mode="safe"))
+        make_lab: MakeLab, window: int) -> None:
+    lab = make_lab(ExploreConfig(mode="safe", window=window))
     without_preemption = await explore(lab, "exhaustive", schedules=10_000, preemptions=0)
     assert without_preemption.exhausted
     assert (without_preemption.schedules, without_preemption.violating) == (96, 0)
@@ -232,13 +250,28 @@ async def test_safe_mode_holds_every_invariant_over_bounded_exhaustive_schedules
     assert (one_preemption.schedules, one_preemption.violating) == (600, 0)
 
 
+async def test_a_walk_of_several_windows_holds_in_safe_mode_and_breaks_in_legacy(
+        make_lab: MakeLab) -> None:
+    # Five endpoints in windows of two: reads of one window while the last one's batches are
+    # judged, cuts, retries alone and windows read again, between the other actors' steps.
+    safe = await explore(make_lab(ExploreConfig(mode="safe", endpoints=5, window=2)),
+                         "random", schedules=300, seed=5)
+    assert (safe.schedules, safe.violating, safe.bounded) == (300, 0, 0)
+    legacy = make_lab(ExploreConfig(mode="legacy", endpoints=5, window=2, invariants=(I1,)))
+    found = (await explore(legacy, "random", schedules=300, seed=5, stop_after=1)).shortest
+    assert found is not None
+    emptied = found.violations[0].endpoint  # in this one, two endpoints were flipped back
+    assert_the_incident(trace(found.record), emptied)
+
+
 async def first_violation(lab: Lab, schedules: int) -> set[Invariant]:
     result = await explore(lab, "random", schedules=schedules, seed=3, stop_after=1)
     return set() if result.shortest is None else {v.invariant for v in result.shortest.violations}
 
 
-def alone(protection: Protection, *invariants: Invariant) -> ExploreConfig:
-    return ExploreConfig(mode="safe", protections=(protection,), invariants=invariants)
+def alone(protection: Protection, window: int, *invariants: Invariant) -> ExploreConfig:
+    return ExploreConfig(mode="safe", protections=(protection,), invariants=invariants,
+                         window=window)
 
 
 @pytest.mark.parametrize(("protection", "holds", "breaks"), [
@@ -248,11 +281,12 @@ def alone(protection: Protection, *invariants: Invariant) -> ExploreConfig:
     # Clean-up that spares named trees keeps the name answering, with the stale plan's answer.
     ("safe_cleanup", (I1, I3), I2),
 ])
+@WINDOWS
 async def test_a_single_protection_holds_only_some_invariants(
         make_lab: MakeLab, protection: Protection, holds: tuple[Invariant, ...],
-        breaks: Invariant) -> None:
-    assert await first_violation(make_lab(alone(protection, *holds)), 300) == set()
-    assert await first_violation(make_lab(alone(protection, breaks)), 300) == {breaks}
+        breaks: Invariant, window: int) -> None:
+    assert await first_violation(make_lab(alone(protection, window, *holds)), 300) == set()
+    assert await first_violation(make_lab(alone(protection, window, breaks)), 300) == {breaks}
 
 
 async def test_the_same_seed_gives_the_same_trace(make_lab: MakeLab) -> None:
@@ -271,15 +305,22 @@ def test_cli_replays_the_fixture_and_reports_a_clean_safe_run(
         redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("DNSRACE_REDIS_URL", redis_server.url)
-    assert main(["--replay", str(FIXTURE), "--json"]) == 1
-    replayed = json.loads(capsys.readouterr().out)
-    assert replayed["choices"] == json.loads(FIXTURE.read_text())["choices"]
+    for fixture, window in ((FIXTURE, 1), (FIXTURE_512, CLUSTER_WINDOW)):
+        assert main(["--replay", str(fixture), "--json"]) == 1
+        replayed = json.loads(capsys.readouterr().out)
+        assert replayed["choices"] == json.loads(fixture.read_text())["choices"]
+        assert replayed["config"]["window"] == window
+    # One endpoint at a time is not the cluster's walk: its steps do not fit window 512.
+    assert main(["--replay", str(FIXTURE), "--window", str(CLUSTER_WINDOW)]) == 2
+    assert "does not fit" in capsys.readouterr().err
     assert main(["--mode", "safe", "--schedules", "30", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert (result["schedules"], result["violating_schedules"]) == (30, 0)
     assert result["config"]["protections"] == [
         "fenced_commit", "safe_cleanup", "plan_validation", "self_repair"]
+    assert result["config"]["window"] == CLUSTER_WINDOW  # the cluster's, unless told
     assert main(["--replay", "0123x"]) == 2
+    assert main(["--window", "0"]) == 2
 
 
 

@@ -39,6 +39,8 @@ class RejectReason(StrEnum):
     TREE_REFERENCED = "tree_referenced"
     GENERATION_FENCE = "generation_fence"
     LOCK_EXPIRED = "lock_expired"
+    LOCK_CONFLICT = "lock_conflict"
+    """A change to an endpoint's lock record failed: another enactor holds (or took) the lock."""
     BAD_ACTION = "bad_action"
 
 

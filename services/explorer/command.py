@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import multiprocessing
@@ -46,7 +47,7 @@ from services.explorer.report import (
 )
 from services.explorer.scheduler import ReplayDiverged
 from services.explorer.search import Explored, Strategy, explore, merge, protection_matrix, replay
-from services.explorer.world import ACTORS, ExploreConfig, Lab
+from services.explorer.world import ACTORS, CLUSTER_WINDOW, ExploreConfig, Lab
 from services.runtime.redis_server import EmbeddedRedis
 
 DESCRIPTION = ("the real planner and enactors under a seeded scheduler on a real Redis, "
@@ -102,6 +103,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="clean-up deletes trees this many generations older (2)")
     parser.add_argument("--invariants", type=_invariants, default=ALL_INVARIANTS,
                         help="a schedule stops at its first violation of these (I1,I2,I3)")
+    parser.add_argument("--window", type=int,
+                        help="endpoints an enactor reads, then commits, per window (default "
+                             f"{CLUSTER_WINDOW}, the cluster's; 1: one at a time); with "
+                             "--replay FILE, replaces the file's")
     parser.add_argument("--step-ms", type=int, default=100,
                         help="logical time of one step in ms (default 100; lease 1 s)")
     parser.add_argument("--max-steps", type=int, default=200,
@@ -128,7 +133,8 @@ def config_from(args: argparse.Namespace) -> ExploreConfig:
     return ExploreConfig(
         mode=args.mode, protections=tuple(args.protections) if args.mode == "safe" else (),
         plans=args.plans, endpoints=args.endpoints, cleanup_age=args.cleanup_age,
-        invariants=tuple(args.invariants), step_ms=args.step_ms, max_steps=args.max_steps)
+        invariants=tuple(args.invariants), step_ms=args.step_ms, max_steps=args.max_steps,
+        window=CLUSTER_WINDOW if args.window is None else args.window)
 
 
 # -- Redis for a run -----------------------------------------------------------------------
@@ -286,6 +292,8 @@ def run(args: argparse.Namespace) -> int:
         config = config_from(args)
         if args.replay:
             config = load_replay(args.replay, config)[0]
+            if args.window is not None:
+                config = dataclasses.replace(config, window=args.window)
         if args.workers < 1 or args.schedules < 0:
             raise ValueError("--workers must be >= 1 and --schedules >= 0")
     except (ValueError, OSError) as e:

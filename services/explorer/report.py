@@ -43,15 +43,16 @@ def load_replay(spec: str, fallback: ExploreConfig) -> tuple[ExploreConfig, tupl
 def _describe(config: ExploreConfig) -> str:
     on = ", ".join(config.active_protections) or "no protections"
     return (f"{config.mode} ({on}); {config.plans} plans, {config.endpoints} endpoints, "
-            f"clean-up age {config.cleanup_age}; actors {', '.join(ACTORS)}; "
-            f"stop at {','.join(config.invariants)}")
+            f"window {config.window}, clean-up age {config.cleanup_age}; "
+            f"actors {', '.join(ACTORS)}; stop at {','.join(config.invariants)}")
 
 
 def _replay_hint(config: ExploreConfig, found: Found) -> list[str]:
     protections = (f" --protections {','.join(config.active_protections)}"
                    if config.mode == "safe" else "")
     base = (f"dnsrace explore --mode {config.mode}{protections} --plans {config.plans} "
-            f"--endpoints {config.endpoints} --cleanup-age {config.cleanup_age} "
+            f"--endpoints {config.endpoints} --window {config.window} "
+            f"--cleanup-age {config.cleanup_age} "
             f"--invariants {','.join(config.invariants)}")
     hints = [f"  {base} --replay {found.choices}"]
     if found.seed is not None:

@@ -111,8 +111,13 @@ def _line(happening: Happening, named_by: Mapping[str, str]) -> TraceLine | None
 
 
 def trace(record: ScheduleRecord) -> list[TraceLine]:
-    """The story of a schedule, ending with the violations it stopped at."""
+    """The story of a schedule in step order, ending with the violations it stopped at.
+
+    (A window's flips are recorded together once its last batch is in, each at the step it
+    committed: the story puts them back in their place.)
+    """
     lines = [line for h in record.happenings if (line := _line(h, record.named_by)) is not None]
+    lines.sort(key=lambda line: line.step)
     lines += [_violation_line(record, v) for v in record.violations]
     return lines
 

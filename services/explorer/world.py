@@ -8,6 +8,18 @@ command, so a schedule costs its round-trips and nothing else.
 
 The Lab is the stores' clock: each batch carries the logical ``now_ms``, so a fenced lease is
 judged by change_batch.lua's own rule, in logical time, exactly as production judges it.
+
+The enactors walk in windows of ``ExploreConfig.window`` endpoints, the cluster's by default,
+with the cluster's walk (:class:`~services.enactor.walk.Walk`); one turn is one atomic step of
+Redis: a window's read (one script), or one batch of a window's pipeline (other clients may
+run between two of them, as in Redis). The one thing the explorer does differently is the
+enactor's overlap: the cluster reads the next window while the last one's batches commit;
+here each round-trip ends before the next starts (an actor waits at one gate at a time), so
+the read comes after those batches. Nothing is lost by that: the read and the batches are of
+different endpoints, and no single step of another actor both writes what the read reads and
+touches what a batch writes (batches and clean-up deletions are each of one endpoint; reads
+write nothing), so every interleaving of the overlapped walk has an equivalent one here. Only
+the logical time of the read differs, by the batches' steps (a lock lease starts later).
 """
 
 from __future__ import annotations
@@ -46,6 +58,8 @@ from services.store.zone import ZoneKeys, ZoneStore
 
 PLANNER_NAME = "planner"
 ACTORS: tuple[str, ...] = (PLANNER_NAME, *names.AZS)
+CLUSTER_WINDOW = Settings().enactor_window
+"""The window the cluster's enactors walk in (``DNSRACE_ENACTOR_WINDOW``'s default)."""
 EPOCH_MS = 1_760_942_880_000
 """The logical clock starts at 2025-10-20 06:48 UTC (11:48 PM PDT, when the name went empty);
 the traces count from it."""
@@ -67,6 +81,8 @@ class ExploreConfig:
     """Logical time one step takes (a lock lease of 1 s lasts 10 steps)."""
     max_steps: int = 200
     """Steps one actor may take in a schedule; past it the actor is retired."""
+    window: int = CLUSTER_WINDOW
+    """Endpoints an enactor reads, then commits, per window (1: one at a time)."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("legacy", "safe"):
@@ -77,13 +93,13 @@ class ExploreConfig:
                              f"{', '.join(ALL_PROTECTIONS)}")
         if not self.invariants:
             raise ValueError("check at least one invariant")
-        if self.plans < 1 or self.endpoints < 1 or self.step_ms < 1 or self.max_steps < 1:
-            raise ValueError("plans, endpoints, step_ms and max_steps must be >= 1")
+        if min(self.plans, self.endpoints, self.step_ms, self.max_steps, self.window) < 1:
+            raise ValueError("plans, endpoints, step_ms, max_steps and window must be >= 1")
         self.settings()  # validates cleanup_age (ConfigError is a ValueError)
 
     def settings(self) -> Settings:
         return Settings(mode=self.mode, protections=self.protections,
-                        cleanup_age=self.cleanup_age)
+                        cleanup_age=self.cleanup_age, enactor_window=self.window)
 
     @property
     def active_protections(self) -> tuple[Protection, ...]:
@@ -99,10 +115,11 @@ class ExploreConfig:
                 "plans": self.plans, "endpoints": self.endpoints,
                 "cleanup_age": self.cleanup_age,
                 "invariants": [str(i) for i in self.invariants],
-                "step_ms": self.step_ms, "max_steps": self.max_steps}
+                "step_ms": self.step_ms, "max_steps": self.max_steps, "window": self.window}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ExploreConfig:
+        """A saved configuration; one saved before windows were explored has window 1."""
         mode = data.get("mode", "legacy")
         protections = tuple(data.get("protections", ())) if mode == "safe" else ()
         return cls(mode=mode, protections=protections, plans=int(data.get("plans", 4)),
@@ -111,7 +128,8 @@ class ExploreConfig:
                    invariants=tuple(Invariant(i) for i in data.get("invariants",
                                                                    ALL_INVARIANTS)),
                    step_ms=int(data.get("step_ms", 100)),
-                   max_steps=int(data.get("max_steps", 200)))
+                   max_steps=int(data.get("max_steps", 200)),
+                   window=int(data.get("window", 1)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,16 +203,25 @@ class GatedZone(ZoneStore):
 
     async def apply_many(self, batches: Sequence[ChangeBatch]
                          ) -> list[Committed | Rejected]:
-        """One turn for the whole pipeline; the batches commit in order, each judged alone."""
-        await self._lab.turn(self._actor)
+        """One turn per batch: they commit in order, each judged alone, and other clients'
+        commands may run between two of them (a pipeline, not a transaction).
+
+        Once a violation has ended the schedule, the rest of the pipeline (on the wire
+        already) runs without turns and unjudged, so that the enactor records what it did up
+        to the violation; the story leaves out what came after.
+        """
         outcomes: list[Committed | Rejected] = []
         for batch in batches:
+            judged = not self._lab.scheduler.halted
+            if judged:
+                await self._lab.turn(self._actor)
             try:
                 committed = await super().apply(batch)
             except Rejected as e:
                 outcomes.append(e)
                 continue
-            await self._lab.after_commit(committed)
+            if judged:
+                await self._lab.after_commit(committed)
             outcomes.append(committed)
         return outcomes
 
@@ -290,6 +317,9 @@ class Lab:
     _happenings: list[Happening] = field(init=False, default_factory=list)
     _violations: list[Violation] = field(init=False, default_factory=list)
     _named_by: dict[str, str] = field(init=False, default_factory=dict)
+    _committed_at: dict[int, tuple[int, int]] = field(init=False, default_factory=dict)
+    """Zone serial -> (step, logical time) of the commit: a window's flips are recorded
+    together after its last batch, each is told at the step it committed."""
 
     def __post_init__(self) -> None:
         self.keys = ZoneKeys(self.prefix)
@@ -322,11 +352,17 @@ class Lab:
 
     def record(self, actor: int, event: events.Event) -> None:
         sched = self.scheduler
-        self._happenings.append(Happening(sched.step, sched.now_ms - sched.epoch_ms,
-                                          ACTORS[actor], event.stamped(self)))
+        step, now_ms = sched.step, sched.now_ms
+        if isinstance(event, events.BatchCommitted | events.TreeDeleted):
+            if event.serial not in self._committed_at and sched.halted:
+                return  # committed after the violation (the rest of a pipeline)
+            step, now_ms = self._committed_at.get(event.serial, (step, now_ms))
+        self._happenings.append(Happening(step, now_ms - sched.epoch_ms, ACTORS[actor],
+                                          event.stamped(self)))
 
     async def after_commit(self, committed: Committed) -> None:
         """Judge I1-I3 on the zone as this batch left it; halt the schedule on a violation."""
+        self._committed_at[committed.serial] = (self.scheduler.step, self.scheduler.now_ms)
         # One HGETALL is atomic, and nobody else runs now: the zone exactly as this batch left
         # it (ZoneStore.snapshot() would add MULTI/EXEC and the serial, which I1-I3 ignore).
         snapshot = ZoneSnapshot(0, await self.client.hgetall(self.keys.rrsets))
@@ -346,6 +382,7 @@ class Lab:
         self._happenings = []
         self._violations = []
         self._named_by = {}
+        self._committed_at = {}
         self.watch = ZoneWatch(self.endpoints, frozenset(self.config.invariants))
         bodies = [self._planner()]
         for index, az in enumerate(names.AZS, start=1):
@@ -369,6 +406,7 @@ class Lab:
                           self.plans[index], FaultGate(None, az, sink), sink,
                           backoff_base_s=self.settings.backoff_base_s,
                           backoff_max_s=self.settings.backoff_max_s,
+                          window=self.settings.enactor_window, overlap=False,
                           clock=self.scheduler.clock, sleep=self.scheduler.sleeper(index))
         while True:
             await enactor.run_round()

@@ -66,15 +66,22 @@ for i, fence in ipairs(batch.fences or {}) do
   end
 end
 
+-- A lock record (the zone's only TXT record sets) whose DELETE or CREATE fails is held, or
+-- was just taken, by another enactor: the batch lost the lock (the enactor backs off).
+local function failed(ch, reason)
+  if ch.type == 'TXT' then return 'lock_conflict' end
+  return reason
+end
+
 for i, ch in ipairs(batch.changes) do
   local key = ch.name .. '|' .. ch.type
   local old = current(key)
   if ch.action == 'DELETE' then
     if not old then
-      return reject(i, 'delete_missing', key .. ' does not exist')
+      return reject(i, failed(ch, 'delete_missing'), key .. ' does not exist')
     end
     if old ~= ch.value then
-      return reject(i, 'delete_mismatch', key .. ' holds a different value')
+      return reject(i, failed(ch, 'delete_mismatch'), key .. ' holds a different value')
     end
     if ch.if_unreferenced and refcount(ch.name) > 0 then
       return reject(i, 'tree_referenced', ch.name .. ' is named by ' .. refcount(ch.name) .. ' alias(es)')
@@ -82,7 +89,7 @@ for i, ch in ipairs(batch.changes) do
     view[key] = false
   elseif ch.action == 'CREATE' or ch.action == 'UPSERT' then
     if ch.action == 'CREATE' and old then
-      return reject(i, 'create_exists', key .. ' already exists')
+      return reject(i, failed(ch, 'create_exists'), key .. ' already exists')
     end
     view[key] = ch.value
   else
