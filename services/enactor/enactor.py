@@ -26,6 +26,7 @@ from typing import Protocol
 
 from services.config import Settings
 from services.core import names
+from services.core.backoff import RetryBackoff
 from services.core.events import (
     BatchCommitted,
     BatchRejected,
@@ -139,14 +140,15 @@ class Enactor:
         self.plans = plans
         self.gate = gate
         self.sink = sink
-        self.backoff_base_s = backoff_base_s
-        self.backoff_max_s = backoff_max_s
         self.window = window
         self.overlap = overlap and window > 1
         """Read the next window while the last one commits (see the module's docstring)."""
         self.clock = clock
         self.sleep = sleep
         self.rng = rng or random.Random(az)
+        self.lock_retry = RetryBackoff(base_s=backoff_base_s, cap_s=backoff_max_s, jitter=0.5,
+                                       rng=self.rng)
+        """Back-off after a lost lock: doubling from the base to the cap, equal jitter."""
         self.stopping = asyncio.Event()
         # Counted for every endpoint: the labelled series are looked up once.
         self._locks_won = LOCKS.labels(az, "won")
@@ -272,8 +274,7 @@ class Enactor:
 
     async def _backoff(self, attempt: int, endpoint: str, generation: int,
                        reason: RetryReason) -> None:
-        delay = min(self.backoff_max_s, self.backoff_base_s * 2 ** min(attempt, 16))
-        delay *= 0.5 + self.rng.random() / 2
+        delay = self.lock_retry.delay(attempt + 1)
         LOCKS.labels(self.az, "lost").inc()
         BACKOFF_SECONDS.labels(self.az).inc(delay)
         await self.sink.record(LockLost(endpoint=endpoint, generation=generation,
