@@ -14,7 +14,8 @@ from typing import Any
 
 from services.core import events
 from services.core.invariants import Violation
-from services.explorer.world import Happening, NewestRead, ScheduleRecord
+from services.explorer.gated import NewestRead
+from services.explorer.world import Happening, ScheduleRecord
 
 
 class LineKind(StrEnum):

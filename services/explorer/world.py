@@ -24,9 +24,8 @@ the logical time of the read differs, by the batches' steps (a lock lease starts
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -40,20 +39,16 @@ from services.core.invariants import (
     ZoneWatch,
     referrers,
 )
-from services.core.plans import Plan
 from services.core.records import (
-    ChangeBatch,
     Committed,
-    EndpointRecords,
-    Rejected,
     ZoneSnapshot,
 )
 from services.enactor.enactor import Enactor, policy_for
 from services.enactor.gate import FaultGate
+from services.explorer.gated import GatedPlans, GatedZone, MemoryMark, PlannerPlans, Recorder
 from services.explorer.scheduler import Chooser, Scheduler
 from services.planner.planner import Planner
 from services.store.health import HealthStore
-from services.store.plans import PlanStore
 from services.store.zone import ZoneKeys, ZoneStore
 
 PLANNER_NAME = "planner"
@@ -132,18 +127,6 @@ class ExploreConfig:
                    window=int(data.get("window", 1)))
 
 
-@dataclass(frozen=True, kw_only=True)
-class NewestRead(events.Event):
-    """The explorer's note that an actor read the newest plan's generation (a round starts).
-
-    The enactor checks that plan against the zone one round-trip later, and acts on it long
-    after: this is where a stale check begins.
-    """
-
-    kind: ClassVar[str] = "newest_read"
-    generation: int
-
-
 @dataclass(frozen=True)
 class Happening:
     """An event an actor recorded, stamped with the step and logical time it happened at."""
@@ -170,140 +153,6 @@ class ScheduleRecord:
     @property
     def steps(self) -> int:
         return len(self.choices)
-
-
-class _Recorder:
-    """The history sink of one actor: events go to the schedule's record, in step order."""
-
-    def __init__(self, lab: Lab, actor: int) -> None:
-        self._lab = lab
-        self._actor = actor
-
-    async def record(self, event: events.Event) -> None:
-        self._lab.record(self._actor, event)
-
-    async def record_many(self, events: Sequence[events.Event]) -> None:
-        for event in events:
-            self._lab.record(self._actor, event)
-
-
-class GatedZone(ZoneStore):
-    """The real zone store; each round-trip first waits for this actor's turn."""
-
-    def __init__(self, lab: Lab, actor: int) -> None:
-        super().__init__(lab.client, lab.keys, clock=lab)
-        self._lab = lab
-        self._actor = actor
-
-    async def apply(self, batch: ChangeBatch) -> Committed:
-        await self._lab.turn(self._actor)
-        committed = await super().apply(batch)
-        await self._lab.after_commit(committed)
-        return committed
-
-    async def apply_many(self, batches: Sequence[ChangeBatch]
-                         ) -> list[Committed | Rejected]:
-        """One turn per batch: they commit in order, each judged alone, and other clients'
-        commands may run between two of them (a pipeline, not a transaction).
-
-        Once a violation has ended the schedule, the rest of the pipeline (on the wire
-        already) runs without turns and unjudged, so that the enactor records what it did up
-        to the violation; the story leaves out what came after.
-        """
-        outcomes: list[Committed | Rejected] = []
-        for batch in batches:
-            judged = not self._lab.scheduler.halted
-            if judged:
-                await self._lab.turn(self._actor)
-            try:
-                committed = await super().apply(batch)
-            except Rejected as e:
-                outcomes.append(e)
-                continue
-            if judged:
-                await self._lab.after_commit(committed)
-            outcomes.append(committed)
-        return outcomes
-
-    async def read_endpoint(self, endpoint: str, tree: str) -> EndpointRecords:
-        await self._lab.turn(self._actor)
-        return await super().read_endpoint(endpoint, tree)
-
-    async def read_endpoints(self, requests: Sequence[tuple[str, str]]
-                             ) -> list[EndpointRecords]:
-        await self._lab.turn(self._actor)
-        return await super().read_endpoints(requests)
-
-    async def trees(self) -> dict[str, str]:
-        await self._lab.turn(self._actor)
-        return await super().trees()
-
-    async def references(self) -> dict[str, int]:
-        await self._lab.turn(self._actor)
-        return await super().references()
-
-    async def snapshot(self) -> ZoneSnapshot:
-        await self._lab.turn(self._actor)
-        return await super().snapshot()
-
-    async def serial(self) -> int:
-        await self._lab.turn(self._actor)
-        return await super().serial()
-
-    async def get_many(self, keys: list[str]) -> dict[str, str | None]:
-        await self._lab.turn(self._actor)
-        return await super().get_many(keys)
-
-
-class GatedPlans(PlanStore):
-    """The real plan store; each round-trip first waits for this actor's turn.
-
-    ``newest()`` is inherited: it is two round-trips (the generation, then the plan), and
-    another actor may run between them, exactly as in production.
-    """
-
-    def __init__(self, lab: Lab, actor: int) -> None:
-        super().__init__(lab.client, lab.prefix)
-        self._lab = lab
-        self._actor = actor
-
-    async def publish(self, plan: Plan) -> None:
-        await self._lab.turn(self._actor)
-        await super().publish(plan)
-        self._lab.scheduler.published += 1
-
-    async def newest_generation(self) -> int:
-        await self._lab.turn(self._actor)
-        self._lab.scheduler.saw_plans(self._actor)
-        generation = await super().newest_generation()
-        self._lab.record(self._actor, NewestRead(generation=generation))
-        return generation
-
-    async def get(self, generation: int) -> Plan | None:
-        await self._lab.turn(self._actor)
-        return await super().get(generation)
-
-
-class PlannerPlans(GatedPlans):
-    """The planner's plan store: its publish waits for a turn, its read of the newest
-    generation does not. Only the planner writes plans, so no other actor's step can change
-    what that read returns; a gate there would only multiply schedules that end the same."""
-
-    async def newest_generation(self) -> int:
-        return await PlanStore.newest_generation(self)
-
-
-@dataclass
-class _Mark:
-    """The planner's high-water mark, kept for one schedule (production's is a file)."""
-
-    generation: int = 0
-
-    def read(self) -> int:
-        return self.generation
-
-    def write(self, generation: int) -> None:
-        self.generation = generation
 
 
 @dataclass
@@ -395,13 +244,13 @@ class Lab:
 
     async def _planner(self) -> None:
         """The real planner's ticks, at logical time, from a fresh high-water mark."""
-        planner = Planner(self.plans[0], self.health, _Mark(), _Recorder(self, 0),
+        planner = Planner(self.plans[0], self.health, MemoryMark(), Recorder(self, 0),
                           self.endpoints, self.lbs)
         for _ in range(self.config.plans):
             await planner.tick(self.now_ms())
 
     async def _enactor(self, index: int, az: str) -> None:
-        sink = _Recorder(self, index)
+        sink = Recorder(self, index)
         enactor = Enactor(az, policy_for(self.settings, az), self.zones[index],
                           self.plans[index], FaultGate(None, az, sink), sink,
                           backoff_base_s=self.settings.backoff_base_s,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from services.core import names
 from services.core.events import (
@@ -30,11 +30,8 @@ from services.core.events import (
     Stalled,
     TreeDeleted,
 )
-from services.report.monitor import FAILURES, DnsSample, LoadSample
+from services.report.monitor import FAILURES, DnsSample, LoadSample, Monitor
 from services.store import history
-
-if TYPE_CHECKING:
-    from services.report.monitor import Monitor
 
 LATENCY_METRIC = "dnsrace_client_request_seconds_bucket"
 
