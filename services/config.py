@@ -96,6 +96,8 @@ class Settings:
     lb_queue: int = _doc(
         "requests that may wait at one load balancer; beyond it the answer is "
         "ThrottlingException (400)", default=256)
+    lb_service_s: float = _doc(
+        "time one request holds a load balancer's slot (the storage behind it)", default=0.002)
     dwfm_hosts: int = _doc("DWFM hosts (Procfile dwfm_1, dwfm_2, ...)", default=2)
     dwfm_droplets: int = _doc("droplets each DWFM host owns, spread over the three AZs",
                               default=100)
@@ -131,8 +133,8 @@ class Settings:
             (3 <= self.lb_count <= 250, "DNSRACE_LB_COUNT must be between 3 and 250"),
             (self.ttl_s >= 0 and self.negative_ttl_s >= 0, "TTLs must be >= 0"),
             (self.load_rate >= 0, "DNSRACE_LOAD_RATE must be >= 0"),
-            (self.lb_max_in_flight >= 1 and self.lb_queue >= 0,
-             "DNSRACE_LB_MAX_IN_FLIGHT must be >= 1 and DNSRACE_LB_QUEUE >= 0"),
+            (self.lb_max_in_flight >= 1 and self.lb_queue >= 0 and self.lb_service_s >= 0,
+             "DNSRACE_LB_MAX_IN_FLIGHT must be >= 1, DNSRACE_LB_QUEUE and _SERVICE_S >= 0"),
             (1 <= self.dwfm_hosts <= 4, "DNSRACE_DWFM_HOSTS must be between 1 and 4"),
             (3 <= self.dwfm_droplets <= 2000, "DNSRACE_DWFM_DROPLETS must be between 3 and 2000"),
             (1 <= self.dwfm_workers <= 64, "DNSRACE_DWFM_WORKERS must be between 1 and 64"),
