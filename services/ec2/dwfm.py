@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 LEASES_HELD = Gauge("dnsrace_dwfm_leases_held", "Droplet leases this DWFM host holds", ["az"])
 DROPLETS = Gauge("dnsrace_dwfm_droplets", "Droplets this DWFM host owns", ["az"])
 QUEUE_DEPTH = Gauge("dnsrace_dwfm_queue_depth", "Lease work items waiting for a worker")
-OLDEST_AGE = Gauge("dnsrace_dwfm_oldest_item_age_seconds", "Age of the oldest waiting item")
 GOODPUT = Gauge("dnsrace_dwfm_goodput", "Leases established per second (last 5 s)")
 WORK_EXPIRED = Counter("dnsrace_dwfm_work_expired",
                        "Work items finished after their deadline: the lease was void")
@@ -235,7 +234,6 @@ class DwfmHost:
                 self.leased_at.popleft()
             GOODPUT.set(len(self.leased_at) / GOODPUT_WINDOW_S)
             QUEUE_DEPTH.set(len(self.queue))
-            OLDEST_AGE.set(self.queue.oldest_age_s(now))
             WORK.labels("dropped").inc(self.queue.stats.dropped - dropped)
             dropped = self.queue.stats.dropped
             await asyncio.sleep(0.5)
