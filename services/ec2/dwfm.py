@@ -54,6 +54,9 @@ for _label in ("ok", "failed"):
     RENEWALS.labels(_label)
 
 GOODPUT_WINDOW_S = 5.0
+FAILED_CALL_PAUSE_S = 0.05
+"""A worker whose call failed pauses this long (the model's ``fail_s``): a negatively cached
+name fails without awaiting anything, and a worker must not hold the event loop."""
 RENEWALS_IN_FLIGHT = 16
 
 
@@ -212,6 +215,7 @@ class DwfmHost:
             written = True
         except DynamoCallError as e:
             log.debug("lease work for %s failed: %s", droplet.name, e)
+            await asyncio.sleep(FAILED_CALL_PAUSE_S)
         now = self.now()
         outcome = judge(item, written, now)
         if outcome is Outcome.LEASED:
