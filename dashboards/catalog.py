@@ -21,17 +21,19 @@ from prometheus_client.metrics import MetricWrapperBase
 REPO = Path(__file__).resolve().parent.parent
 
 ENACTORS = ("enactor_az1", "enactor_az2", "enactor_az4")
-EVERY_PROCESS = ("planner", *ENACTORS, "dns", "endpoints", "control", "loadgen")
+DWFM_HOSTS = ("dwfm_1", "dwfm_2")
+EVERY_PROCESS = ("planner", *ENACTORS, "dns", "endpoints", "control", "loadgen", *DWFM_HOSTS)
 ROLES: dict[str, tuple[str, ...]] = {
     "planner": ("planner",), "enactor": ENACTORS, "dns": ("dns",),
     "endpoints": ("endpoints",), "control": ("control",), "loadgen": ("loadgen",),
+    "dwfm": DWFM_HOSTS,
 }
 """Each ``dnsrace <role>`` command and the Procfile processes that run it."""
 ROLE_MODULES = {
     "planner": "services.planner.service", "enactor": "services.enactor.service",
     "dns": "dns_server.server", "endpoints": "services.fleet.endpoints",
     "control": "services.control.service",
-    "loadgen": "loadgen.__main__",
+    "loadgen": "loadgen.__main__", "dwfm": "services.ec2.dwfm",
 }
 """The module each ``dnsrace <role>`` command runs (besides services.tools.cli and runtime)."""
 DECLARED_ONLY = {"control": "dnsrace_enactor_"}
@@ -39,13 +41,15 @@ DECLARED_ONLY = {"control": "dnsrace_enactor_"}
 a constant, so it serves the enactor families' HELP and TYPE lines without samples."""
 
 LABELS: dict[str, str] = {
-    "az": "Availability Zone of an enactor: use1-az1, use1-az2, use1-az4",
+    "az": "Availability Zone of an enactor or a droplet: use1-az1, use1-az2, use1-az4",
     "mode": "enactor algorithm of the cluster: legacy or safe",
-    "role": "what the process does: planner, enactor, dns, endpoints, control, loadgen",
+    "role": "what the process does: planner, enactor, dns, endpoints, control, loadgen, dwfm",
     "version": "dnsrace version",
     "outcome": "how something ended: a client outcome (ok, dns_nodata, dns_nxdomain, "
                "dns_timeout, dns_servfail, connect_error, http_error, timeout), a lock "
-               "attempt (won, lost), a control request (ok, rejected, error)",
+               "attempt (won, lost), a control request (ok, rejected, error), DWFM lease work "
+               "(leased, void, failed, dropped), an admission (admitted, already_queued, "
+               "throttled), a renewal (ok, failed)",
     "reason": "why: a rejected change batch (alias_target_missing, delete_mismatch, ...), a "
               "refused plan, a planner, DNS or sync error; a fixed set per metric",
     "rcode": "DNS response code name: NOERROR, NXDOMAIN, SERVFAIL, REFUSED, FORMERR, ...",

@@ -18,8 +18,13 @@ from typing import Literal
 from services.errors import DnsraceError
 
 Mode = Literal["legacy", "safe"]
-Protection = Literal["fenced_commit", "safe_cleanup", "plan_validation", "self_repair"]
+DnsProtection = Literal["fenced_commit", "safe_cleanup", "plan_validation", "self_repair"]
+"""The protections of the DNS automation (DESIGN.md section 4)."""
+CascadeProtection = Literal["queue_throttle"]
+"""The protections of what depends on the name (DESIGN.md section 8): EC2's DWFM queue."""
+Protection = Literal[DnsProtection, CascadeProtection]
 ALL_PROTECTIONS: tuple[Protection, ...] = typing.get_args(Protection)
+DNS_PROTECTIONS: tuple[DnsProtection, ...] = typing.get_args(DnsProtection)
 PREFIX = "DNSRACE_"
 
 ISOLATION_RANGE = ipaddress.ip_network("198.18.0.0/15")
@@ -52,7 +57,8 @@ class Settings:
     control_token: str = _doc("bearer token required for changes (always off-loopback)",
                               default="")
     metrics_port_base: int = _doc(
-        "first /metrics port; planner +0, enactors +1..+3, dns +4, endpoints +5, loadgen +6..",
+        "first /metrics port; planner +0, enactors +1..+3, dns +4, endpoints +5, loadgen +6.., "
+        "DWFM hosts +12.., ec2_api +16",
         default=9510,
     )
     plan_interval_s: float = _doc("seconds between two plans written by the planner", default=1.0)
@@ -87,6 +93,30 @@ class Settings:
                                   default=0.0)
     load_ramp_s: float = _doc("load generator: seconds to ramp up to load_rate", default=2.0)
     load_max_in_flight: int = _doc("load generator: requests in flight at most", default=500)
+    lb_max_in_flight: int = _doc(
+        "requests one load balancer serves at once; more wait in its queue", default=32)
+    lb_queue: int = _doc(
+        "requests that may wait at one load balancer; beyond it the answer is "
+        "ThrottlingException (400)", default=256)
+    lb_service_s: float = _doc(
+        "time one request holds a load balancer's slot (the storage behind it)", default=0.002)
+    dwfm_hosts: int = _doc("DWFM hosts (Procfile dwfm_1, dwfm_2, ...)", default=2)
+    dwfm_droplets: int = _doc("droplets each DWFM host owns, spread over the three AZs",
+                              default=100)
+    dwfm_workers: int = _doc("workers per DWFM host serving its queue of lease work", default=2)
+    dwfm_deadline_s: float = _doc(
+        "a lease work item must finish this long after it was queued, else the lease is void",
+        default=2.0)
+    dwfm_work_s: float = _doc(
+        "droplet-side work of one lease (re-)establishment, besides its DynamoDB calls",
+        default=0.15)
+    dwfm_instance_work_s: float = _doc(
+        "extra work per instance on the droplet when its lease is (re-)established",
+        default=0.01)
+    dwfm_check_interval_s: float = _doc("seconds between two state checks of a droplet",
+                                        default=2.0)
+    lease_ttl_s: float = _doc("a droplet lease expires this long after its last renewal",
+                              default=8.0)
     state_dir: str = _doc("where processes keep local state (planner high-water mark, logs)",
                           default=".dnsrace")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _doc("log level", default="INFO")
@@ -105,6 +135,17 @@ class Settings:
             (3 <= self.lb_count <= 250, "DNSRACE_LB_COUNT must be between 3 and 250"),
             (self.ttl_s >= 0 and self.negative_ttl_s >= 0, "TTLs must be >= 0"),
             (self.load_rate >= 0, "DNSRACE_LOAD_RATE must be >= 0"),
+            (self.lb_max_in_flight >= 1 and self.lb_queue >= 0 and self.lb_service_s >= 0,
+             "DNSRACE_LB_MAX_IN_FLIGHT must be >= 1, DNSRACE_LB_QUEUE and _SERVICE_S >= 0"),
+            (1 <= self.dwfm_hosts <= 4, "DNSRACE_DWFM_HOSTS must be between 1 and 4"),
+            (3 <= self.dwfm_droplets <= 2000, "DNSRACE_DWFM_DROPLETS must be between 3 and 2000"),
+            (1 <= self.dwfm_workers <= 64, "DNSRACE_DWFM_WORKERS must be between 1 and 64"),
+            (min(self.dwfm_deadline_s, self.dwfm_check_interval_s, self.lease_ttl_s) > 0
+             and min(self.dwfm_work_s, self.dwfm_instance_work_s) >= 0,
+             "DWFM deadline, check interval and lease TTL must be > 0, work times >= 0"),
+            (self.lease_ttl_s > self.dwfm_check_interval_s,
+             "DNSRACE_LEASE_TTL_S must exceed DNSRACE_DWFM_CHECK_INTERVAL_S (else every lease "
+             "expires between two state checks)"),
             (_lb_network_allowed(self.lb_network),
              "DNSRACE_LB_NETWORK must be three octets inside 127.0.0.0/8, or inside "
              "198.18.0.0/15 for --isolate"),
@@ -129,7 +170,8 @@ class Settings:
         return frozenset(self.protections or ALL_PROTECTIONS)
 
     def metrics_port(self, role: str, index: int = 0) -> int:
-        offsets = {"planner": 0, "enactor": 1, "dns": 4, "endpoints": 5, "loadgen": 6}
+        offsets = {"planner": 0, "enactor": 1, "dns": 4, "endpoints": 5, "loadgen": 6,
+                   "dwfm": 12, "ec2_api": 16}
         if role not in offsets:
             raise ConfigError(f"no metrics port for role {role!r}")
         return self.metrics_port_base + offsets[role] + index

@@ -100,10 +100,12 @@ def test_put_replaces_and_returns_old_item_and_tracks_size() -> None:
 
 
 def test_unsupported_expressions_are_refused_not_ignored() -> None:
-    with pytest.raises(DynamoError, match="ConditionExpression") as err:
+    # ConditionExpression is supported; the legacy Expected parameter is refused, not ignored.
+    with pytest.raises(DynamoError, match="Expected") as err:
         store().dispatch("PutItem", {"TableName": "dnsrace", "Item": {"pk": {"S": "a"}},
-                                     "ConditionExpression": "attribute_not_exists(pk)"})
+                                     "Expected": {"pk": {"Exists": False}}})
     assert err.value.kind is ErrorKind.VALIDATION
+    assert store().dispatch("GetItem", {"TableName": "dnsrace", "Key": {"pk": {"S": "a"}}}) == {}
 
 
 def test_provisioned_table_needs_throughput() -> None:

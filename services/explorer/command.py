@@ -35,7 +35,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 import uvloop
 
-from services.config import ALL_PROTECTIONS, Protection
+from services.config import DNS_PROTECTIONS, Protection
 from services.core.invariants import ALL_INVARIANTS, Invariant
 from services.explorer.report import (
     counterexample_json,
@@ -63,11 +63,11 @@ def _comma_list(text: str) -> list[str]:
 
 def _protections(text: str) -> tuple[Protection, ...]:
     chosen = _comma_list(text)
-    unknown = [p for p in chosen if p not in ALL_PROTECTIONS]
+    unknown = [p for p in chosen if p not in DNS_PROTECTIONS]
     if unknown:
         raise argparse.ArgumentTypeError(
-            f"unknown protection {', '.join(unknown)}; choose from {', '.join(ALL_PROTECTIONS)}")
-    return tuple(p for p in ALL_PROTECTIONS if p in chosen)
+            f"unknown protection {', '.join(unknown)}; choose from {', '.join(DNS_PROTECTIONS)}")
+    return tuple(p for p in DNS_PROTECTIONS if p in chosen)
 
 
 def _invariants(text: str) -> tuple[Invariant, ...]:
@@ -85,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="enactor algorithm (default legacy)")
     parser.add_argument("--protections", type=_protections, default=(),
                         help="safe mode: comma list of protections on (default all): "
-                             + ", ".join(ALL_PROTECTIONS))
+                             + ", ".join(DNS_PROTECTIONS))
     parser.add_argument("--strategy", type=Strategy, choices=tuple(Strategy),
                         default=Strategy.RANDOM,
                         help="seeded random schedules, or every schedule within the "
@@ -238,7 +238,7 @@ async def _matrix(url: str, args: argparse.Namespace, config: ExploreConfig) -> 
         print(json.dumps([explored_json(cell) for cell in cells], indent=2))
     else:
         print_matrix(cells)
-    all_on = [c for c in cells if len(c.config.active_protections) == len(ALL_PROTECTIONS)]
+    all_on = [c for c in cells if len(c.config.active_protections) == len(DNS_PROTECTIONS)]
     return 1 if any(c.violating for c in all_on) else 0
 
 

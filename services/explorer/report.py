@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from services.config import ALL_PROTECTIONS
+from services.config import DNS_PROTECTIONS
 from services.explorer.search import Explored, Found, Strategy, decode, encode
 from services.explorer.trace import trace
 from services.explorer.world import ACTORS, ExploreConfig, ScheduleRecord
@@ -127,7 +127,7 @@ def print_matrix(cells: list[Explored]) -> None:
     for cell in cells:
         config = cell.config
         label = ("none (legacy)" if config.mode == "legacy" else
-                 "all" if len(config.active_protections) == len(ALL_PROTECTIONS) else
+                 "all" if len(config.active_protections) == len(DNS_PROTECTIONS) else
                  ",".join(config.active_protections))
         rows.setdefault(label, {})[str(config.invariants[0])] = _matrix_cell(cell)
     columns = sorted({k for row in rows.values() for k in row})

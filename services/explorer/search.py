@@ -21,7 +21,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from services.config import ALL_PROTECTIONS, Mode, Protection
+from services.config import DNS_PROTECTIONS, Mode, Protection
 from services.core.invariants import Violation
 from services.explorer.scheduler import Chooser
 from services.explorer.world import ExploreConfig, Lab, ScheduleRecord
@@ -252,8 +252,8 @@ async def replay(lab: Lab, choices: Sequence[int]) -> ScheduleRecord:
 
 MATRIX_ROWS: tuple[tuple[Mode, tuple[Protection, ...]], ...] = (
     ("legacy", ()),
-    *(("safe", (p,)) for p in ALL_PROTECTIONS),
-    ("safe", ALL_PROTECTIONS),
+    *(("safe", (p,)) for p in DNS_PROTECTIONS),
+    ("safe", DNS_PROTECTIONS),
 )
 """No protection, each protection alone, all of them."""
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from services.config import ALL_PROTECTIONS, Mode, Protection, Settings
+from services.config import DNS_PROTECTIONS, Mode, Protection, Settings
 from services.core import events, names
 from services.core.balancers import fleet
 from services.core.invariants import (
@@ -82,10 +82,10 @@ class ExploreConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("legacy", "safe"):
             raise ValueError(f"mode {self.mode!r}: choose legacy or safe")
-        unknown = [p for p in self.protections if p not in ALL_PROTECTIONS]
+        unknown = [p for p in self.protections if p not in DNS_PROTECTIONS]
         if unknown:
             raise ValueError(f"unknown protection {', '.join(unknown)}; choose from "
-                             f"{', '.join(ALL_PROTECTIONS)}")
+                             f"{', '.join(DNS_PROTECTIONS)}")
         if not self.invariants:
             raise ValueError("check at least one invariant")
         if min(self.plans, self.endpoints, self.step_ms, self.max_steps, self.window) < 1:
@@ -99,7 +99,7 @@ class ExploreConfig:
     @property
     def active_protections(self) -> tuple[Protection, ...]:
         on = self.settings().active_protections
-        return tuple(p for p in ALL_PROTECTIONS if p in on)
+        return tuple(p for p in DNS_PROTECTIONS if p in on)
 
     def endpoint_names(self) -> tuple[str, ...]:
         return names.endpoints(max(0, self.endpoints - len(names.NAMED_ENDPOINTS)))[

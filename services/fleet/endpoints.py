@@ -31,6 +31,7 @@ from services.core.backoff import RetryBackoff
 from services.core.balancers import LoadBalancer, fleet
 from services.core.names import REGIONAL
 from services.errors import DnsraceError
+from services.fleet.capacity import Capacity
 from services.fleet.tables import OPERATIONS, TableStore, operation_of
 from services.fleet.values import DynamoError, ErrorKind, parse_body
 from services.runtime.service import (
@@ -177,6 +178,8 @@ class LoadBalancerFleet:
         self.view = HealthView(health, self.lbs)
         self.tables = tables if tables is not None else TableStore(time.time)
         self._running: contextlib.AbstractAsyncContextManager[None] | None = None
+        self.capacity = {lb.ip: Capacity(lb.name, settings.lb_max_in_flight, settings.lb_queue,
+                                         settings.lb_service_s) for lb in self.lbs}
 
     def url(self, lb: LoadBalancer) -> str:
         return f"http://{lb.ip}:{self.settings.lb_port}/"
@@ -256,7 +259,8 @@ class LoadBalancerFleet:
             except web.HTTPRequestEntityTooLarge:
                 raise DynamoError(ErrorKind.VALIDATION,
                                   f"Request body exceeds {MAX_BODY_BYTES} bytes") from None
-            status, payload = 200, self.tables.dispatch(operation, parse_body(body))
+            async with self.capacity[lb.ip].slot():
+                status, payload = 200, self.tables.dispatch(operation, parse_body(body))
             outcome = "ok"
         except DynamoError as e:
             status, payload, outcome = e.kind.status, e.body(), e.kind.label

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.core.names import DEFAULT_HASH_KEY, DEFAULT_TABLE, TARGET_PREFIX
+from services.fleet.expressions import Names, condition, update
 from services.fleet.values import (
     MAX_ITEM_BYTES,
     DynamoError,
@@ -30,11 +31,10 @@ REGION = "us-east-1"
 _TABLE_NAME = re.compile(r"^[a-zA-Z0-9_.-]{3,255}$")
 _KEY_TYPES = ("S", "N", "B")
 _UNSUPPORTED = {
-    "PutItem": ("ConditionExpression", "Expected", "ConditionalOperator",
-                "ExpressionAttributeNames", "ExpressionAttributeValues"),
+    "PutItem": ("Expected", "ConditionalOperator"),
+    "UpdateItem": ("Expected", "ConditionalOperator", "AttributeUpdates"),
     "GetItem": ("ProjectionExpression", "AttributesToGet", "ExpressionAttributeNames"),
-    "DeleteItem": ("ConditionExpression", "Expected", "ConditionalOperator",
-                   "ExpressionAttributeNames", "ExpressionAttributeValues"),
+    "DeleteItem": ("Expected", "ConditionalOperator"),
     "CreateTable": ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"),
 }
 KeyTuple = tuple[tuple[str, str], ...]
@@ -78,12 +78,30 @@ def _reject_unsupported(operation: str, payload: dict[str, Any]) -> None:
             raise invalid(f"dnsrace does not support {name} in {operation}")
 
 
-def _return_values(payload: dict[str, Any]) -> bool:
-    """Whether the caller asked for the old item (``ReturnValues: ALL_OLD``)."""
+def _return_values(payload: dict[str, Any], allowed: tuple[str, ...] = ("NONE", "ALL_OLD")
+                   ) -> str:
+    """What the caller asked to get back (``ReturnValues``), ``NONE`` by default."""
     value = _get(payload, "ReturnValues", str) or "NONE"
-    if value not in ("NONE", "ALL_OLD"):
+    if value not in allowed:
         raise invalid("Return values set to invalid value")
-    return value == "ALL_OLD"
+    return value
+
+
+def _check_condition(payload: dict[str, Any], names: Names, old: Item | None) -> None:
+    """Raise ConditionalCheckFailedException unless ``ConditionExpression`` holds on ``old``."""
+    text = payload.get("ConditionExpression")
+    if text is None:
+        return
+    if not condition(text, names)(old or {}):
+        raise DynamoError(ErrorKind.CONDITIONAL_CHECK_FAILED, "The conditional request failed")
+
+
+def _expression_names(payload: dict[str, Any], *expressions: str) -> Names:
+    names = Names.of(payload)
+    if (names.names or names.values) and not any(payload.get(e) for e in expressions):
+        raise invalid("ExpressionAttributeNames and ExpressionAttributeValues can only be "
+                      "specified when using expressions")
+    return names
 
 
 @dataclass(frozen=True)
@@ -118,6 +136,14 @@ class Table:
             "TableSizeBytes": self.size_bytes,
             **self.billing,
         }
+
+    def store(self, key: KeyTuple, item: Item, old: Item | None) -> None:
+        """Replace the item at ``key``, within DynamoDB's item size limit."""
+        size = item_size(item)
+        if size > MAX_ITEM_BYTES:
+            raise invalid("Item size has exceeded the maximum allowed size")
+        self.items[key] = item
+        self.size_bytes += size - (item_size(old) if old is not None else 0)
 
     def key_of(self, item: Item, what: str) -> KeyTuple:
         """The primary key of an item (``what="item"``) or of a ``Key`` (``what="key"``)."""
@@ -262,16 +288,30 @@ class TableStore:
 
     def put_item(self, payload: dict[str, Any]) -> dict[str, Any]:
         table = self.table(payload)
-        want_old = _return_values(payload)
+        want_old = _return_values(payload) == "ALL_OLD"
+        names = _expression_names(payload, "ConditionExpression")
         item = attribute_map(_get(payload, "Item", dict, required=True), "Item")
         key = table.key_of(item, "item")
-        size = item_size(item)
-        if size > MAX_ITEM_BYTES:
-            raise invalid("Item size has exceeded the maximum allowed size")
         old = table.items.get(key)
-        table.items[key] = item
-        table.size_bytes += size - (item_size(old) if old is not None else 0)
+        _check_condition(payload, names, old)
+        table.store(key, item, old)
         return {"Attributes": old} if want_old and old is not None else {}
+
+    def update_item(self, payload: dict[str, Any]) -> dict[str, Any]:
+        table = self.table(payload)
+        wanted = _return_values(payload, ("NONE", "ALL_OLD", "ALL_NEW"))
+        names = _expression_names(payload, "ConditionExpression", "UpdateExpression")
+        key_item = attribute_map(_get(payload, "Key", dict, required=True), "Key")
+        key = table.key_of(key_item, "key")
+        change = update(_get(payload, "UpdateExpression", str, required=True), names,
+                        tuple(k.name for k in table.key))
+        old = table.items.get(key)
+        _check_condition(payload, names, old)
+        item = change({**key_item, **(old or {})})
+        table.store(key, item, old)
+        if wanted == "ALL_OLD":
+            return {"Attributes": old} if old is not None else {}
+        return {"Attributes": item} if wanted == "ALL_NEW" else {}
 
     def get_item(self, payload: dict[str, Any]) -> dict[str, Any]:
         table = self.table(payload)
@@ -282,8 +322,10 @@ class TableStore:
 
     def delete_item(self, payload: dict[str, Any]) -> dict[str, Any]:
         table = self.table(payload)
-        want_old = _return_values(payload)
+        want_old = _return_values(payload) == "ALL_OLD"
+        names = _expression_names(payload, "ConditionExpression")
         key = table.key_of(attribute_map(_get(payload, "Key", dict, required=True), "Key"), "key")
+        _check_condition(payload, names, table.items.get(key))
         old = table.items.pop(key, None)
         if old is not None:
             table.size_bytes -= item_size(old)
@@ -296,6 +338,7 @@ OPERATIONS: dict[str, Callable[[TableStore, dict[str, Any]], dict[str, Any]]] = 
     "DeleteTable": TableStore.delete_table,
     "ListTables": TableStore.list_tables,
     "PutItem": TableStore.put_item,
+    "UpdateItem": TableStore.update_item,
     "GetItem": TableStore.get_item,
     "DeleteItem": TableStore.delete_item,
 }

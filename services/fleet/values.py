@@ -40,6 +40,8 @@ class ErrorKind(enum.Enum):
     RESOURCE_IN_USE = (_DDB + "ResourceInUseException", 400)
     SERIALIZATION = (_CORAL + "SerializationException", 400)
     UNKNOWN_OPERATION = (_CORAL + "UnknownOperationException", 400)
+    CONDITIONAL_CHECK_FAILED = (_DDB + "ConditionalCheckFailedException", 400)
+    THROTTLING = (_DDB + "ThrottlingException", 400)
     SERVICE_UNAVAILABLE = (_DDB + "ServiceUnavailable", 503)
     INTERNAL = (_DDB + "InternalServerError", 500)
 

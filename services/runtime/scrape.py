@@ -64,6 +64,8 @@ def metrics_urls(settings: Settings, loadgens: int = 1) -> dict[str, str]:
     for i, az in enumerate(AZS):
         urls[f"enactor_{az.removeprefix('use1-')}"] = base.format(
             settings.metrics_port("enactor", i))
+    for i in range(settings.dwfm_hosts):
+        urls[f"dwfm_{i + 1}"] = base.format(settings.metrics_port("dwfm", i))
     for i in range(loadgens):
         urls[f"loadgen.{i + 1}"] = base.format(settings.metrics_port("loadgen", i))
     return urls

@@ -50,6 +50,21 @@ def _serve(role: str) -> Handler:
     return run
 
 
+def cmd_dwfm(args: argparse.Namespace, settings: Settings) -> int:
+    from services.ec2.dwfm import serve
+    from services.runtime.service import ServiceContext, run_service
+
+    if not 1 <= args.host <= settings.dwfm_hosts:
+        print(f"dnsrace dwfm: --host must be between 1 and DNSRACE_DWFM_HOSTS "
+              f"({settings.dwfm_hosts})", file=sys.stderr)
+        return 2
+
+    async def host(ctx: ServiceContext) -> None:
+        await serve(ctx, args.host)
+
+    return run_service(host, settings, f"dwfm_{args.host}")
+
+
 def cmd_redis(args: argparse.Namespace, settings: Settings) -> int:
     """The Procfile's Redis: the embedded server, or a placeholder when an external one is set."""
     from services.runtime.redis_server import exec_foreground
@@ -269,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("loadgen", add_help=False,
                    help="run a load generator (options: 'dnsrace loadgen --help')")
     add("control", _serve("control"), "run the control service (fault API)")
+    dwfm = add("dwfm", cmd_dwfm, "run one DWFM host: droplet leases in DynamoDB")
+    dwfm.add_argument("--host", type=int, required=True,
+                      help="host number, 1 to DNSRACE_DWFM_HOSTS")
     return parser
 
 
