@@ -46,6 +46,9 @@ QUEUE_DEPTH = Gauge("dnsrace_dwfm_queue_depth", "Lease work items waiting for a 
 GOODPUT = Gauge("dnsrace_dwfm_goodput", "Leases established per second (last 5 s)")
 WORK_EXPIRED = Counter("dnsrace_dwfm_work_expired",
                        "Work items finished after their deadline: the lease was void")
+WORK_STARTED_LATE = Counter(
+    "dnsrace_dwfm_work_started_late",
+    "Work items a worker started after their deadline had passed (never under queue_throttle)")
 WORK = Counter("dnsrace_dwfm_work", "Lease work items by how they ended", ["outcome"])
 ADMISSIONS = Counter("dnsrace_dwfm_admissions", "Work offered to the queue", ["outcome"])
 RENEWALS = Counter("dnsrace_dwfm_renewals", "Lease renewals by state checks", ["outcome"])
@@ -194,11 +197,14 @@ class DwfmHost:
 
     async def worker(self) -> None:
         while True:
-            item = self.queue.take(self.now())
+            now = self.now()
+            item = self.queue.take(now)
             if item is None:
                 self.work_ready.clear()
                 await self.work_ready.wait()
                 continue
+            if item.expired(now):
+                WORK_STARTED_LATE.inc()
             await self.attempt(item)
 
     async def attempt(self, item: WorkItem) -> None:
