@@ -52,6 +52,10 @@ def test_tools_say_when_the_cluster_is_not_up() -> None:
     status = dnsrace("status", DNSRACE_REDIS_PORT=str(free_port()))
     assert status.returncode == 1
     assert "not reachable" in status.stderr and "Traceback" not in status.stderr
+    ec2 = dnsrace("ec2", "status", DNSRACE_METRICS_PORT_BASE=port)
+    assert ec2.returncode == 1
+    assert "no DWFM host answers" in ec2.stderr and "dnsrace up" in ec2.stderr
+    assert len(ec2.stderr.strip().splitlines()) == 1
 
 
 def test_config_lists_every_setting_with_its_meaning() -> None:

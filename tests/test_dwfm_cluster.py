@@ -16,6 +16,10 @@ threshold, where the collapse is no longer certain. No loadgen: the DWFM hosts a
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -94,6 +98,14 @@ async def dwfm_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncI
         cluster.stop()
 
 
+async def ec2_status(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """``dnsrace ec2 status`` as an operator runs it against this cluster."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")}
+    return await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "services.tools.cli", "ec2", "status", *args],
+        capture_output=True, text=True, timeout=30, env={**env, **cluster_env(settings)})
+
+
 async def race_then_repair(dwfm: Dwfm) -> tuple[float, Samples]:
     """Run the real race, wait until every lease is lost, repair DNS; the repair's time and
     the hosts' metrics just before it."""
@@ -124,6 +136,10 @@ async def race_then_repair(dwfm: Dwfm) -> tuple[float, Samples]:
 async def test_legacy_dwfm_collapses_after_dns_is_repaired(dwfm_cluster: Dwfm) -> None:
     dwfm = dwfm_cluster
     s = dwfm.settings
+    status = await ec2_status(s)
+    assert status.returncode == 0, status.stderr
+    assert f"leases held {dwfm.droplets} of {dwfm.droplets}" in status.stdout
+    assert "off (every item admitted)" in status.stdout
     await race_then_repair(dwfm)
     await wait_until(dwfm.name_answers, 3.0, "the regional name answering again")
 
@@ -179,8 +195,16 @@ async def test_legacy_dwfm_collapses_after_dns_is_repaired(dwfm_cluster: Dwfm) -
 async def test_queue_throttle_recovers_every_lease_after_dns_is_repaired(
         dwfm_cluster: Dwfm) -> None:
     dwfm = dwfm_cluster
-    repaired_at, before = await race_then_repair(dwfm)
     s = dwfm.settings
+    status = await ec2_status(s, "--json")
+    assert status.returncode == 0, status.stderr
+    hosts = json.loads(status.stdout)
+    assert [h["host"] for h in hosts] == ["dwfm_1", "dwfm_2"]
+    assert all(h["held"] == h["droplets"] == s.dwfm_droplets for h in hosts)
+    assert all(sum(h["leases_held"].values()) == h["held"] and len(h["leases_held"]) == 3
+               for h in hosts)
+    assert all(h["admission_limit"] and h["queue_depth"] == 0 for h in hosts)
+    repaired_at, before = await race_then_repair(dwfm)
     # Admission by queue size: no host lets more wait than its workers can finish in time.
     in_time = in_time_capacity(s.dwfm_workers, s.dwfm_deadline_s,
                                s.dwfm_work_s + 3.5 * s.dwfm_instance_work_s)

@@ -43,6 +43,8 @@ ADOPT_RETRY = RetryBackoff(base_s=0.1, cap_s=2.0)
 LEASES_HELD = Gauge("dnsrace_dwfm_leases_held", "Droplet leases this DWFM host holds", ["az"])
 DROPLETS = Gauge("dnsrace_dwfm_droplets", "Droplets this DWFM host owns", ["az"])
 QUEUE_DEPTH = Gauge("dnsrace_dwfm_queue_depth", "Lease work items waiting for a worker")
+ADMISSION_LIMIT = Gauge("dnsrace_dwfm_admission_limit",
+                        "Waiting items beyond which lease work is refused (0: no limit, legacy)")
 GOODPUT = Gauge("dnsrace_dwfm_goodput", "Leases established per second (last 5 s)")
 WORK_EXPIRED = Counter("dnsrace_dwfm_work_expired",
                        "Work items finished after their deadline: the lease was void")
@@ -252,6 +254,7 @@ class DwfmHost:
                 self.leased_at.popleft()
             GOODPUT.set(len(self.leased_at) / GOODPUT_WINDOW_S)
             QUEUE_DEPTH.set(len(self.queue))
+            ADMISSION_LIMIT.set(self.queue.admission_limit or 0)
             WORK.labels("dropped").inc(self.queue.stats.dropped - dropped)
             dropped = self.queue.stats.dropped
             await asyncio.sleep(0.5)

@@ -148,6 +148,12 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return status_command(args, settings)
 
 
+def cmd_ec2(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools.ec2 import status_command
+
+    return status_command(args, settings)
+
+
 def cmd_repair(args: argparse.Namespace, settings: Settings) -> int:
     from services.tools.commands import repair_command
 
@@ -244,6 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = add("status", cmd_status, "every endpoint: plan, alias, tree, rollback, lock, DNS")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--all", action="store_true", help="include every cell endpoint")
+    ec2 = add("ec2", cmd_ec2, "EC2's DWFM hosts: droplet leases, lease work queue, throttle")
+    ec2_sub = ec2.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ec2_status = ec2_sub.add_parser(
+        "status", help="leases held per AZ and host, queue depth, goodput, throttle")
+    ec2_status.add_argument("--json", action="store_true", help="machine-readable output")
     add("repair", cmd_repair, "the operators' manual fix: restore every broken endpoint")
     race = add("race", cmd_race, "drive the 2025 race choreography against the running cluster")
     race.add_argument("--observe", type=float, default=3.0, metavar="SECONDS",

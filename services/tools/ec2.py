@@ -1,0 +1,94 @@
+"""``dnsrace ec2 status``: what DWFM's hosts hold, queue and establish, from their /metrics.
+
+What the operators looked at on the morning of 20 October 2025: leases held per AZ and host,
+the queue of lease work, the rate at which leases are established (goodput), and whether new
+work is throttled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from dataclasses import asdict, dataclass
+
+import aiohttp
+
+from services.config import Settings
+from services.core.names import AZS
+from services.errors import DnsraceError
+from services.runtime.scrape import Samples, metrics_urls, scrape
+
+
+class Ec2Error(DnsraceError, RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    host: str
+    leases_held: dict[str, int]
+    droplets: int
+    queue_depth: int
+    goodput_per_s: float
+    admission_limit: int | None
+    """Waiting items beyond which new work is refused; None: not throttled (legacy)."""
+    throttled_total: int
+    void_total: int
+
+    @property
+    def held(self) -> int:
+        return sum(self.leases_held.values())
+
+
+def host_status(host: str, samples: Samples) -> HostStatus:
+    limit = int(samples.sum("dnsrace_dwfm_admission_limit"))
+    return HostStatus(
+        host=host,
+        leases_held={az: int(v) for az, v in sorted(
+            samples.by("dnsrace_dwfm_leases_held", "az").items())},
+        droplets=int(samples.sum("dnsrace_dwfm_droplets")),
+        queue_depth=int(samples.sum("dnsrace_dwfm_queue_depth")),
+        goodput_per_s=samples.sum("dnsrace_dwfm_goodput"),
+        admission_limit=limit or None,
+        throttled_total=int(samples.sum("dnsrace_dwfm_admissions_total", outcome="throttled")),
+        void_total=int(samples.sum("dnsrace_dwfm_work_expired_total")))
+
+
+async def collect(settings: Settings) -> list[HostStatus]:
+    """Every DWFM host's status; Ec2Error if none answers."""
+    urls = {name: url for name, url in metrics_urls(settings).items()
+            if name.startswith("dwfm_")}
+    async with aiohttp.ClientSession() as session:
+        scraped = await asyncio.gather(*(scrape(session, [u]) for u in urls.values()))
+    hosts = [host_status(name, samples) for name, samples in zip(urls, scraped, strict=True)
+             if samples.values]
+    if not hosts:
+        raise Ec2Error(f"no DWFM host answers on {', '.join(urls.values())}: start the cluster "
+                       "('dnsrace up'), or set DNSRACE_METRICS_PORT_BASE to the cluster's")
+    return hosts
+
+
+def format_status(hosts: list[HostStatus]) -> str:
+    header = f"{'host':<8}" + "".join(f"{az:>11}" for az in AZS) + \
+        f"{'held':>10}{'queue':>7}{'goodput/s':>11}  throttle"
+    lines = [header]
+    for h in hosts:
+        throttle = (f"admit <= {h.admission_limit} waiting, {h.throttled_total} refused"
+                    if h.admission_limit else "off (every item admitted)")
+        lines.append(f"{h.host:<8}" + "".join(f"{h.leases_held.get(az, 0):>11}" for az in AZS)
+                     + f"{f'{h.held}/{h.droplets}':>10}{h.queue_depth:>7}"
+                     + f"{h.goodput_per_s:>11.1f}  {throttle}")
+    held, droplets = sum(h.held for h in hosts), sum(h.droplets for h in hosts)
+    void = sum(h.void_total for h in hosts)
+    lines.append(f"leases held {held} of {droplets}; void lease work so far {void}")
+    return "\n".join(lines)
+
+
+def status_command(args: argparse.Namespace, settings: Settings) -> int:
+    hosts = asyncio.run(collect(settings))
+    if args.json:
+        print(json.dumps([{**asdict(h), "held": h.held} for h in hosts], indent=2))
+    else:
+        print(format_status(hosts))
+    return 0
