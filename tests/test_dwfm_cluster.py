@@ -98,11 +98,11 @@ async def dwfm_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncI
         cluster.stop()
 
 
-async def ec2_status(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    """``dnsrace ec2 status`` as an operator runs it against this cluster."""
+async def ec2(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """``dnsrace ec2 ...`` as an operator runs it against this cluster."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")}
     return await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "services.tools.cli", "ec2", "status", *args],
+        subprocess.run, [sys.executable, "-m", "services.tools.cli", "ec2", *args],
         capture_output=True, text=True, timeout=30, env={**env, **cluster_env(settings)})
 
 
@@ -136,7 +136,7 @@ async def race_then_repair(dwfm: Dwfm) -> tuple[float, Samples]:
 async def test_legacy_dwfm_collapses_after_dns_is_repaired(dwfm_cluster: Dwfm) -> None:
     dwfm = dwfm_cluster
     s = dwfm.settings
-    status = await ec2_status(s)
+    status = await ec2(s, "status")
     assert status.returncode == 0, status.stderr
     assert f"leases held {dwfm.droplets} of {dwfm.droplets}" in status.stdout
     assert "off (every item admitted)" in status.stdout
@@ -189,6 +189,24 @@ async def test_legacy_dwfm_collapses_after_dns_is_repaired(dwfm_cluster: Dwfm) -
     assert end.sum("dnsrace_dwfm_queue_depth") > 2 * s.dwfm_hosts * s.dwfm_workers * (
         s.dwfm_deadline_s / service_s)
 
+    # The operators' procedure (4:14 AM PDT): throttle incoming work, restart the DWFM hosts.
+    rate = 0.5 * s.dwfm_workers / service_s  # well below what one host's workers can finish
+    for args in (("throttle", f"{rate:.1f}"), ("restart", "1"), ("restart", "dwfm_2")):
+        done = await ec2(s, *args)
+        assert done.returncode == 0, done.stderr
+    acted = time.monotonic()
+
+    async def recovered() -> bool:
+        return await dwfm.held() >= 0.95 * dwfm.droplets
+
+    # Re-admitted at the throttle's rate: about droplets / (hosts * rate) seconds.
+    await wait_until(recovered, 1.5 * dwfm.droplets / (s.dwfm_hosts * rate) + 10,
+                     ">= 95 % of the leases held after throttle and restart")
+    status = await ec2(s, "status")
+    print(f"legacy, throttled at {rate:.1f}/s per host and restarted: >= 95 % held "
+          f"{time.monotonic() - acted:.1f} s later\n{status.stdout}")
+    assert f"operators: {float(f'{rate:.1f}'):g}/s" in status.stdout
+
 
 @pytest.mark.parametrize("dwfm_cluster", [{"mode": "safe", "protections": ("queue_throttle",)}],
                          indirect=True)
@@ -196,7 +214,7 @@ async def test_queue_throttle_recovers_every_lease_after_dns_is_repaired(
         dwfm_cluster: Dwfm) -> None:
     dwfm = dwfm_cluster
     s = dwfm.settings
-    status = await ec2_status(s, "--json")
+    status = await ec2(s, "status", "--json")
     assert status.returncode == 0, status.stderr
     hosts = json.loads(status.stdout)
     assert [h["host"] for h in hosts] == ["dwfm_1", "dwfm_2"]

@@ -149,9 +149,15 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ec2(args: argparse.Namespace, settings: Settings) -> int:
-    from services.tools.ec2 import status_command
+    from services.tools import ec2
 
-    return status_command(args, settings)
+    handler = {"status": ec2.status_command, "throttle": ec2.throttle_command,
+               "restart": ec2.restart_command}[args.action]
+    try:
+        return handler(args, settings)
+    except ec2.Ec2UsageError as e:
+        print(f"dnsrace ec2 {args.action}: {e}", file=sys.stderr)
+        return 2
 
 
 def cmd_repair(args: argparse.Namespace, settings: Settings) -> int:
@@ -255,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     ec2_status = ec2_sub.add_parser(
         "status", help="leases held per AZ and host, queue depth, goodput, throttle")
     ec2_status.add_argument("--json", action="store_true", help="machine-readable output")
+    ec2_throttle = ec2_sub.add_parser(
+        "throttle", help="limit lease work admitted by every DWFM host (retries included)")
+    ec2_throttle.add_argument("rate", metavar="RATE|off", help="items per second per host")
+    ec2_restart = ec2_sub.add_parser(
+        "restart", help="selectively restart one DWFM host: it drops its waiting lease work")
+    ec2_restart.add_argument("host", metavar="HOST", help="1 to DNSRACE_DWFM_HOSTS, or dwfm_N")
     add("repair", cmd_repair, "the operators' manual fix: restore every broken endpoint")
     race = add("race", cmd_race, "drive the 2025 race choreography against the running cluster")
     race.add_argument("--observe", type=float, default=3.0, metavar="SECONDS",
