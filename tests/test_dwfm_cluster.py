@@ -81,10 +81,10 @@ class Dwfm:
 async def dwfm_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Dwfm]:
     settings = cluster_settings(tmp_path, **request.param)
     cluster = Cluster(settings, cluster_env(settings), tmp_path / "logs", only=PROCESSES)
+    resolver = StubResolver(settings.dns_host, settings.dns_port)
     try:
         cluster.start()
         await asyncio.to_thread(cluster.wait_healthy, 20.0)
-        resolver = StubResolver(settings.dns_host, settings.dns_port)
         async with aiohttp.ClientSession() as session:
             dwfm = Dwfm(settings, session, resolver)
 
@@ -93,8 +93,8 @@ async def dwfm_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncI
 
             await wait_until(all_held, 20.0, "every droplet lease held")
             yield dwfm
-        await resolver.aclose()
     finally:
+        await resolver.aclose()
         cluster.stop()
 
 
