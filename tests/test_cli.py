@@ -35,6 +35,9 @@ def test_building_the_parser_registers_no_metrics() -> None:
     (("config",), {"DNSRACE_PLAN_INTERVAL_S": "soon"}, "is not a valid float"),
     (("run", "scenarios/nope.toml"), {}, "cannot read scenario"),
     (("soak", "--faults", "meteor"), {}, "--faults takes"),
+    (("ec2", "throttle", "fast"), {}, "or 'off', not 'fast'"),
+    (("ec2", "throttle", "0"), {}, "items per second per host (> 0)"),
+    (("ec2", "restart", "3"), {}, "a DWFM host, 1 to 2"),
 ])
 def test_mistakes_get_one_clear_line(args: tuple[str, ...], env: dict[str, str],
                                      message: str) -> None:
@@ -52,6 +55,13 @@ def test_tools_say_when_the_cluster_is_not_up() -> None:
     status = dnsrace("status", DNSRACE_REDIS_PORT=str(free_port()))
     assert status.returncode == 1
     assert "not reachable" in status.stderr and "Traceback" not in status.stderr
+    ec2 = dnsrace("ec2", "status", DNSRACE_METRICS_PORT_BASE=port)
+    assert ec2.returncode == 1
+    assert "no DWFM host answers" in ec2.stderr and "dnsrace up" in ec2.stderr
+    assert len(ec2.stderr.strip().splitlines()) == 1
+    throttle = dnsrace("ec2", "throttle", "5", DNSRACE_METRICS_PORT_BASE=port)
+    assert throttle.returncode == 1 and "not reachable" in throttle.stderr
+    assert "Traceback" not in throttle.stderr
 
 
 def test_config_lists_every_setting_with_its_meaning() -> None:

@@ -102,6 +102,21 @@ def test_a_restart_loses_the_waiting_queue() -> None:
     assert q.lost() == 5 and len(q) == 0 and not q.pending("d3")
 
 
+def test_the_operators_throttle_admits_at_most_its_rate_retries_included() -> None:
+    q = queue(Policy.LEGACY)
+    q.throttle(2.0, now_s=0.0)
+    offers = [q.offer(f"d{d}", 1.0) for d in range(5)]  # one second: two items, no more
+    assert offers.count(Offer.ADMITTED) == 2 and offers.count(Offer.THROTTLED) == 3
+    item = q.take(1.0)
+    assert item is not None
+    assert q.finish(item, Outcome.VOID, 1.0, 0.25) is Offer.THROTTLED  # not queued again
+    assert len(q) == 1 and not q.pending(item.droplet)
+    q.throttle(None, now_s=1.0)
+    assert all(q.offer(f"e{d}", 1.0) is Offer.ADMITTED for d in range(10))
+    with pytest.raises(ValueError, match="> 0"):
+        q.throttle(0.0, now_s=1.0)
+
+
 # The default sizing: 100 droplets a host, 2 workers, S=0.25 s, D=2 s, TTL 8 s, checks every 2 s.
 HOST = {"droplets": 100, "workers": 2, "service_s": 0.25, "deadline_s": 2.0,
         "lease_ttl_s": 8.0, "check_interval_s": 2.0, "horizon_s": 130.0}

@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 
 import aiohttp
+from aiohttp import web
 from prometheus_client import Counter, Gauge
 
 from loadgen.resolver import StubResolver
@@ -43,9 +44,17 @@ ADOPT_RETRY = RetryBackoff(base_s=0.1, cap_s=2.0)
 LEASES_HELD = Gauge("dnsrace_dwfm_leases_held", "Droplet leases this DWFM host holds", ["az"])
 DROPLETS = Gauge("dnsrace_dwfm_droplets", "Droplets this DWFM host owns", ["az"])
 QUEUE_DEPTH = Gauge("dnsrace_dwfm_queue_depth", "Lease work items waiting for a worker")
+ADMISSION_LIMIT = Gauge("dnsrace_dwfm_admission_limit",
+                        "Waiting items beyond which lease work is refused (0: no limit, legacy)")
+OPERATOR_THROTTLE = Gauge("dnsrace_dwfm_operator_throttle",
+                          "Lease work admitted per second at most, set by the operators (0: off)")
+RESTARTS = Counter("dnsrace_dwfm_restarts", "Selective restarts by the operators")
 GOODPUT = Gauge("dnsrace_dwfm_goodput", "Leases established per second (last 5 s)")
 WORK_EXPIRED = Counter("dnsrace_dwfm_work_expired",
                        "Work items finished after their deadline: the lease was void")
+WORK_STARTED_LATE = Counter(
+    "dnsrace_dwfm_work_started_late",
+    "Work items a worker started after their deadline had passed (never under queue_throttle)")
 WORK = Counter("dnsrace_dwfm_work", "Lease work items by how they ended", ["outcome"])
 ADMISSIONS = Counter("dnsrace_dwfm_admissions", "Work offered to the queue", ["outcome"])
 RENEWALS = Counter("dnsrace_dwfm_renewals", "Lease renewals by state checks", ["outcome"])
@@ -194,11 +203,14 @@ class DwfmHost:
 
     async def worker(self) -> None:
         while True:
-            item = self.queue.take(self.now())
+            now = self.now()
+            item = self.queue.take(now)
             if item is None:
                 self.work_ready.clear()
                 await self.work_ready.wait()
                 continue
+            if item.expired(now):
+                WORK_STARTED_LATE.inc()
             await self.attempt(item)
 
     async def attempt(self, item: WorkItem) -> None:
@@ -246,20 +258,49 @@ class DwfmHost:
                 self.leased_at.popleft()
             GOODPUT.set(len(self.leased_at) / GOODPUT_WINDOW_S)
             QUEUE_DEPTH.set(len(self.queue))
+            ADMISSION_LIMIT.set(self.queue.admission_limit or 0)
             WORK.labels("dropped").inc(self.queue.stats.dropped - dropped)
             dropped = self.queue.stats.dropped
             await asyncio.sleep(0.5)
 
 
+def operator_routes(app: web.Application, dwfm: DwfmHost) -> None:
+    """The operators' procedure on this host: ``POST /ec2/throttle`` {"rate": R or null} and
+    ``POST /ec2/restart`` (the host forgets its waiting lease work, as a restart does)."""
+
+    async def throttle(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            rate = body["rate"]
+            dwfm.queue.throttle(None if rate is None else float(rate), dwfm.now())
+        except (ValueError, KeyError, TypeError) as e:
+            return web.json_response({"error": f"bad throttle: {e}"}, status=400)
+        OPERATOR_THROTTLE.set(dwfm.queue.operator_rate_s or 0)
+        log.info("%s: operators set the throttle to %s", dwfm.holder, rate)
+        return web.json_response({"host": dwfm.holder, "rate": dwfm.queue.operator_rate_s})
+
+    async def restart(_: web.Request) -> web.Response:
+        lost = dwfm.queue.lost()
+        RESTARTS.inc()
+        log.info("%s: selective restart by the operators; %d waiting items lost",
+                 dwfm.holder, lost)
+        return web.json_response({"host": dwfm.holder, "lost": lost})
+
+    app.router.add_post("/ec2/throttle", throttle)
+    app.router.add_post("/ec2/restart", restart)
+
+
 async def serve(ctx: ServiceContext, host: int) -> None:
     settings = ctx.settings
     resolver = StubResolver(settings.dns_host, settings.dns_port)
-    metrics = await start_site(observability_app(ctx), "127.0.0.1",
-                               settings.metrics_port("dwfm", host - 1))
     connector = aiohttp.TCPConnector(limit=64)
+    metrics: web.AppRunner | None = None
     try:
         async with aiohttp.ClientSession(connector=connector) as session:
             dwfm = DwfmHost(settings, host, DynamoClient(resolver, session, settings.lb_port))
+            app = observability_app(ctx)
+            operator_routes(app, dwfm)
+            metrics = await start_site(app, "127.0.0.1", settings.metrics_port("dwfm", host - 1))
             log.info("DWFM host %d: %d droplets, %d workers, deadline %.1f s, policy %s",
                      host, len(dwfm.droplets), settings.dwfm_workers, settings.dwfm_deadline_s,
                      dwfm.queue.policy.value)
@@ -269,4 +310,5 @@ async def serve(ctx: ServiceContext, host: int) -> None:
     finally:
         ctx.ready = False
         await resolver.aclose()
-        await metrics.cleanup()
+        if metrics is not None:
+            await metrics.cleanup()

@@ -107,6 +107,29 @@ class WorkQueue:
     queued: set[str] = field(default_factory=set)
     in_work: set[str] = field(default_factory=set)
     stats: QueueStats = field(default_factory=QueueStats)
+    operator_rate_s: float | None = None
+    """The operators' throttle (``dnsrace ec2 throttle``): work admitted per second, retries
+    included; ``None``: off. What engineers did at 4:14 AM PDT, with no runbook."""
+    _tokens: float = 0.0
+    _refilled_s: float = 0.0
+
+    def throttle(self, rate_per_s: float | None, now_s: float) -> None:
+        """Set (or with ``None`` lift) the operators' rate limit on admitted work."""
+        if rate_per_s is not None and rate_per_s <= 0:
+            raise ValueError("a throttle rate must be > 0 items per second")
+        self.operator_rate_s = rate_per_s
+        self._tokens, self._refilled_s = 0.0, now_s
+
+    def _rate_allows(self, now_s: float) -> bool:
+        rate = self.operator_rate_s
+        if rate is None:
+            return True
+        self._tokens = min(max(rate, 1.0), self._tokens + (now_s - self._refilled_s) * rate)
+        self._refilled_s = now_s
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
     def __len__(self) -> int:
         return len(self.items)
@@ -126,7 +149,7 @@ class WorkQueue:
         if self.pending(droplet):
             return Offer.ALREADY_QUEUED
         limit = self.admission_limit
-        if limit is not None and len(self.items) >= limit:
+        if (limit is not None and len(self.items) >= limit) or not self._rate_allows(now_s):
             self.stats.throttled += 1
             return Offer.THROTTLED
         self.items.append(WorkItem(droplet, now_s, now_s + self.deadline_s, attempt))

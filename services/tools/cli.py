@@ -148,6 +148,18 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return status_command(args, settings)
 
 
+def cmd_ec2(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools import ec2
+
+    handler = {"status": ec2.status_command, "throttle": ec2.throttle_command,
+               "restart": ec2.restart_command}[args.action]
+    try:
+        return handler(args, settings)
+    except ec2.Ec2UsageError as e:
+        print(f"dnsrace ec2 {args.action}: {e}", file=sys.stderr)
+        return 2
+
+
 def cmd_repair(args: argparse.Namespace, settings: Settings) -> int:
     from services.tools.commands import repair_command
 
@@ -244,6 +256,17 @@ def build_parser() -> argparse.ArgumentParser:
     status = add("status", cmd_status, "every endpoint: plan, alias, tree, rollback, lock, DNS")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--all", action="store_true", help="include every cell endpoint")
+    ec2 = add("ec2", cmd_ec2, "EC2's DWFM hosts: droplet leases, lease work queue, throttle")
+    ec2_sub = ec2.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ec2_status = ec2_sub.add_parser(
+        "status", help="leases held per AZ and host, queue depth, goodput, throttle")
+    ec2_status.add_argument("--json", action="store_true", help="machine-readable output")
+    ec2_throttle = ec2_sub.add_parser(
+        "throttle", help="limit lease work admitted by every DWFM host (retries included)")
+    ec2_throttle.add_argument("rate", metavar="RATE|off", help="items per second per host")
+    ec2_restart = ec2_sub.add_parser(
+        "restart", help="selectively restart one DWFM host: it drops its waiting lease work")
+    ec2_restart.add_argument("host", metavar="HOST", help="1 to DNSRACE_DWFM_HOSTS, or dwfm_N")
     add("repair", cmd_repair, "the operators' manual fix: restore every broken endpoint")
     race = add("race", cmd_race, "drive the 2025 race choreography against the running cluster")
     race.add_argument("--observe", type=float, default=3.0, metavar="SECONDS",
