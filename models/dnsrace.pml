@@ -151,14 +151,13 @@ inline end_round() {
 active [N] proctype enactor() {
     byte me = _pid;    /* 1..N: use1-az1, use1-az2, use1-az4 */
     mtype pc = NEWEST;
-    byte seen = 255;   /* plans published when this enactor last read the newest (255: never) */
+    byte seen;         /* plans published when this enactor last read the newest */
     byte g;            /* this round's plan */
     byte e;            /* the endpoint being applied */
     bit vt;            /* plan g's tree for e existed when e was read */
     bit rbset;         /* the batch UPSERTs the rollback to the alias's old tree */
     bit rbdel;         /* the batch DELETEs a dangling rollback (self-repair) */
-    int cut;           /* clean-up: the trees it saw, then the ones it will delete */
-    int named;         /* clean-up: the trees an alias or rollback named when it looked */
+    int cut;           /* clean-up: the trees it will delete */
     byte k, d, x;      /* loop counters and scratch, always 0 between steps */
     bit kept;
 #ifdef FULL_VIEW
@@ -167,16 +166,15 @@ active [N] proctype enactor() {
 
 end_idle:
     do
-    /* PlanStore.newest: the newest generation, then (g > 0) the plan's body, which is
-     * immutable, so when it is read makes no difference: one step here, two in the explorer.
-     * An enactor that finished a round waits for a plan newer than the last it read. */
-    :: d_step { pc == NEWEST && (seen == 255 || published > seen) ->
+    /* PlanStore.newest: the newest generation, then the plan's body, which is immutable, so
+     * when it is read makes no difference: one step here, two in the explorer. An enactor
+     * that finished a round waits for a plan newer than the last it read; one that has not
+     * started waits for the first (the explorer's enactor may read "no plan yet" first and
+     * then wait the same way: a step that changes nothing anyone else can see). */
+    :: d_step { pc == NEWEST && published > seen ->
         g = published; seen = published;
         printf("MC %d newest %d\n", me, g);
-        if
-        :: g == 0 -> skip   /* no plan yet: wait for one */
-        :: else -> pc = CHECK
-        fi }
+        pc = CHECK }
     /* the one-time staleness check against the regional endpoint's alias */
     :: d_step { pc == CHECK ->
         if
@@ -263,25 +261,17 @@ end_idle:
                 fi
             fi
         fi }
-    /* clean-up: ZoneStore.trees, then ZoneStore.references, then one batch per tree */
-    :: d_step { pc == TREES -> cut = trees; printf("MC %d trees\n", me); pc = REFS }
-    :: d_step { pc == REFS ->
-        named = 0; d = 0;
-        do
-        :: d < E ->
-            if :: alias[d] > 0 -> named = named | TREE(alias[d], d) :: else fi;
-            if :: rollback[d] > 0 -> named = named | TREE(rollback[d], d) :: else fi;
-            d++
-        :: else -> break
-        od;
-        /* plan_cleanup: every tree older than g - AGE; safe: never one an alias or
-         * rollback named, never one of the KEEP newest generations present */
-        k = M; x = 0;
+    /* clean-up: ZoneStore.trees, then ZoneStore.references, then one batch per tree.
+     * plan_cleanup's choice is made as soon as what it depends on was read: from the trees,
+     * every tree older than g - AGE (safe: except the KEEP newest generations present);
+     * from the references (safe), not one an alias or rollback names. */
+    :: d_step { pc == TREES ->
+        cut = 0; k = M; x = 0;
         do
         :: k > 0 ->
             kept = 0; d = 0;
             do
-            :: d < E -> if :: HAS(cut, k, d) -> kept = 1 :: else fi; d++
+            :: d < E -> if :: HAS(trees, k, d) -> kept = 1 :: else fi; d++
             :: else -> break
             od;
             if
@@ -292,8 +282,7 @@ end_idle:
             do
             :: d < E ->
                 if
-                :: !(k + AGE < g) || (SAFE && (HAS(named, k, d) || kept)) ->
-                    cut = cut & ~TREE(k, d)
+                :: HAS(trees, k, d) && k + AGE < g && !(SAFE && kept) -> cut = cut | TREE(k, d)
                 :: else
                 fi;
                 d++
@@ -302,8 +291,26 @@ end_idle:
             k--
         :: else -> break
         od;
+        k = 0; d = 0; x = 0; kept = 0;
+        printf("MC %d trees\n", me);
+        pc = REFS }
+    :: d_step { pc == REFS ->
+        d = 0;
+        do
+        :: d < E ->
+            if
+            :: SAFE && alias[d] > 0 -> cut = cut & ~TREE(alias[d], d)
+            :: else
+            fi;
+            if
+            :: SAFE && rollback[d] > 0 -> cut = cut & ~TREE(rollback[d], d)
+            :: else
+            fi;
+            d++
+        :: else -> break
+        od;
+        d = 0;
         printf("MC %d refs\n", me);
-        named = 0; k = 0; d = 0; x = 0; kept = 0;
         if
         :: cut == 0 -> end_round()
         :: else -> pc = DELETE

@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 from services.core.invariants import ALL_INVARIANTS, Invariant
 from services.core.verdicts import ALL_NAME
@@ -25,6 +26,7 @@ from services.modelcheck.spin import (
     spin_version,
 )
 from services.modelcheck.trail import explorer_choices, read_trail, tell
+from services.modelcheck.translate import Played, Translation, Untranslatable
 
 DESCRIPTION = ("check the Promela model of the planner and enactors (models/dnsrace.pml) with "
                "Spin, exhaustively, for every protection set of 'dnsrace explore --matrix' and "
@@ -57,6 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trails", action="store_true",
                         help="tell each counterexample in the model's steps, and the "
                              "explorer actors that run them")
+    parser.add_argument("--replay", action="store_true",
+                        help="play every counterexample against the real enactor code under "
+                             "the explorer (on DNSRACE_REDIS_URL or an embedded Redis) and "
+                             "print the choices that replay it")
     parser.add_argument("--json", action="store_true",
                         help="print {protection set: {invariant: holds|breaks}} only")
 
@@ -75,8 +81,59 @@ def _print_trails(checked: Checked) -> None:
               f"{explorer_choices(steps)}")
 
 
-def run(args: argparse.Namespace, rows: Sequence[Row]) -> int:
-    """0 when every protection on holds every invariant, 1 when it does not, 2 on an error."""
+class Replayed(Protocol):
+    """A trail played on the real code (``services.tools.spin_trails.Replayed``)."""
+
+    @property
+    def translation(self) -> Translation: ...
+
+    @property
+    def record(self) -> Played: ...
+
+
+Replays = Sequence[tuple[Searched, "Replayed | Untranslatable"]]
+Replayer = Callable[[list[Searched], Sizes], Replays]
+"""Plays broken cells' trails on the real code (the CLI passes
+``services.tools.spin_trails.replay_trails``; this package may not import the explorer)."""
+
+
+def _report_replays(replays: Replays, sizes: Sizes, as_json: bool
+                    ) -> tuple[bool, dict[str, Any]]:
+    """Print each replay; (did every trail break the same invariant in the real code,
+    the explorer choices by cell for --save)."""
+    agreed = True
+    saved: dict[str, Any] = {}
+    for searched, outcome in replays:
+        cell = searched.cell
+        name = f"{cell.mode} {','.join(cell.active) or '(no protections)'} {cell.invariant}"
+        if isinstance(outcome, Untranslatable):
+            agreed = False
+            saved[name] = {"replayed": False, "why": str(outcome)}
+            if not as_json:
+                print(f"{name}: the real code does not do what the trail did: {outcome}")
+            continue
+        found = [v for v in outcome.record.violations if v.invariant == cell.invariant]
+        agreed &= bool(found)
+        translation = outcome.translation
+        saved[name] = {"replayed": bool(found), "choices": translation.encoded,
+                       "explorer_steps": len(translation.choices),
+                       "waited": translation.waited,
+                       "violations": [v.text for v in outcome.record.violations]}
+        if not as_json:
+            what = found[0].text if found else "no violation of " + str(cell.invariant)
+            print(f"{name}: {searched.steps} model steps, {len(translation.choices)} explorer "
+                  f"steps ({translation.waited} waiting for a lease or idle): {what}\n"
+                  f"  replay: dnsrace explore --mode {cell.mode}"
+                  + (f" --protections {','.join(cell.active)}" if cell.mode == "safe" else "")
+                  + f" --plans {sizes.plans} --endpoints {sizes.endpoints} --cleanup-age "
+                  f"{sizes.cleanup_age} --invariants {cell.invariant} "
+                  f"--replay {translation.encoded}")
+    return agreed, saved
+
+
+def run(args: argparse.Namespace, rows: Sequence[Row], replayer: Replayer | None = None) -> int:
+    """0 when every protection on holds every invariant, 1 when it does not (or a trail does
+    not replay on the real code, with --replay), 2 on an error."""
     try:
         sizes = Sizes(enactors=args.enactors, plans=args.plans, endpoints=args.endpoints,
                       cleanup_age=args.cleanup_age)
@@ -84,8 +141,9 @@ def run(args: argparse.Namespace, rows: Sequence[Row]) -> int:
         progress = None if args.json else _show_progress
         checked = check_matrix(rows, sizes, args.invariants, model=args.model,
                                max_depth=args.max_depth, progress=progress)
-        if args.save:
-            args.save.write_text(json.dumps(checked_json(checked, version), indent=2) + "\n")
+        replays: Replays = []
+        if args.replay and replayer is not None:
+            replays = replayer([s for s in checked.cells if not s.holds], sizes)
     except (ModelCheckError, ValueError, OSError) as e:
         print(f"dnsrace model-check: {e}", file=sys.stderr)
         return 2
@@ -95,8 +153,14 @@ def run(args: argparse.Namespace, rows: Sequence[Row]) -> int:
         print_checked(checked, version)
         if args.trails:
             _print_trails(checked)
+    agreed, saved = _report_replays(replays, sizes, args.json)
+    if args.save:
+        details = checked_json(checked, version)
+        if replays:
+            details["replays"] = saved
+        args.save.write_text(json.dumps(details, indent=2) + "\n")
     all_on = checked.verdicts().get(ALL_NAME, {})
-    return 1 if "breaks" in all_on.values() else 0
+    return 1 if "breaks" in all_on.values() or not agreed else 0
 
 
 def _show_progress(searched: Searched) -> None:
@@ -106,7 +170,8 @@ def _show_progress(searched: Searched) -> None:
           f"{searched.elapsed_s:.1f} s)", file=sys.stderr, flush=True)
 
 
-def main(argv: Sequence[str] | None, rows: Sequence[Row]) -> int:
+def main(argv: Sequence[str] | None, rows: Sequence[Row], replayer: Replayer | None = None
+         ) -> int:
     parser = argparse.ArgumentParser(prog="dnsrace model-check", description=DESCRIPTION)
     add_arguments(parser)
-    return run(parser.parse_args(argv), rows)
+    return run(parser.parse_args(argv), rows, replayer)

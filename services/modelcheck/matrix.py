@@ -35,7 +35,7 @@ class Checked:
 
     def verdicts(self) -> VerdictMap:
         return verdict_map((s.cell.mode, s.cell.active, s.cell.invariant, not s.holds)
-                           for s in self.cells)
+                           for s in self.cells if s.cell.invariant is not None)
 
     def cell(self, name: str, invariant: Invariant) -> Searched:
         """The cell of the protection set named ``name`` (``none (legacy)``, ...)."""
@@ -102,6 +102,7 @@ def checked_json(checked: Checked, version: str) -> dict[str, Any]:
         "elapsed_s": round(checked.elapsed_s, 1),
         "cells": [{
             "protections": protection_set_name(s.cell.mode, s.cell.active),
+            "mode": s.cell.mode, "active": list(s.cell.active),
             "invariant": str(s.cell.invariant),
             "verdict": "holds" if s.holds else "breaks",
             "states": s.states, "transitions": s.transitions, "depth": s.depth,

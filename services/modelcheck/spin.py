@@ -76,7 +76,8 @@ class Cell:
     mode: Mode
     protections: tuple[Protection, ...]
     """Safe mode: the protections on (empty: all, as the explorer reads it)."""
-    invariant: Invariant
+    invariant: Invariant | None
+    """None: no invariant asserted (only the model's own assertions, e.g. -DFULL_VIEW)."""
 
     @property
     def active(self) -> tuple[Protection, ...]:
@@ -86,7 +87,8 @@ class Cell:
                      not self.protections)
 
     def defines(self) -> list[str]:
-        return [f"-D{p.upper()}" for p in self.active] + [f"-DCHECK_{self.invariant}"]
+        checks = f"-DCHECK_{self.invariant}" if self.invariant else "-DNO_INVARIANTS"
+        return [f"-D{p.upper()}" for p in self.active] + [checks]
 
 
 @dataclass
@@ -153,8 +155,10 @@ def _number(pattern: str, text: str, default: float = 0.0) -> float:
 
 
 def check_cell(cell: Cell, sizes: Sizes, workdir: Path, model: Path = MODEL,
-               max_depth: int = MAX_DEPTH) -> Searched:
-    """Search one cell exhaustively in ``workdir`` (created; left for the caller to delete)."""
+               max_depth: int = MAX_DEPTH, extra: Sequence[str] = ()) -> Searched:
+    """Search one cell exhaustively in ``workdir`` (created; left for the caller to delete).
+
+    ``extra``: more ``-D`` switches of the model (``-DFULL_VIEW``, ``-DEMPTY_PLANS``)."""
     spin, gcc = require_spin()
     if not model.is_file():
         raise ModelCheckError(f"the model {model} is missing (it ships in models/ of the "
@@ -162,7 +166,7 @@ def check_cell(cell: Cell, sizes: Sizes, workdir: Path, model: Path = MODEL,
     workdir.mkdir(parents=True, exist_ok=True)
     local = workdir / model.name
     shutil.copyfile(model, local)
-    defines = sizes.defines() + cell.defines()
+    defines = sizes.defines() + cell.defines() + list(extra)
     started = time.perf_counter()
     _run([spin, *defines, "-a", local.name], workdir, "spin -a")
     _run([gcc, *PAN_FLAGS, "-o", "pan", "pan.c"], workdir, "gcc")
@@ -176,9 +180,10 @@ def check_cell(cell: Cell, sizes: Sizes, workdir: Path, model: Path = MODEL,
     incomplete = [marker for marker in INCOMPLETE if marker in out and
                   not (errors and marker == "Search not completed")]
     if incomplete:
+        what = f"{cell.mode} {','.join(cell.active) or '-'} {cell.invariant or ''}".strip()
         raise SearchIncomplete(
-            f"{cell.mode} {','.join(cell.active) or '-'} {cell.invariant}: the search was not "
-            f"exhaustive ({incomplete[0]}); raise --max-depth (now {max_depth}) or free memory")
+            f"{what}: the search was not exhaustive ({incomplete[0]}); raise --max-depth "
+            f"(now {max_depth}) or free memory")
     searched = Searched(
         cell, holds=errors == 0,
         states=int(_number(r"(\d+) states, stored", out)),

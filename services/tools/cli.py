@@ -184,8 +184,9 @@ def run_model_check(argv: list[str]) -> int:
     """'dnsrace model-check ...': Spin on the model, over the explorer's own matrix rows."""
     from services.explorer.search import MATRIX_ROWS
     from services.modelcheck.command import main as model_check_main
+    from services.tools.spin_trails import replay_trails
 
-    return model_check_main(argv, MATRIX_ROWS)
+    return model_check_main(argv, MATRIX_ROWS, replay_trails)
 
 
 def build_parser() -> argparse.ArgumentParser:
