@@ -155,10 +155,13 @@ def _number(pattern: str, text: str, default: float = 0.0) -> float:
 
 
 def check_cell(cell: Cell, sizes: Sizes, workdir: Path, model: Path = MODEL,
-               max_depth: int = MAX_DEPTH, extra: Sequence[str] = ()) -> Searched:
+               max_depth: int = MAX_DEPTH, extra: Sequence[str] = (),
+               breadth_first: bool = True) -> Searched:
     """Search one cell exhaustively in ``workdir`` (created; left for the caller to delete).
 
-    ``extra``: more ``-D`` switches of the model (``-DFULL_VIEW``, ``-DEMPTY_PLANS``)."""
+    ``extra``: more ``-D`` switches of the model (``-DFULL_VIEW``, ``-DEMPTY_PLANS``).
+    ``breadth_first=False``: depth first, faster and smaller where no shortest trail is
+    wanted."""
     spin, gcc = require_spin()
     if not model.is_file():
         raise ModelCheckError(f"the model {model} is missing (it ships in models/ of the "
@@ -169,7 +172,8 @@ def check_cell(cell: Cell, sizes: Sizes, workdir: Path, model: Path = MODEL,
     defines = sizes.defines() + cell.defines() + list(extra)
     started = time.perf_counter()
     _run([spin, *defines, "-a", local.name], workdir, "spin -a")
-    _run([gcc, *PAN_FLAGS, "-o", "pan", "pan.c"], workdir, "gcc")
+    flags = [f for f in PAN_FLAGS if breadth_first or f != "-DBFS"]
+    _run([gcc, *flags, "-o", "pan", "pan.c"], workdir, "gcc")
     out = _run(["./pan", f"-m{max_depth}"], workdir, "pan")
     elapsed = time.perf_counter() - started
     errors = int(_number(r"errors: (\d+)", out, -1))
