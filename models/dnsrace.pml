@@ -5,36 +5,51 @@
  *   services/enactor/decisions.py  decide_endpoint, _rollback, plan_cleanup (each protection)
  *   services/enactor/enactor.py    run_round: newest, staleness check, walk, clean-up
  *   services/store/lua/change_batch.lua  the zone's rules for one change batch
- * One atomic block here is one store round-trip there: one step of `dnsrace explore`, by the
- * same actor (pid 0 the planner, pids 1..N the enactors use1-az1, use1-az2, use1-az4), so a
- * trail is a schedule of the explorer's actors (services/modelcheck/trail.py reads it).
+ * One d_step here is one store round-trip there, by the same actor (pid 0 the planner, pids
+ * 1..N the enactors of use1-az1, use1-az2, use1-az4, as in `dnsrace explore`), so a trail is
+ * a schedule of the explorer's actors. Each step prints "MC <actor> <what> <numbers>" for
+ * `spin -t` (services/modelcheck/trail.py reads them).
  *
- * Switches (-D): FENCED_COMMIT SAFE_CLEANUP PLAN_VALIDATION SELF_REPAIR (the protections),
- * CHECK_I1 CHECK_I2 CHECK_I3 (the invariants asserted; none: all three), and the sizes
- * N (enactors, 3) M (plans, 4) E (endpoints, 1-3, 2) AGE (clean-up age, 2) KEEP (safe
- * clean-up keeps the newest KEEP generations, 3). EMPTY_PLANS lets the planner publish a plan
- * that gives an endpoint no healthy address (the explorer's planner never does).
+ * Switches (-D): FENCED_COMMIT SAFE_CLEANUP PLAN_VALIDATION SELF_REPAIR (the protections);
+ * CHECK_I1 CHECK_I2 CHECK_I3 (the invariants asserted; none: all three; NO_INVARIANTS: none);
+ * sizes N (enactors, 3) M (plans, 4) E (endpoints, 1-3, 2) AGE (clean-up age, 2) KEEP (safe
+ * clean-up keeps the KEEP newest generations, 3); EMPTY_PLANS: the planner may publish a
+ * plan that gives one endpoint no healthy address (the explorer's planner never does);
+ * FULL_VIEW: keep a copy of what an enactor read and assert the shortcut below.
+ *
+ * Invariants, asserted in the step that would break them (the explorer checks after every
+ * committed batch, and only batches change the zone):
+ *   I1 no endpoint alias names a missing or empty tree (a clean-up deleting the tree an
+ *      alias names; with EMPTY_PLANS, a flip to an empty tree);
+ *   I2 an endpoint's alias generation never goes backwards (a flip to an older plan);
+ *   I3 no tree named by an alias or a rollback is deleted.
  *
  * What is abstracted (and why the verdicts still carry over):
- *  - Addresses and weights: a tree is present or absent. Every enactor builds the same tree
- *    for the same (plan, endpoint), so a tree's value never differs from what an enactor
- *    expects. Capacity-drop validation is left out (plan weights wobble by at most 20%, the
- *    limit is 50%: it never refuses); with EMPTY_PLANS a tree may be empty.
+ *  - Addresses and weights: a tree is present or absent (or, with EMPTY_PLANS, empty). Every
+ *    enactor builds the same tree for the same (plan, endpoint), so a tree's value never
+ *    differs from what an enactor expects. Capacity-drop validation is left out: plan weights
+ *    wobble by at most 20% and the limit is 50%, so it never refuses.
  *  - Time. Lock leases, back-off sleeps and the fenced batch's not_after_ms are not modelled.
- *    A lock held by another enactor only makes the reader wait and read again, which changes
- *    no shared state; so every lock reads as expired when its reader next runs (waiting is
- *    the reader not being scheduled). A lease deadline can only turn a commit into a retry,
- *    which is a stutter of the same kind. The lock record itself is kept, abstracted to "who
- *    has read it since the last commit on this endpoint" (fresh[e]): every enactor batch
- *    deletes the lock value it read and creates its own, so it loses its lock exactly when
- *    another batch committed on the endpoint since its read.
- *    So the model has every behaviour of the real algorithm and possibly more (locks that
- *    expire sooner than a lease): "holds" here is a proof for these sizes, and "breaks" is
- *    a trail that services/modelcheck replays against the real code to show it is real.
- *  - The plan store: plans 1..M in order, immutable; the newest generation is `published`.
- *    Reading a plan's body (PlanStore.get) is a step of its own, as in the explorer.
- *  - The zone serial, notifications, the DNS server, the step bound of the explorer
- *    (max_steps), windows of more than one endpoint (the explorer walks one at a time).
+ *    A lock held by another enactor only makes the reader back off and read again, which
+ *    changes nothing anyone else can see; so every lock reads as expired when its reader
+ *    next runs (waiting is the reader not being scheduled). A lease deadline can only turn a
+ *    commit into a retry: the same kind of stutter. The lock record is kept, abstracted to
+ *    "who has read it since the last commit on this endpoint" (fresh[e]): every enactor
+ *    batch deletes the lock value it read and creates its own, so it loses its lock exactly
+ *    when another batch committed on the endpoint since its read.
+ *    So the model has every behaviour of the real algorithm, and maybe more (locks that
+ *    expire sooner than a lease): "holds" here is a proof for these sizes, and "breaks" is a
+ *    trail that services/modelcheck/translate.py plays against the real code to show it is
+ *    real (there, the enactor waits out the lease).
+ *  - The plan store: plans 1..M published in order, immutable; the newest is `published`.
+ *    Reading the newest plan is one step (the explorer's two round-trips, generation and
+ *    body: the body is immutable, so when it is read makes no difference). An enactor that
+ *    has not started waits for the first plan (the explorer's may first read "no plan yet",
+ *    which changes nothing, then wait the same way).
+ *  - Clean-up decides as soon as what it depends on was read (trees, then references).
+ *  - Left out: the zone serial and notifications, the DNS server, faults, the explorer's
+ *    step bound (max_steps), windows of more than one endpoint (the explorer walks one at a
+ *    time), cell endpoints (at most the three named ones).
  */
 
 #ifndef N
@@ -99,20 +114,31 @@ int vacant;           /* EMPTY_PLANS: the trees of a plan that gives the endpoin
 
 mtype = { NEWEST, CHECK, READ, APPLY, TREES, REFS, DELETE };
 
-active proctype planner() {
-    byte e;
-    do
-    :: d_step { published < M ->
-        published++;
 #ifdef EMPTY_PLANS
-        /* the planner may find every load balancer of one endpoint unhealthy */
-        e = 0;
-        do
-        :: e < E -> if :: skip :: vacant = vacant | TREE(published, e) fi; e++
-        :: else -> e = 0; break
-        od;
+#define PRINT_PUBLISH(empty_endpoint) printf("MC 0 publish %d %d\n", published, empty_endpoint)
+#else
+#define PRINT_PUBLISH(empty_endpoint) printf("MC 0 publish %d\n", published)
 #endif
-        printf("MC 0 publish %d\n", published) }
+
+/* The planner publishes plans 1..M in order. With EMPTY_PLANS it may find every load
+ * balancer of one endpoint unhealthy: that plan gives the endpoint an empty tree. */
+#define PUBLISH(empty_endpoint) \
+    d_step { published < M && empty_endpoint < E -> \
+        published++; \
+        if \
+        :: empty_endpoint >= 0 -> vacant = vacant | TREE(published, empty_endpoint) \
+        :: else \
+        fi; \
+        PRINT_PUBLISH(empty_endpoint) }
+
+active proctype planner() {
+    do
+    :: PUBLISH(-1)
+#ifdef EMPTY_PLANS
+    :: PUBLISH(0)
+    :: PUBLISH(1)
+    :: PUBLISH(2)
+#endif
     :: else -> break
     od
 }

@@ -28,6 +28,7 @@ from services.modelcheck.spin import (
 from services.modelcheck.trail import explorer_choices, read_trail, tell
 from services.modelcheck.translate import Played, Translation, Untranslatable
 
+MODEL_SWITCHES = ("EMPTY_PLANS", "FULL_VIEW")
 DESCRIPTION = ("check the Promela model of the planner and enactors (models/dnsrace.pml) with "
                "Spin, exhaustively, for every protection set of 'dnsrace explore --matrix' and "
                "each invariant alone")
@@ -54,6 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-depth", type=int, default=MAX_DEPTH,
                         help=f"pan's -m: a search that needs more fails (default {MAX_DEPTH})")
     parser.add_argument("--model", type=Path, default=MODEL, help="the Promela model")
+    parser.add_argument("--define", action="append", default=[], metavar="NAME",
+                        choices=MODEL_SWITCHES,
+                        help="a switch of the model (repeatable): EMPTY_PLANS lets the planner "
+                             "publish a plan that gives an endpoint no address (the explorer's "
+                             "never does: no longer comparable, and far bigger); FULL_VIEW "
+                             "checks the model's shortcut for what an enactor read")
     parser.add_argument("--save", type=Path, metavar="FILE",
                         help="also write every cell's figures and trail as JSON to FILE")
     parser.add_argument("--trails", action="store_true",
@@ -140,7 +147,8 @@ def run(args: argparse.Namespace, rows: Sequence[Row], replayer: Replayer | None
         version = spin_version()
         progress = None if args.json else _show_progress
         checked = check_matrix(rows, sizes, args.invariants, model=args.model,
-                               max_depth=args.max_depth, progress=progress)
+                               max_depth=args.max_depth, progress=progress,
+                               extra=[f"-D{name}" for name in args.define])
         replays: Replays = []
         if args.replay and replayer is not None:
             replays = replayer([s for s in checked.cells if not s.holds], sizes)

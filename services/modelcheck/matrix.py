@@ -37,19 +37,11 @@ class Checked:
         return verdict_map((s.cell.mode, s.cell.active, s.cell.invariant, not s.holds)
                            for s in self.cells if s.cell.invariant is not None)
 
-    def cell(self, name: str, invariant: Invariant) -> Searched:
-        """The cell of the protection set named ``name`` (``none (legacy)``, ...)."""
-        for searched in self.cells:
-            cell = searched.cell
-            if (protection_set_name(cell.mode, cell.active), cell.invariant) == (name,
-                                                                                 invariant):
-                return searched
-        raise KeyError(f"{name} {invariant}")
-
 
 def check_matrix(rows: Sequence[Row], sizes: Sizes = DEFAULT_SIZES,
                  invariants: Sequence[Invariant] = ALL_INVARIANTS, *, model: Path = MODEL,
-                 max_depth: int = MAX_DEPTH, progress: Progress | None = None) -> Checked:
+                 max_depth: int = MAX_DEPTH, progress: Progress | None = None,
+                 extra: Sequence[str] = ()) -> Checked:
     """Each row against each invariant alone, one after another (each cell is one process)."""
     checked = Checked(sizes)
     started = time.perf_counter()
@@ -58,7 +50,7 @@ def check_matrix(rows: Sequence[Row], sizes: Sizes = DEFAULT_SIZES,
             for invariant in invariants:
                 cell = Cell(mode, protections, invariant)
                 searched = check_cell(cell, sizes, Path(tmp) / f"{r}-{invariant}", model,
-                                      max_depth)
+                                      max_depth, extra)
                 checked.cells.append(searched)
                 if progress is not None:
                     progress(searched)

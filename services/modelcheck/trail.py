@@ -66,6 +66,8 @@ class ModelStep:
     """commit: the generation the rollback names after."""
     reason: str = ""
     """rejected: why (change_batch.lua's reason); skip: ``applied`` or ``newer``."""
+    empty: int = -1
+    """publish (-DEMPTY_PLANS): the endpoint this plan gives no healthy address, or -1."""
 
     @property
     def writes(self) -> bool:
@@ -82,7 +84,10 @@ def parse_line(line: str) -> ModelStep:
         if parts[0] != "MC":
             raise ValueError
         actor, move, numbers = int(parts[1]), Move(parts[2]), parts[3:]
-        if move in (Move.PUBLISH, Move.NEWEST):
+        if move is Move.PUBLISH:
+            return ModelStep(actor, move, generation=int(numbers[0]),
+                             empty=int(numbers[1]) if len(numbers) > 1 else -1)
+        if move is Move.NEWEST:
             return ModelStep(actor, move, generation=int(numbers[0]))
         if move in (Move.CHECK, Move.UPTODATE):
             return ModelStep(actor, move, generation=int(numbers[0]), applied=int(numbers[1]))
@@ -118,7 +123,8 @@ def tell(steps: Sequence[ModelStep], endpoints: int) -> list[str]:
         tree = names.tree_name(step.generation, e) if e else ""
         g = step.generation
         text = {
-            Move.PUBLISH: f"publishes plan {g}",
+            Move.PUBLISH: f"publishes plan {g}" + (
+                f", which gives {shown[step.empty]} no address" if step.empty >= 0 else ""),
             Move.NEWEST: f"reads the newest plan: {f'plan {g}' if g else 'no plan yet'}",
             Move.CHECK: f"passes its staleness check with plan {g} (applied {step.applied})",
             Move.UPTODATE: f"finds plan {g} already applied (regional names {step.applied})",
