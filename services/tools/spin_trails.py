@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import uvloop
+from redis.exceptions import RedisError
 
 from services.core import events
-from services.explorer.command import fast_client, quiet_enactor_logs, redis_url
+from services.explorer.command import REDIS_URL_ENV, fast_client, quiet_enactor_logs, redis_url
 from services.explorer.search import replay
 from services.explorer.world import ACTORS, ExploreConfig, Lab, ScheduleRecord
-from services.modelcheck.spin import Cell, Searched, Sizes
+from services.modelcheck.spin import Cell, ModelCheckError, Searched, Sizes
 from services.modelcheck.trail import read_trail
 from services.modelcheck.translate import (
     Played,
@@ -29,6 +30,7 @@ from services.modelcheck.translate import (
     Untranslatable,
     translate,
 )
+from services.runtime.redis_server import RedisServerError
 
 
 @dataclass
@@ -108,5 +110,9 @@ def replay_trails(cells: list[Searched], sizes: Sizes
                 done.append((searched, e))
         return done
 
-    with redis_url() as url, quiet_enactor_logs():
-        return uvloop.run(all_of_them(url))
+    try:
+        with redis_url() as url, quiet_enactor_logs():
+            return uvloop.run(all_of_them(url))
+    except (RedisError, RedisServerError, OSError) as e:
+        raise ModelCheckError(f"--replay needs Redis: {e} (set {REDIS_URL_ENV} to a running "
+                              "one, or unset it for an embedded one)") from e
