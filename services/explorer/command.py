@@ -37,6 +37,7 @@ import uvloop
 
 from services.config import DNS_PROTECTIONS, Protection
 from services.core.invariants import ALL_INVARIANTS, Invariant
+from services.core.verdicts import verdict_map
 from services.explorer.report import (
     counterexample_json,
     explored_json,
@@ -235,7 +236,9 @@ async def _matrix(url: str, args: argparse.Namespace, config: ExploreConfig) -> 
                                     schedules=args.schedules, seed=args.seed,
                                     preemptions=args.preemptions)
     if args.json:
-        print(json.dumps([explored_json(cell) for cell in cells], indent=2))
+        print(json.dumps(verdict_map((c.config.mode, c.config.active_protections,
+                                      c.config.invariants[0], c.shortest is not None)
+                                     for c in cells), indent=2))
     else:
         print_matrix(cells)
     all_on = [c for c in cells if len(c.config.active_protections) == len(DNS_PROTECTIONS)]

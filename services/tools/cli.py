@@ -208,6 +208,15 @@ def run_explore(argv: list[str]) -> int:
     return run(parser.parse_args(argv))
 
 
+def run_model_check(argv: list[str]) -> int:
+    """'dnsrace model-check ...': Spin on the model, over the explorer's own matrix rows."""
+    from services.explorer.search import MATRIX_ROWS
+    from services.modelcheck.command import main as model_check_main
+    from services.tools.spin_trails import replay_trails
+
+    return model_check_main(argv, MATRIX_ROWS, replay_trails)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dnsrace",
@@ -293,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("explore", add_help=False,
                    help="the real enactors under a seeded scheduler, I1-I3 checked every step "
                         "(options: 'dnsrace explore --help')")
+    # 'dnsrace model-check ...' hands its arguments to its own parser (run_model_check).
+    sub.add_parser("model-check", add_help=False,
+                   help="Spin checks the Promela model of the race exhaustively, for every "
+                        "protection set of 'explore --matrix' (options: 'dnsrace model-check "
+                        "--help')")
     add("config", cmd_config, "list every DNSRACE_* setting with its default and meaning")
     add("redis", cmd_redis, "run the embedded Redis in the foreground (Procfile entry)")
     add("planner", _serve("planner"), "run the DNS Planner")
@@ -317,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["explore"]:
         return run_explore(argv[1:])
+    if argv[:1] == ["model-check"]:
+        return run_model_check(argv[1:])
     if argv[:1] == ["bench"]:
         from bench.run import main as bench_main
 

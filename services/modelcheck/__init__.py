@@ -1,0 +1,1 @@
+"""``dnsrace model-check``: the Promela model (models/dnsrace.pml) checked exhaustively by Spin."""
