@@ -31,6 +31,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 import uvloop
@@ -161,11 +162,20 @@ def fast_client(url: str) -> aioredis.Redis:
                                    socket_timeout=None, protocol=2)
 
 
-@contextlib.asynccontextmanager
-async def open_lab(url: str, config: ExploreConfig) -> AsyncIterator[Lab]:
+AnyLab = TypeVar("AnyLab", bound=Lab)
+
+
+def open_lab(url: str, config: ExploreConfig) -> contextlib.AbstractAsyncContextManager[Lab]:
     """A lab on its own key prefix, its keys deleted afterwards (a shared Redis stays clean)."""
+    return lab_of(Lab, url, config, "explore")
+
+
+@contextlib.asynccontextmanager
+async def lab_of(kind: type[AnyLab], url: str, config: ExploreConfig,
+                 prefix: str) -> AsyncIterator[AnyLab]:
+    """A lab of ``kind`` on its own key prefix ``prefix-...``, its keys deleted afterwards."""
     client = fast_client(url)
-    lab = Lab(client, f"explore-{uuid.uuid4().hex[:10]}", config)
+    lab = kind(client, f"{prefix}-{uuid.uuid4().hex[:10]}", config)
     try:
         yield lab
     finally:

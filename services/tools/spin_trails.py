@@ -9,15 +9,13 @@ plain choice string that ``dnsrace explore --replay`` plays back.
 
 from __future__ import annotations
 
-import contextlib
-import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import uvloop
 
 from services.core import events
-from services.explorer.command import fast_client, quiet_enactor_logs, redis_url
+from services.explorer.command import lab_of, quiet_enactor_logs, redis_url
 from services.explorer.search import replay
 from services.explorer.world import ACTORS, ExploreConfig, Lab, ScheduleRecord
 from services.modelcheck.spin import Cell, Searched, Sizes
@@ -56,17 +54,6 @@ def explorer_config(cell: Cell, sizes: Sizes) -> ExploreConfig:
                          invariants=(cell.invariant,), window=1)
 
 
-@contextlib.asynccontextmanager
-async def watched_lab(url: str, config: ExploreConfig) -> AsyncIterator[WatchedLab]:
-    client = fast_client(url)
-    lab = WatchedLab(client, f"spin-{uuid.uuid4().hex[:10]}", config)
-    try:
-        yield lab
-    finally:
-        await lab.reset()
-        await client.aclose()
-
-
 @dataclass
 class Replayed:
     """A trail fitted to the real code, and the plain replay of the schedule found."""
@@ -82,7 +69,7 @@ async def replay_trail(url: str, cell: Cell, trail: Sequence[str], sizes: Sizes)
     no schedule does what it did), then replay the schedule found with the explorer's own
     replay."""
     config = explorer_config(cell, sizes)
-    async with watched_lab(url, config) as lab:
+    async with lab_of(WatchedLab, url, config, "spin") as lab:
 
         async def play(chooser: TrailChooser) -> Played:
             lab.observer = chooser.observe
