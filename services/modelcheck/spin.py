@@ -20,6 +20,7 @@ from pathlib import Path
 
 from services.config import DNS_PROTECTIONS, Mode, Protection
 from services.core.invariants import Invariant
+from services.errors import DnsraceError
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / "dnsrace.pml"
 INSTALL_HINT = "apt-get install spin"
@@ -32,7 +33,7 @@ PAN_FLAGS = ("-O2", "-w", "-DSAFETY", "-DBFS", "-DCOLLAPSE", "-DMEMLIM=8192")
 INCOMPLETE = ("search depth too small", "Search not completed", "out of memory", "MEMLIM")
 
 
-class ModelCheckError(Exception):
+class ModelCheckError(DnsraceError):
     """Spin could not give a verdict; the message says what was wrong and how to fix it."""
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from services.core import names
+from services.errors import DnsraceError
 
 ACTOR_NAMES: tuple[str, ...] = ("planner", *names.AZS)
 PLANNER = 0
@@ -74,7 +75,7 @@ class ModelStep:
         return self.move in _WRITES
 
 
-class TrailError(ValueError):
+class TrailError(DnsraceError, ValueError):
     """A line of a trail is not one the model prints."""
 
 

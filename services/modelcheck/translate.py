@@ -29,6 +29,7 @@ from typing import Protocol
 
 from services.core import events, names
 from services.core.invariants import Violation
+from services.errors import DnsraceError
 from services.modelcheck.trail import (
     ACTOR_NAMES,
     PLANNER,
@@ -46,11 +47,11 @@ IGNORED = {events.RoundCompleted.kind}
 ZONE_WRITES = (events.PlanPublished, events.BatchCommitted, events.TreeDeleted)
 
 
-class TrailDiverged(Exception):
+class TrailDiverged(DnsraceError):
     """The real code did not do what the trail's step did (or could not be scheduled to)."""
 
 
-class Untranslatable(Exception):
+class Untranslatable(DnsraceError):
     """No explorer schedule within the budget does what the trail did."""
 
 
