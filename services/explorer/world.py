@@ -49,7 +49,7 @@ from services.explorer.gated import GatedPlans, GatedZone, MemoryMark, PlannerPl
 from services.explorer.scheduler import Chooser, Scheduler
 from services.planner.planner import Planner
 from services.store.health import HealthStore
-from services.store.zone import ZoneKeys, ZoneStore
+from services.store.zone import ZoneKeys
 
 PLANNER_NAME = "planner"
 ACTORS: tuple[str, ...] = (PLANNER_NAME, *names.AZS)
@@ -172,7 +172,6 @@ class Lab:
 
     def __post_init__(self) -> None:
         self.keys = ZoneKeys(self.prefix)
-        self.zone = ZoneStore(self.client, self.keys, clock=self)
         self.endpoints = self.config.endpoint_names()
         self.settings = self.config.settings()
         self.lbs = fleet(self.settings)
