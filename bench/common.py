@@ -45,11 +45,15 @@ def free_port() -> int:
     raise BenchError("no port free for both UDP and TCP")
 
 
+class ToolMissing(BenchError):
+    """A system tool the benchmark compares against is not installed (the only skip reason)."""
+
+
 def require(tool: str) -> str:
     path = shutil.which(tool) or (f"/usr/sbin/{tool}" if Path(f"/usr/sbin/{tool}").exists()
                                   else None)
     if path is None:
-        raise BenchError(f"{tool} is not installed (apt-get install the Debian package)")
+        raise ToolMissing(f"{tool} is not installed (apt-get install the Debian package)")
     return path
 
 

@@ -1,25 +1,35 @@
-"""The benchmark scripts still run (a tiny, untimed smoke run; no figure is asserted)."""
+"""The benchmark scripts still run (a tiny, untimed smoke run; no figure is asserted).
+
+Only a missing tool skips; any other bench error (dnsperf failing, a server not answering)
+fails the test, in CI and outside it.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
 from bench import run
-from bench.common import BenchError
+from bench.common import BenchError, ToolMissing
 from tests.conftest import require_tool
+
+
+def quick_bench(args: list[str]) -> int:
+    """``bench.run`` as the smoke test runs it: a missing tool skips, anything else is raised."""
+    try:
+        return run.main(args)
+    except ToolMissing as e:  # a reference server missing on this machine
+        pytest.skip(str(e))
 
 
 def test_quick_bench_runs_every_section_and_writes_json(tmp_path: Path) -> None:
     require_tool("dnsperf")
     out = tmp_path / "bench.json"
-    args = ["--quick", "--out", str(out)]
-    try:
-        assert run.main(args) == 0
-    except BenchError as e:  # pragma: no cover - a reference server missing on this machine
-        pytest.skip(str(e))
+    assert quick_bench(["--quick", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     dns = result["dns"]["results"]
     assert dns["max/ours"]["sent_total"] > 0 and dns["max/dnslib"]["sent_total"] > 0
@@ -28,3 +38,16 @@ def test_quick_bench_runs_every_section_and_writes_json(tmp_path: Path) -> None:
     assert result["memory"]["record_sets"] > 2500
     assert result["loadgen"]["at_2000"]["sent"] > 0
     assert {row["target"] for row in result["targets"]}
+
+
+def test_a_failing_dnsperf_fails_the_smoke_run_instead_of_skipping_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A dnsperf that is installed but fails (a regression in how the bench calls it).
+    fake = tmp_path / "bin" / "dnsperf"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'dnsperf: broken on purpose' >&2\nexit 3\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(BenchError, match="dnsperf failed") as failed:
+        quick_bench(["--quick", "--only", "dns", "--out", str(tmp_path / "bench.json")])
+    assert not isinstance(failed.value, ToolMissing)

@@ -17,6 +17,7 @@ from services.config import Settings
 from services.control.requests import parse_fault_request
 from services.control.service import Controller, build_app
 from services.core import events, names
+from services.core.balancers import Health, LoadBalancer, under_lb_fault
 from services.core.faults import PIDS_KEY
 from services.runtime.service import ServiceContext
 from services.store.health import HealthStore
@@ -141,6 +142,33 @@ async def test_lb_health_fault_marks_unhealthy_then_restores(
         return (await health.all())[ip].healthy
 
     await wait_until(restored, 5, "the load balancer to be healthy again")
+
+
+async def test_lb_health_capacity_degrades_while_active_and_is_undone_at_expiry(
+        api: tuple[TestClient, Controller], settings_db: Settings) -> None:
+    # capacity=30: the load balancer stays in the plans at 30 while the fault lasts (the
+    # planner weighs by it), and gets its own 100 back when the fault ends.
+    client, controller = api
+    health = HealthStore(controller.client)
+    body = {"type": "lb_health", "target": "lb-002", "duration_s": 0.4,
+            "params": {"capacity": 30}}
+    assert (await client.post("/faults", json=body)).status == 201
+    ip = f"{settings_db.lb_network}.2"
+    assert (await health.all())[ip] == Health(True, 30)
+
+    async def restored() -> bool:
+        return (await health.all())[ip] == Health(True, 100)
+
+    await wait_until(restored, 5, "the load balancer's own capacity back")
+
+
+def test_lb_fault_health_is_pure_and_always_undone() -> None:
+    lb = LoadBalancer("lb-001", "use1-az1", "10.0.0.1", 100)
+    assert under_lb_fault(lb, None, active=True) == Health(False, 100)
+    assert under_lb_fault(lb, 0, active=True) == Health(False, 0)
+    assert under_lb_fault(lb, 40, active=True) == Health(True, 40)
+    for capacity in (None, 0, 40):
+        assert under_lb_fault(lb, capacity, active=False) == Health(True, 100)
 
 
 def process_state(pid: int) -> str:

@@ -89,7 +89,7 @@ def test_params_are_typed_fields() -> None:
     assert fault.params == StallParams(StallPoint.BEFORE_FLIP, names.FIPS, 3)
     health = parse_fault_request({"type": "lb_health", "target": "all", "duration_s": 5},
                                  load({}))
-    assert health.params == LbHealthParams() and health.params.effective_capacity == 100
+    assert health.params == LbHealthParams() and health.params.capacity is None
 
 
 def test_params_of_another_fault_type_are_refused() -> None:

@@ -166,8 +166,7 @@ def test_an_az_partition_request_needs_an_isolated_cluster() -> None:
     from services.control.requests import FaultRequestError, parse_fault_request
     from services.core.faults import FaultType
 
-    if not hasattr(FaultType, "AZ_PARTITION"):
-        pytest.skip("fault type az_partition is not wired into services/store/faults.py yet")
+    assert FaultType.AZ_PARTITION == "az_partition"
     if netns.available("use1-az1"):
         pytest.skip("an isolated cluster is running on this machine")
     with pytest.raises(FaultRequestError, match="--isolate"):
@@ -176,33 +175,6 @@ def test_an_az_partition_request_needs_an_isolated_cluster() -> None:
 
 
 # --- root -----------------------------------------------------------------------------------
-
-def integration_missing() -> list[str]:
-    """The edits outside this issue's files that a running isolated cluster needs."""
-    from dns_server.errors import ListenAddressError
-    from dns_server.server import loopback_host
-    from services.config import ConfigError
-    from services.core.faults import FaultType
-    from services.tools.cli import build_parser
-
-    missing = []
-    try:
-        Settings(lb_network="198.18.10")
-    except ConfigError:
-        missing.append("Settings accepting lb_network in 198.18.0.0/15")
-    try:
-        loopback_host(REGIONAL_ADDRESS)
-    except ListenAddressError:
-        missing.append("the DNS server listening on 198.18.0.0/15")
-    if not hasattr(FaultType, "AZ_PARTITION"):
-        missing.append("fault type az_partition")
-    try:
-        build_parser().parse_args(["endpoints", "--az", "use1-az1"])
-        build_parser().parse_args(["up", "--isolate"])
-    except SystemExit:
-        missing.append("'dnsrace endpoints --az' and 'dnsrace up --isolate'")
-    return missing
-
 
 @pytest.fixture
 def root() -> None:
@@ -213,15 +185,8 @@ def root() -> None:
 
 
 @pytest.fixture
-def isolation(root: None) -> None:
-    missing = integration_missing()
-    if missing:
-        pytest.skip("the cluster cannot run isolated before these edits: " + "; ".join(missing))
-
-
-@pytest.fixture
 async def isolated(request: pytest.FixtureRequest, tmp_path: Path,
-                   isolation: None) -> AsyncIterator[Any]:
+                   root: None) -> AsyncIterator[Any]:
     """A running isolated cluster in the mode the test names (``@pytest.mark.parametrize``)."""
     from services.isolate.cluster import IsolatedCluster
 
@@ -423,7 +388,7 @@ def test_teardown_removes_what_a_crashed_run_left(root: None) -> None:
 
 
 @pytest.mark.cluster
-def test_ctrl_c_on_up_isolate_removes_everything(isolation: None, tmp_path: Path) -> None:
+def test_ctrl_c_on_up_isolate_removes_everything(root: None, tmp_path: Path) -> None:
     settings = cluster_settings(tmp_path, load_rate=30.0)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")},
            **cluster_env(settings)}

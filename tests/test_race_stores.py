@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 
 from services.config import ALL_PROTECTIONS, Protection, Settings
 from services.core import events, names
@@ -112,6 +113,19 @@ async def test_legacy_race_empties_the_regional_name_and_nobody_can_repair_it(
                 if isinstance(e, events.BatchRejected) and e.endpoint == names.REGIONAL]
     assert rejected and {e.reason for e in rejected} == {"alias_target_missing"}
     assert rejected[-1].generation == 9                           # the newest plan fails too
+
+
+async def test_a_round_whose_every_batch_is_rejected_is_not_counted_as_a_plan_applied(
+        cells: Callable[[frozenset[Protection]], Cell]) -> None:
+    # 'dnsrace watch' reads plans applied per second: through the outage it must stay flat.
+    cell = cells(frozenset())
+    await play_race(cell)
+    before = REGISTRY.get_sample_value("dnsrace_enactor_plans_applied_total", {"az": C})
+    await cell.publish()
+    report = await cell.enactors[C].run_round()
+    assert report.committed == 0 and sum(report.rejected.values()) == len(ENDPOINTS)
+    assert REGISTRY.get_sample_value("dnsrace_enactor_plans_applied_total",
+                                     {"az": C}) == before
 
 
 async def test_safe_mode_survives_the_same_choreography(

@@ -26,7 +26,7 @@ from services.config import ConfigError
 from services.control.requests import FaultRequestError, parse_fault_request
 from services.core import events, names
 from services.core.backoff import RetryBackoff
-from services.core.balancers import Health, fleet
+from services.core.balancers import LoadBalancer, fleet, under_lb_fault
 from services.core.faults import PIDS_KEY, Fault, FaultType, LbHealthParams, params_json
 from services.runtime import netns
 from services.runtime.clock import WALL_CLOCK
@@ -95,12 +95,12 @@ class Controller:
         pids = await self.client.hgetall(PIDS_KEY)
         return [int(pid) for az, pid in pids.items() if target in (az, "all")]
 
-    def _lb_ips(self, target: str) -> list[str]:
+    def _lbs(self, target: str) -> list[LoadBalancer]:
         if target == "all":
-            return [lb.ip for lb in self.lbs.values()]
+            return list(self.lbs.values())
         if target in names.AZS:
-            return [lb.ip for lb in self.lbs.values() if lb.az == target]
-        return [self.lbs[target].ip]
+            return [lb for lb in self.lbs.values() if lb.az == target]
+        return [self.lbs[target]]
 
     async def _effect(self, fault: Fault, starting: bool) -> None:
         """What a fault does to the world when it starts and when it ends."""
@@ -110,9 +110,9 @@ class Controller:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGSTOP if starting else signal.SIGCONT)
             elif isinstance(fault.params, LbHealthParams):
-                capacity = fault.params.effective_capacity
-                for ip in self._lb_ips(fault.target):
-                    await self.health.set(ip, Health(not starting, capacity))
+                for lb in self._lbs(fault.target):
+                    await self.health.set(lb.ip, under_lb_fault(lb, fault.params.capacity,
+                                                                active=starting))
             elif fault.type is FaultType.AZ_PARTITION:
                 await netns.partition(self.settings, fault.target, cut=starting)
         except (OSError, RedisError) as e:

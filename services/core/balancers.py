@@ -33,3 +33,14 @@ def fleet(settings: Settings) -> tuple[LoadBalancer, ...]:
         )
         for i in range(settings.lb_count)
     )
+
+
+def under_lb_fault(lb: LoadBalancer, capacity: int | None, active: bool) -> Health:
+    """An ``lb_health`` fault's effect on one load balancer's health: while ``active``,
+    unhealthy (``capacity`` None) or degraded to ``capacity``; once over, restored to health
+    at the load balancer's own capacity."""
+    if not active:
+        return Health(True, lb.capacity)
+    if capacity is None:
+        return Health(False, lb.capacity)
+    return Health(capacity > 0, capacity)

@@ -51,11 +51,9 @@ class LbHealthParams:
     """What an ``lb_health`` fault does to its load balancers' health."""
 
     capacity: int | None = None
-    """Capacity they report, during the fault and after it (None: the fleet's 100)."""
-
-    @property
-    def effective_capacity(self) -> int:
-        return 100 if self.capacity is None else self.capacity
+    """None: they are unhealthy while the fault lasts. A number: they stay healthy but report
+    this capacity while it lasts (degraded; 0 is as unhealthy). At its end they are restored
+    to healthy at their own capacity either way."""
 
 
 @dataclass(frozen=True)

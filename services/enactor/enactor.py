@@ -178,7 +178,8 @@ class Enactor:
             report.outcome = RoundOutcome.STOPPED
             return report
         APPLY_SECONDS.labels(self.az).observe(time.monotonic() - started)
-        PLANS_APPLIED.labels(self.az).inc()
+        if report.committed:  # a round whose every batch was rejected applied nothing
+            PLANS_APPLIED.labels(self.az).inc()
         await self.gate.checkpoint(StallPoint.DURING_CLEANUP, plan.generation)
         await self._clean_up(plan.generation, report)
         await self.sink.record(RoundCompleted(

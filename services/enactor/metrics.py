@@ -8,7 +8,7 @@ from services.core.records import RejectReason
 from services.enactor.decisions import RefuseReason
 
 PLANS_APPLIED = Counter("dnsrace_enactor_plans_applied_total",
-                        "Plans walked to the end by this enactor", ["az"])
+                        "Plans walked to the end with at least one batch committed", ["az"])
 APPLY_SECONDS = Histogram("dnsrace_enactor_apply_seconds",
                           "Wall time to walk one plan over every endpoint", ["az"],
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
