@@ -118,12 +118,12 @@ def test_the_compose_file_is_generated_from_the_topology() -> None:
 
 def test_isolation_says_it_needs_root(monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    from services.isolate.cluster import run_up
+    from services.tools.up import run_up
 
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(netns.IsolationError, match="needs root"):
         netns.require_root()
-    assert run_up(Settings()) == 1
+    assert run_up(Settings(), None, 1, None, isolate=True) == 1
     assert "needs root" in capsys.readouterr().err
 
 

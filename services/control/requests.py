@@ -9,6 +9,7 @@ from services.config import Settings
 from services.core import names
 from services.core.balancers import fleet
 from services.core.faults import (
+    KILLABLE,
     Fault,
     FaultParams,
     FaultType,
@@ -36,6 +37,10 @@ def _choices(values: list[str] | tuple[str, ...]) -> str:
 def valid_targets(kind: FaultType, settings: Settings) -> list[str]:
     if kind is FaultType.LB_HEALTH:
         return ["all", *names.AZS, *(lb.name for lb in fleet(settings))]
+    if kind is FaultType.PROCESS_KILL:
+        return [*names.AZS, *KILLABLE]
+    if kind is FaultType.REDIS_RESTART:
+        return ["redis"]
     return ["all", *names.AZS]
 
 

@@ -27,7 +27,15 @@ from services.control.requests import FaultRequestError, parse_fault_request
 from services.core import events, names
 from services.core.backoff import RetryBackoff
 from services.core.balancers import LoadBalancer, fleet, under_lb_fault
-from services.core.faults import PIDS_KEY, Fault, FaultType, LbHealthParams, params_json
+from services.core.faults import (
+    CRASH_FAULTS,
+    PIDS_KEY,
+    SUPERVISOR_KEY,
+    Fault,
+    FaultType,
+    LbHealthParams,
+    params_json,
+)
 from services.runtime import netns
 from services.runtime.clock import WALL_CLOCK
 from services.runtime.service import (
@@ -228,6 +236,10 @@ def build_app(ctx: ServiceContext, controller: Controller) -> web.Application:
             fault = parse_fault_request(body, settings)
         except FaultRequestError as e:
             return error(400, str(e))
+        if fault.type in CRASH_FAULTS and not await controller.client.exists(SUPERVISOR_KEY):
+            return error(409, f"{fault.type} is carried out by the supervisor of 'dnsrace up' "
+                              "(or 'dnsrace run'), and none is running: under 'honcho start' "
+                              "there is none; restart the cluster with 'dnsrace up'")
         await controller.start(fault)
         return web.json_response(fault_view(fault), status=201)
 

@@ -180,6 +180,19 @@ class FaultEnded(Event):
 
 @_event
 @dataclass(frozen=True, kw_only=True)
+class ProcessRestarted(Event):
+    """The supervisor started a process again: after it crashed, or at a crash fault's end."""
+
+    kind: ClassVar[str] = "process_restarted"
+    process: str
+    why: str
+    """``crashed`` (it exited on its own, or was killed from outside) or ``fault``."""
+    exit_code: int
+    down_s: float
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
 class DnsAnswer(Event):
     """A sampled answer: which generation stood behind it and how many addresses it held."""
 

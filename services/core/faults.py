@@ -27,6 +27,18 @@ class FaultType(StrEnum):
     ENACTOR_PAUSE = "enactor_pause"
     LB_HEALTH = "lb_health"
     AZ_PARTITION = "az_partition"
+    PROCESS_KILL = "process_kill"
+    REDIS_RESTART = "redis_restart"
+
+
+CRASH_FAULTS = (FaultType.PROCESS_KILL, FaultType.REDIS_RESTART)
+"""Faults the supervisor of ``dnsrace up`` carries out: SIGKILL (or stop) the target, keep it
+down until the fault's expiry, start it again."""
+KILLABLE = ("planner", "dns", "endpoints")
+"""``process_kill`` targets besides an AZ (its enactor). ``control`` is not one: it is how
+faults arrive. Redis has ``redis_restart`` (target ``redis``)."""
+SUPERVISOR_KEY = "dnsrace:supervisor"
+"""Set (with a short expiry, refreshed) while a supervisor carries out crash faults."""
 
 
 class StallPoint(StrEnum):
@@ -58,7 +70,7 @@ class LbHealthParams:
 
 @dataclass(frozen=True)
 class NoParams:
-    """``lock_delay``, ``enactor_pause`` and ``az_partition`` take no parameters."""
+    """``lock_delay``, ``enactor_pause``, ``az_partition`` and the crash faults take none."""
 
 
 FaultParams = StallParams | LbHealthParams | NoParams
@@ -68,6 +80,8 @@ PARAMS_OF: dict[FaultType, type[StallParams] | type[LbHealthParams] | type[NoPar
     FaultType.ENACTOR_PAUSE: NoParams,
     FaultType.LB_HEALTH: LbHealthParams,
     FaultType.AZ_PARTITION: NoParams,
+    FaultType.PROCESS_KILL: NoParams,
+    FaultType.REDIS_RESTART: NoParams,
 }
 """The parameters' class of each fault type."""
 

@@ -24,12 +24,11 @@ from pathlib import Path
 from types import FrameType
 
 from services import config
-from services.config import Mode, Settings
+from services.config import Settings
 from services.core import names
 from services.isolate.relay import Relay, Route
 from services.runtime import netns
 from services.runtime.cluster import REPO, Cluster, ClusterError, cluster_env, healthy
-from services.runtime.prometheus import PrometheusError, prometheus_alongside
 from services.runtime.redis_server import port_answers, server_args
 from services.runtime.topology import (
     DNS_PORT,
@@ -219,46 +218,6 @@ def describe(cluster: IsolatedCluster) -> str:
         f"Logs in {cluster.log_dir}. Ctrl-C stops everything and removes the namespaces.",
     ]
     return "\n".join(lines)
-
-
-def run_up(settings: Settings, mode: Mode | None = None,
-           prometheus_port: int | None = None) -> int:
-    """``dnsrace up --isolate``: run until Ctrl-C (or SIGTERM) or a process exits."""
-    try:
-        netns.require_root()
-    except netns.IsolationError as e:
-        print(f"dnsrace up: {e}", file=sys.stderr)
-        return 1
-    settings = settings.replace(mode=mode or settings.mode)
-    log_dir = Path(settings.state_dir).resolve() / "logs"
-    with _stop_signals_interrupt(), contextlib.ExitStack() as stack:
-        try:
-            cluster = IsolatedCluster.create(settings, log_dir)
-            stack.callback(_stop_undisturbed, cluster)
-            cluster.start()
-            print(f"dnsrace up --isolate: mode {settings.mode}; waiting for every process",
-                  flush=True)
-            cluster.wait_healthy(30.0)
-            print(describe(cluster), flush=True)
-            if prometheus_port is not None:
-                try:
-                    server = stack.enter_context(prometheus_alongside(
-                        cluster.settings, port=prometheus_port, loadgens=3,
-                        wait_scraping=False))
-                except PrometheusError as e:
-                    print(f"dnsrace up: {e}", file=sys.stderr)
-                    return 1
-                print(f"Prometheus on {server.url}", flush=True)
-            _wait_for_any_exit(list(cluster.processes.values()))
-            print(f"dnsrace up: {', '.join(cluster.exited())} exited; stopping (logs in "
-                  f"{log_dir})", file=sys.stderr)
-            return 1
-        except (ClusterError, netns.IsolationError) as e:
-            print(f"dnsrace up: {e}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("\ndnsrace up: stopping; removing the namespaces", flush=True)
-            return 130
 
 
 def run_node(name: str, placement: Placement = "compose") -> int:

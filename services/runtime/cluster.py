@@ -14,11 +14,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from honcho.environ import parse_procfile
 
@@ -80,6 +83,10 @@ class Cluster:
     log_dir: Path
     only: tuple[str, ...] | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    echo: Callable[[str, bytes], None] | None = None
+    """Also hand every line a process prints to this (``dnsrace up``: prefixed on the terminal)."""
+    copies: dict[str, int] = field(default_factory=dict)
+    """More than one of a Procfile entry (``loadgen`` 3: ``loadgen``, ``loadgen.2``, ...)."""
     _stopped: set[str] = field(default_factory=set)
 
     def commands(self) -> dict[str, list[str]]:
@@ -89,6 +96,9 @@ class Cluster:
             if unknown:
                 raise ClusterError(f"no such process in the Procfile: {', '.join(unknown)}")
             commands = {k: v for k, v in commands.items() if k in self.only}
+        for name, count in self.copies.items():
+            if name in commands:
+                commands.update({f"{name}.{i}": commands[name] for i in range(2, count + 1)})
         return commands
 
     def ports(self) -> dict[int, str]:
@@ -123,16 +133,24 @@ class Cluster:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")}
         env.update(self.env)
+        # This interpreter's bin first: 'dnsrace' and its tools resolve without an activated venv.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         for name, args in self.commands().items():
             if names is not None and name not in names:
                 continue
             self._stopped.discard(name)
             log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-            self.processes[name] = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            process = subprocess.Popen(
+                args, stdout=log if self.echo is None else subprocess.PIPE,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, cwd=REPO, start_new_session=True,
             )
-            log.close()
+            self.processes[name] = process
+            if self.echo is not None and process.stdout is not None:
+                threading.Thread(target=_tee, args=(process.stdout, log, name, self.echo),
+                                 daemon=True, name=f"output-{name}").start()
+            else:
+                log.close()
 
     def health(self, name: str) -> bool:
         """Does this process answer as healthy (Redis: PING; the others: /healthz)?"""
@@ -210,6 +228,16 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _tee(output: IO[bytes], log: IO[bytes], name: str,
+         echo: Callable[[str, bytes], None]) -> None:
+    """Copy a child's output, line by line, to its log and to ``echo`` until it closes."""
+    with output, log:
+        for line in output:
+            log.write(line)
+            log.flush()
+            echo(name, line)
 
 
 def cluster_env(settings: Settings, **extra: str) -> dict[str, str]:

@@ -10,12 +10,9 @@ These are the only function-level imports of project modules, with the resolver'
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import logging
-import os
 import signal
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -84,36 +81,11 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the Procfile under honcho (Ctrl-C stops everything), Prometheus alongside if asked."""
-    from services.runtime.cluster import PROCFILE
+    """Run the Procfile under the project's supervisor until Ctrl-C (services/tools/up.py)."""
+    from services.tools.up import run_up
 
-    if args.isolate:
-        from services.isolate.cluster import run_up
-
-        return run_up(settings, args.mode,
-                      args.prometheus_port if args.with_prometheus else None)
-
-    env = dict(os.environ)
-    env["DNSRACE_MODE"] = args.mode or settings.mode
-    cmd = [sys.executable, "-m", "honcho", "-f", str(PROCFILE), "start"]
-    if args.loadgen != 1:
-        cmd += ["-c", f"loadgen={args.loadgen}"]
-    with contextlib.ExitStack() as stack:
-        if args.with_prometheus:
-            from services.runtime.prometheus import PrometheusError, prometheus_alongside
-
-            try:
-                server = stack.enter_context(prometheus_alongside(
-                    settings, port=args.prometheus_port, loadgens=args.loadgen,
-                    wait_scraping=False))
-            except PrometheusError as e:
-                print(f"dnsrace up: {e}", file=sys.stderr)
-                return 1
-            print(f"Prometheus on {server.url}", flush=True)
-        try:
-            return subprocess.call(cmd, env=env, cwd=PROCFILE.parent)
-        except KeyboardInterrupt:
-            return 130
+    return run_up(settings, args.mode, args.loadgen,
+                  args.prometheus_port if args.with_prometheus else None, args.isolate)
 
 
 def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
@@ -234,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.choices["demo"]
     demo.add_argument("--rate", type=float, default=200.0, help="requests/s (default 200)")
     demo.add_argument("--legacy-only", action="store_true", help="skip the safe-mode part")
-    up = add("up", cmd_up, "run the whole cluster in the foreground under honcho")
+    up = add("up", cmd_up, "run the whole cluster in the foreground; a process that exits "
+                           "is started again")
     up.add_argument("--mode", choices=("legacy", "safe"), help="enactor mode for this run")
     up.add_argument("--loadgen", type=int, default=1, help="number of load generators")
     up.add_argument("--with-prometheus", action="store_true",

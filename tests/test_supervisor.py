@@ -1,0 +1,199 @@
+"""``dnsrace up`` under its own supervisor: started as a user starts it (the venv's
+``bin/dnsrace``, no activated venv), every child killed with SIGKILL in turn, crash faults through
+the fault API, Ctrl-C. The restart decisions are tested without processes first."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from services.config import Settings
+from services.core import events
+from services.core.backoff import RetryBackoff
+from services.core.faults import FaultType
+from services.runtime.cluster import Cluster, cluster_env, procfile_commands
+from services.runtime.restarts import Restarts, crash_targets
+from services.store import history
+from tests.conftest import cluster_settings
+
+PROCESSES = ["redis", "planner", "enactor_az1", "enactor_az2", "enactor_az4", "dns",
+             "endpoints", "control", "loadgen"]
+
+
+def test_a_crash_restarts_after_a_back_off_that_doubles_and_forgets_after_a_stable_run() -> None:
+    restarts = Restarts(RetryBackoff(base_s=0.2, cap_s=5.0, jitter=0.0), stable_s=10.0)
+    restarts.started("planner", 0.0)
+    assert restarts.exited("planner", 1.0) == pytest.approx(1.2)
+    assert restarts.exited("planner", 1.1) == pytest.approx(1.2)  # same exit, same due time
+    restarts.started("planner", 1.2)
+    assert restarts.exited("planner", 2.0) == pytest.approx(2.4)   # crashed again: 0.4 s
+    restarts.started("planner", 2.4)
+    assert restarts.exited("planner", 30.0) == pytest.approx(30.2)  # up 27 s: from the start
+
+
+def test_a_crash_fault_holds_its_process_down_until_its_end_and_is_not_a_crash() -> None:
+    restarts = Restarts()
+    restarts.started("dns", 0.0)
+    restarts.hold("dns", 7.5)
+    assert restarts.exited("dns", 5.0) == 7.5
+    assert restarts.released("dns") and not restarts.released("dns")
+    assert restarts.crashes.get("dns", 0) == 0
+
+
+def test_crash_targets_name_supervised_processes() -> None:
+    plain = list(procfile_commands())
+    assert crash_targets(FaultType.PROCESS_KILL, "use1-az2", plain) == ["enactor_az2"]
+    assert crash_targets(FaultType.PROCESS_KILL, "endpoints", plain) == ["endpoints"]
+    assert crash_targets(FaultType.REDIS_RESTART, "redis", plain) == ["redis"]
+    isolated = ["redis", "endpoints_az1", "endpoints_az2", "enactor_az1"]
+    assert crash_targets(FaultType.PROCESS_KILL, "endpoints", isolated) == [
+        "endpoints_az1", "endpoints_az2"]
+
+
+def children(pid: int) -> dict[str, int]:
+    """The supervisor's children by Procfile name (read from their command lines)."""
+    names = {tuple(args[3:]): name for name, args in procfile_commands().items()}
+    found = {}
+    pids = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a worker thread that just ended
+            pids += (task / "children").read_text().split()
+    for child in pids:
+        with contextlib.suppress(FileNotFoundError):
+            with_args = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            cli = [a.decode() for a in with_args if a][3:]  # past 'python -m services.tools.cli'
+            name = names.get(tuple(cli)) or ("redis" if b"redis" in with_args[0] else None)
+            if name is not None:
+                found[name] = int(child)
+    return found
+
+
+def wait_for(condition: object, timeout_s: float, what: str) -> float:
+    started = time.monotonic()
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"{what}: not within {timeout_s} s")
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Cluster, Path]]:
+    settings = cluster_settings(tmp_path, load_rate=50.0)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("DNSRACE_") and k != "VIRTUAL_ENV"}
+    env.update(cluster_env(settings))
+    env["PATH"] = "/usr/bin:/bin"  # as a user who did not activate the venv
+    out = tmp_path / "up.out"
+    with out.open("wb") as sink:
+        process = subprocess.Popen([str(Path(sys.executable).parent / "dnsrace"), "up"],
+                                   stdout=sink, stderr=subprocess.STDOUT, env=env,
+                                   cwd=tmp_path)
+    probe = Cluster(settings, {}, tmp_path / "unused")  # asks /healthz, starts nothing
+    try:
+        wait_for(lambda: all(probe.health(n) for n in PROCESSES), 40, "the cluster healthy")
+        yield process, probe, out
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_up_restarts_every_killed_child_and_stops_everything_on_ctrl_c(
+        up: tuple[subprocess.Popen[bytes], Cluster, Path]) -> None:
+    process, probe, out = up
+    figures = {}
+    for name in PROCESSES:
+        victim = children(process.pid)[name]
+        os.kill(victim, signal.SIGKILL)
+        killed = time.monotonic()
+        wait_for(lambda n=name, v=victim: children(process.pid).get(n, v) != v, 2.0,
+                 f"{name} restarted")
+        restarted = time.monotonic() - killed
+        wait_for(lambda: all(probe.health(n) for n in PROCESSES), 5.0 - restarted,
+                 f"the cluster healthy after {name} was killed (unhealthy now: "
+                 f"{[n for n in PROCESSES if not probe.health(n)]})")
+        figures[name] = (round(restarted, 2), round(time.monotonic() - killed, 2))
+        assert process.poll() is None, "dnsrace up exited because a child did"
+    print("restarted s, healthy s after kill -9:", json.dumps(figures))
+    text = out.read_text()
+    assert "enactor_az1 exited with -9; started again" in text
+    assert re.search(r"^\d\d:\d\d:\d\d enactor_az2 +\| .* plan \d+: ", text, re.M)  # prefixed
+
+    async def recorded() -> list[events.Event]:
+        client = aioredis.Redis.from_url(probe.settings.effective_redis_url,
+                                         decode_responses=True)
+        try:
+            return [e for _, e in await history.RedisHistory(client).read()]
+        finally:
+            await client.aclose()
+
+    restarts = [e for e in asyncio.run(recorded()) if isinstance(e, events.ProcessRestarted)]
+    # Redis's own restart is recorded too (once it answers again): every child, once each.
+    assert sorted(e.process for e in restarts) == sorted(PROCESSES)
+    assert {e.why for e in restarts} == {"crashed"} and {e.exit_code for e in restarts} == {-9}
+    metrics = urllib.request.urlopen(
+        f"http://127.0.0.1:{probe.settings.metrics_port('supervisor')}/metrics").read().decode()
+    assert 'dnsrace_supervisor_restarts_total{process="planner",why="crashed"} 1.0' in metrics
+
+    pids = list(children(process.pid).values())
+    process.send_signal(signal.SIGINT)
+    assert process.wait(60) == 0
+    assert not [p for p in pids if Path(f"/proc/{p}").exists()
+                and Path(f"/proc/{p}/stat").read_text().split(") ")[1][0] != "Z"]
+
+
+def test_crash_faults_go_through_the_api_and_the_supervisor(
+        up: tuple[subprocess.Popen[bytes], Cluster, Path]) -> None:
+    process, probe, out = up
+    env = {**os.environ, **cluster_env(probe.settings)}
+    dnsrace = [sys.executable, "-m", "services.tools.cli"]
+    before = children(process.pid)
+    for kind, target, name in (("process_kill", "use1-az4", "enactor_az4"),
+                               ("redis_restart", "redis", "redis")):
+        added = subprocess.run([*dnsrace, "fault", "add", kind, target, "--duration", "1"],
+                               env=env, capture_output=True, text=True, check=False)
+        assert added.returncode == 0, added.stderr
+        wait_for(lambda n=name: children(process.pid).get(n, before[n]) != before[n], 4.0,
+                 f"{name} stopped and started again by {kind}")
+        wait_for(lambda: all(probe.health(n) for n in PROCESSES), 8.0, "healthy again")
+    refused = subprocess.run([*dnsrace, "fault", "add", "process_kill", "control",
+                              "--duration", "1"], env=env, capture_output=True, text=True,
+                             check=False)
+    assert refused.returncode == 1 and "not valid for process_kill" in refused.stderr
+    text = out.read_text()
+    assert "process_kill use1-az4: enactor_az4 stopped until the fault ends" in text
+    assert "redis held down; started again" in text
+
+
+def test_a_crash_fault_without_a_supervisor_is_refused(settings_db: Settings) -> None:
+    # The control service alone (as under 'honcho start'): nobody would carry the fault out.
+    env = {**os.environ, **cluster_env(settings_db)}
+    control = subprocess.Popen([sys.executable, "-m", "services.tools.cli", "control"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        probe = Cluster(settings_db, {}, Path("unused"))
+        wait_for(lambda: probe.health("control"), 15, "control healthy")
+        refused = subprocess.run([sys.executable, "-m", "services.tools.cli", "fault", "add",
+                                  "process_kill", "planner", "--duration", "1"], env=env,
+                                 capture_output=True, text=True, check=False)
+        assert refused.returncode == 1 and "none is running" in refused.stderr
+    finally:
+        control.terminate()
+        control.wait(10)
