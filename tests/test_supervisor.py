@@ -182,6 +182,31 @@ def test_crash_faults_go_through_the_api_and_the_supervisor(
     assert "redis held down; started again" in text
 
 
+def regional(env: dict[str, str]) -> tuple[int, int]:
+    """(newest plan, plan the regional endpoint's alias names), as 'dnsrace status' says."""
+    status = subprocess.run([sys.executable, "-m", "services.tools.cli", "status", "--json"],
+                            env=env, capture_output=True, text=True, check=True)
+    row = json.loads(status.stdout)[0]
+    return int(row["newest"]), int(row["alias_generation"] or 0)
+
+
+def test_automation_off_stops_the_enactors_applying_plans_and_on_resumes(
+        up: tuple[subprocess.Popen[bytes], Cluster, Path]) -> None:
+    _, probe, _ = up
+    env = {**os.environ, **cluster_env(probe.settings)}
+    dnsrace = [sys.executable, "-m", "services.tools.cli", "automation"]
+    subprocess.run([*dnsrace, "off"], env=env, check=True, capture_output=True)
+    _, held = regional(env)
+    # A round under way may still finish: the alias moves at most once more, then stays.
+    wait_for(lambda: regional(env)[0] >= held + 4, 15, "the planner four plans ahead")
+    frozen = regional(env)[1]
+    assert frozen <= held + 1
+    wait_for(lambda: regional(env)[0] >= frozen + 6, 15, "two more plans")
+    assert regional(env)[1] == frozen
+    subprocess.run([*dnsrace, "on"], env=env, check=True, capture_output=True)
+    wait_for(lambda: regional(env)[1] >= regional(env)[0] - 1, 5, "the enactors caught up")
+
+
 def test_a_crash_fault_without_a_supervisor_is_refused(settings_db: Settings) -> None:
     # The control service alone (as under 'honcho start'): nobody would carry the fault out.
     env = {**os.environ, **cluster_env(settings_db)}

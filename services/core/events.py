@@ -193,6 +193,15 @@ class ProcessRestarted(Event):
 
 @_event
 @dataclass(frozen=True, kw_only=True)
+class AutomationSwitched(Event):
+    """An operator turned the enactors' automation off (they stop applying plans) or on."""
+
+    kind: ClassVar[str] = "automation_switched"
+    on: bool
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
 class DnsAnswer(Event):
     """A sampled answer: which generation stood behind it and how many addresses it held."""
 

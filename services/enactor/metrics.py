@@ -9,6 +9,9 @@ from services.enactor.decisions import RefuseReason
 
 PLANS_APPLIED = Counter("dnsrace_enactor_plans_applied_total",
                         "Plans walked to the end with at least one batch committed", ["az"])
+AUTOMATION_ON = Gauge("dnsrace_enactor_automation_on",
+                      "1 while the automation applies plans, 0 while an operator turned it off",
+                      ["az"])
 APPLY_SECONDS = Histogram("dnsrace_enactor_apply_seconds",
                           "Wall time to walk one plan over every endpoint", ["az"],
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))

@@ -22,7 +22,7 @@ from services.core.backoff import RetryBackoff
 from services.core.faults import PIDS_KEY
 from services.enactor.enactor import Enactor, RoundOutcome, policy_for
 from services.enactor.gate import FaultGate
-from services.enactor.metrics import ROUND_ERRORS, init_metrics
+from services.enactor.metrics import AUTOMATION_ON, ROUND_ERRORS, init_metrics
 from services.runtime.clock import WALL_CLOCK
 from services.runtime.service import (
     ServiceContext,
@@ -33,6 +33,7 @@ from services.runtime.service import (
 )
 from services.runtime.swallowed import swallowed
 from services.store import history
+from services.store.automation import AutomationSwitch
 from services.store.faults import FaultBook
 from services.store.follow import follow
 from services.store.plans import PlanStore
@@ -99,11 +100,23 @@ async def serve(ctx: ServiceContext) -> None:
     signal = asyncio.Event()
     await register_pid(client, az)
 
+    switch = AutomationSwitch(client)
+
     async def rounds() -> None:
         errors = 0
+        was_on = True
         while True:
             signal.clear()
             try:
+                on = await switch.enabled()
+                if on != was_on:
+                    log.warning("automation turned %s by an operator", "on" if on else "off")
+                    was_on = on
+                AUTOMATION_ON.labels(az).set(1 if on else 0)
+                if not on:  # an operator's hands on the zone: apply nothing
+                    ctx.ready = True
+                    await asyncio.sleep(min(0.2, settings.plan_interval_s))
+                    continue
                 report = await enactor.run_round()
                 ctx.ready = True
                 errors = 0

@@ -138,6 +138,12 @@ def cmd_repair(args: argparse.Namespace, settings: Settings) -> int:
     return repair_command(args, settings)
 
 
+def cmd_automation(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools.commands import automation_command
+
+    return automation_command(args, settings)
+
+
 def cmd_race(args: argparse.Namespace, settings: Settings) -> int:
     from services.tools.commands import race_command
 
@@ -250,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
         "restart", help="selectively restart one DWFM host: it drops its waiting lease work")
     ec2_restart.add_argument("host", metavar="HOST", help="1 to DNSRACE_DWFM_HOSTS, or dwfm_N")
     add("repair", cmd_repair, "the operators' manual fix: restore every broken endpoint")
+    automation = add("automation", cmd_automation,
+                     "turn the DNS automation off (the enactors stop applying plans) or on")
+    automation.add_argument("state", choices=("off", "on"))
     race = add("race", cmd_race, "drive the 2025 race choreography against the running cluster")
     race.add_argument("--observe", type=float, default=3.0, metavar="SECONDS",
                       help="how long to watch the automation afterwards (default 3)")

@@ -18,11 +18,12 @@ from redis.exceptions import RedisError
 
 from services.config import Settings
 from services.control.client import ControlClient, ControlError
-from services.core import checker, names
+from services.core import checker, events, names
 from services.report.render import write_report
 from services.runtime.clock import WALL_CLOCK
 from services.runtime.service import redis_client
 from services.store import history
+from services.store.automation import AutomationSwitch
 from services.store.plans import PlanStore
 from services.store.zone import ZoneStore
 from services.tools import operator
@@ -122,6 +123,25 @@ def race_command(args: argparse.Namespace, settings: Settings) -> int:
                                 settings.cleanup_age, settings.plan_interval_s,
                                 observe_s=args.observe, on_step=lambda s: print("  " + s))
         print(report.to_text().splitlines()[-1])
+        return 0
+
+    return _run(settings, body)
+
+
+async def switch_automation(client: Any, on: bool) -> None:
+    """What 'dnsrace automation on|off' does: the switch, and a note in the history."""
+    await AutomationSwitch(client).set(on)
+    await history.RedisHistory(client, source="operator", clock=WALL_CLOCK).record(
+        events.AutomationSwitched(on=on))
+
+
+def automation_command(args: argparse.Namespace, settings: Settings) -> int:
+    async def body(client: Any) -> int:
+        on = args.state == "on"
+        await switch_automation(client, on)
+        print("automation on: the enactors apply plans again" if on else
+              "automation off: the enactors finish the round under way and apply nothing "
+              "more; 'dnsrace automation on' resumes")
         return 0
 
     return _run(settings, body)

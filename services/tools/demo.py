@@ -31,6 +31,7 @@ from services.store import history
 from services.store.plans import PlanStore
 from services.store.zone import ZoneStore
 from services.tools import operator
+from services.tools.commands import switch_automation
 from services.tools.race import RaceError, RaceReport, run_race
 
 
@@ -96,7 +97,9 @@ async def _legacy_outage(monitor: Monitor, client: aioredis.Redis, settings: Set
         result.problems.append("the name answered again before repair")
     result.failure_ratio_peak = max(
         (monitor.failure_ratio(at=p.at) or 0) for p in monitor.load)
-    monitor.note("operator runs 'dnsrace repair'")
+    # As AWS did: the DNS automation off worldwide first, then the repair by hand.
+    await switch_automation(client, on=False)
+    monitor.note("operator runs 'dnsrace automation off', then 'dnsrace repair'")
     result.repair_started_at = time.time()
     actions = await operator.repair(ZoneStore(client, clock=WALL_CLOCK), PlanStore(client),
                                     names.endpoints(settings.cells))
@@ -111,6 +114,8 @@ async def _legacy_outage(monitor: Monitor, client: aioredis.Redis, settings: Set
                                          "clients recovering")
     result.recovery_s = recovered - repair_at
     monitor.note(f"clients recovered {result.recovery_s:.1f} s after repair")
+    await switch_automation(client, on=True)
+    monitor.note("operator runs 'dnsrace automation on': the enactors apply plans again")
 
 
 Companion = Callable[[Settings], AbstractAsyncContextManager[object]]
