@@ -48,8 +48,9 @@ from services.runtime.service import redis_client
 from services.store import history
 from services.store.plans import PlanStore
 from services.store.zone import ZoneStore
-from services.tools import operator
+from services.tools import nemesis, operator
 from services.tools.race import RaceError, run_race
+from services.tools.supervisor import Supervisor
 
 Action = Literal["race", "fault", "repair", "reset"]
 ACTIONS: tuple[str, ...] = ("race", "fault", "repair", "reset")
@@ -107,7 +108,7 @@ def parse(text: str, source: str = "scenario") -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"{source}: not valid TOML: {e}") from None
-    _unknown(data, {"name", "description", "load", "timeline", "expect"}, source)
+    _unknown(data, {"name", "description", "load", "timeline", "expect", "nemesis"}, source)
     load = data.get("load", {})
     _unknown(load, {"rate", "settle_s"}, f"{source} [load]")
     rate = float(_require(load, "rate", (int, float), f"{source} [load]"))
@@ -126,6 +127,9 @@ def parse(text: str, source: str = "scenario") -> Scenario:
         at_s = float(_require(raw, "at_s", (int, float), where))
         fault = {k: raw[k] for k in fault_keys if k in raw}
         steps.append(Step(at_s, action, fault))
+    if "nemesis" in data:
+        steps += [Step(at, "fault", fault) for at, fault in _nemesis(data["nemesis"], source)]
+        steps.sort(key=lambda step: step.at_s)
     if [s.at_s for s in steps] != sorted(s.at_s for s in steps):
         raise ScenarioError(f"{source}: timeline steps must be in order of at_s")
     expect = {}
@@ -146,6 +150,17 @@ def parse(text: str, source: str = "scenario") -> Scenario:
             converge_within_s=table.get("converge_within_s"),
         )
     return Scenario(str(data.get("name", source)), rate, settle, tuple(steps), expect)
+
+
+def _nemesis(table: dict[str, Any], source: str) -> list[tuple[float, dict[str, Any]]]:
+    where = f"{source} [nemesis]"
+    _unknown(table, {"seed", "duration_s", "faults"}, where)
+    faults = tuple(table.get("faults", nemesis.KINDS))
+    if not faults or not set(faults) <= set(nemesis.KINDS):
+        raise ScenarioError(f"{where}: faults must be some of {', '.join(nemesis.KINDS)}")
+    spec = nemesis.NemesisSpec(int(_require(table, "seed", int, where)),
+                               float(_require(table, "duration_s", (int, float), where)), faults)
+    return nemesis.timeline(spec)
 
 
 def load_file(path: Path) -> Scenario:
@@ -171,6 +186,8 @@ class Outcome:
     stale_flips: int = 0
     live_deletions: int = 0
     failures: list[str] = field(default_factory=list)
+    restarts: list[str] = field(default_factory=list)
+    """Processes the supervisor started again: crashed, or at a crash fault's end."""
     record: RunRecord | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -221,9 +238,13 @@ async def run_scenario(scenario: Scenario, settings: Settings, mode: Mode,
     settings = settings.replace(mode=mode, state_dir=str(workdir / mode),
                                 load_rate=scenario.rate, load_duration_s=0.0)
     cluster = Cluster(settings, cluster_env(settings), workdir / mode / "logs")
+    supervisor = Supervisor(cluster)  # restarts crashes, carries out crash faults
+    stop = asyncio.Event()
+    supervising: asyncio.Task[None] | None = None
     try:
-        cluster.start()
+        await asyncio.to_thread(supervisor.start)
         await asyncio.to_thread(cluster.wait_healthy, 20.0)
+        supervising = asyncio.create_task(supervisor.run(stop))
         client = redis_client(settings)
         try:
             out = (lambda _: None) if quiet else print
@@ -239,6 +260,10 @@ async def run_scenario(scenario: Scenario, settings: Settings, mode: Mode,
                 for step in scenario.timeline:
                     await asyncio.sleep(max(0.0, step.at_s - (time.monotonic() - t0)))
                     await _play(step, settings, client, monitor)
+                # Convergence counts from the end of the last fault.
+                ends = max((s.at_s + float(s.fault.get("duration_s", 0))
+                            for s in scenario.timeline), default=0.0)
+                await asyncio.sleep(max(0.0, ends - (time.monotonic() - t0)))
                 last_step = time.monotonic()
                 window = expect.converge_within_s or CONVERGENCE_WINDOW_S
                 while not await converged(client) and time.monotonic() < last_step + window:
@@ -269,7 +294,11 @@ async def run_scenario(scenario: Scenario, settings: Settings, mode: Mode,
     except (ClusterError, RaceError, ControlError, TimeoutError) as e:
         outcome.failures.append(str(e))
     finally:
+        stop.set()
+        if supervising is not None:
+            await supervising
         cluster.stop()
+        outcome.restarts = [f"{e.process} ({e.why})" for e in supervisor.restarted]
     _judge(expect, outcome)
     return outcome
 
@@ -311,5 +340,7 @@ def format_outcome(scenario: Scenario, outcome: Outcome) -> str:
         f"{outcome.empty_answers}, stale answers {outcome.stale_answers}, violations "
         f"{', '.join(inv) or 'none'}, converged {converged}",
     ]
+    if outcome.restarts:
+        lines.append(f"  restarted by the supervisor: {', '.join(outcome.restarts)}")
     lines += [f"  !! {f}" for f in outcome.failures]
     return "\n".join(lines)
