@@ -26,7 +26,7 @@ def test_every_kind_fires_and_every_fault_ends_within_the_duration() -> None:
         assert all(at + fault["duration_s"] <= 26.0 for at, fault in steps)
         ats = [at for at, _ in steps]
         assert ats == sorted(ats) and len(set(ats)) == len(ats)  # one at a time
-        for at, fault in steps:
+        for _, fault in steps:
             parse_fault_request(fault, Settings())  # the API takes it as it is
 
 

@@ -168,6 +168,12 @@ def cmd_matrix(args: argparse.Namespace, settings: Settings) -> int:
     return matrix_command(args, settings)
 
 
+def cmd_repeat(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools.repeat import repeat_command
+
+    return repeat_command(args, settings)
+
+
 def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
     from services.tools.commands import soak_command
 
@@ -271,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     matrix = add("matrix", cmd_matrix, "the race once per protection set: which ones suffice")
     matrix.add_argument("--scenario", type=Path, default=Path("scenarios/race.toml"))
     matrix.add_argument("--only", action="append", help="run only rows whose name has this")
+    repeat = add("repeat", cmd_repeat,
+                 "run the demo, a scenario or the matrix N times; every run's figures to JSON")
+    from services.tools.repeat import add_arguments as repeat_arguments
+
+    repeat_arguments(repeat)
     soak = add("soak", cmd_soak, "random process faults under load, then a correctness report")
     soak.add_argument("--mode", choices=("legacy", "safe"), default="safe")
     soak.add_argument("--duration", type=float, default=120.0, metavar="SECONDS",

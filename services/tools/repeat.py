@@ -1,0 +1,127 @@
+"""``dnsrace repeat``: the demo, a scenario or the matrix N times, every run's figures in one
+JSON result (commit, machine, command), and the summary README's figures are copied from.
+
+    dnsrace repeat demo --runs 10 --out bench/results/demo.json
+    dnsrace repeat run scenarios/nemesis.toml --mode safe --runs 3 --out bench/results/nemesis.json
+    dnsrace repeat matrix --runs 1 --out bench/results/matrix.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import machine
+from services.config import Mode, Settings
+from services.tools.demo import ModeResult, format_summary, run_mode
+from services.tools.matrix import format_table, run_matrix
+from services.tools.scenario import Outcome, ScenarioError, load_file, run_scenario
+
+
+def mode_figures(r: ModeResult) -> dict[str, Any]:
+    """One demo half as README's demo table shows it."""
+    return {
+        "mode": r.mode, "reproduced": r.reproduced, "stale_flips": r.race.stale_flips,
+        "live_deletions": r.race.live_deletions, "empty_answers": r.empty_answers,
+        "unanswered_polls": r.unanswered_polls, "dns_polls": r.dns_polls,
+        "time_to_empty_s": r.time_to_empty_s, "time_to_failing_s": r.time_to_failing_s,
+        "failure_ratio_peak": round(r.failure_ratio_peak, 3), "outage_s": r.outage_s,
+        "recovery_s": r.recovery_s, "requests": int(sum(r.requests.values())),
+        "failed_requests": r.failed_requests, "rejected_while_broken": r.rejected_while_broken,
+        "wall_s": round(r.wall_s, 1), "problems": r.problems,
+    }
+
+
+def outcome_figures(o: Outcome) -> dict[str, Any]:
+    figures = {f.name: getattr(o, f.name) for f in dataclasses.fields(o)
+               if f.name not in ("record", "violations")}
+    figures["violations"] = sorted({v.invariant.name for v in o.violations})
+    figures["ok"] = o.ok
+    return figures
+
+
+def _spread(values: list[float]) -> str:
+    return f"{min(values):.1f}-{max(values):.1f}" if values else "-"
+
+
+def summary(result: dict[str, Any]) -> str:
+    """The lines README quotes, from a result (also for a result read back from its file)."""
+    runs = result["runs"]
+    if result["kind"] == "demo":
+        legacy = [m for run in runs for m in run if m["mode"] == "legacy"]
+        reproduced = [m for m in legacy if m["reproduced"]]
+        failing = [m["time_to_failing_s"] for m in reproduced
+                   if m["time_to_failing_s"] is not None]
+        recovery = [m["recovery_s"] for m in reproduced if m["recovery_s"] is not None]
+        return (f"legacy half over {len(legacy)} runs: the outage reproduced "
+                f"{len(reproduced)} times out of {len(legacy)}; clients >= 90 % failing "
+                f"{_spread(failing)} s after the name went empty, recovered "
+                f"{_spread(recovery)} s after the repair; the legacy half took "
+                f"{_spread([m['wall_s'] for m in legacy])} s")
+    outcomes = [o for run in runs for o in (run if isinstance(run, list) else [run])]
+    passed = sum(1 for o in outcomes if o.get("ok", not o.get("failures")))
+    return f"{result['kind']}: {passed} of {len(outcomes)} runs met every expectation"
+
+
+def repeat(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    started = time.monotonic()
+    result: dict[str, Any] = {"kind": args.kind, "command": "dnsrace " + " ".join(sys.argv[1:]),
+                              "machine": machine(), "runs": []}
+    workdir = Path(tempfile.mkdtemp(prefix="dnsrace-repeat-"))
+    for i in range(args.runs):
+        print(f"=== run {i + 1} of {args.runs}", flush=True)
+        run_dir = workdir / f"run{i + 1}"
+        if args.kind == "demo":
+            halves = [asyncio.run(run_mode(settings, mode, run_dir, args.rate))
+                      for mode in ("legacy", "safe")]
+            print(format_summary(halves), flush=True)
+            result["runs"].append([mode_figures(r) for r in halves])
+        elif args.kind == "run":
+            scenario = load_file(args.scenario)
+            modes: list[Mode] = args.mode or list(scenario.expect)
+            outcomes = [asyncio.run(run_scenario(scenario, settings, mode, run_dir / mode,
+                                                 quiet=True)) for mode in modes]
+            result["runs"].append([outcome_figures(o) for o in outcomes])
+        else:
+            rows = run_matrix(load_file(args.scenario), settings, run_dir, only=args.only)
+            print(format_table(rows), flush=True)
+            result["runs"].append([{"row": row.name, **outcome_figures(o)} for row, o in rows])
+    result["wall_s"] = round(time.monotonic() - started, 1)
+    result["summary"] = summary(result)
+    return result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("kind", choices=("demo", "run", "matrix"))
+    parser.add_argument("scenario", type=Path, nargs="?", default=Path("scenarios/race.toml"),
+                        help="the scenario of 'run' and 'matrix' (default scenarios/race.toml)")
+    parser.add_argument("--runs", type=int, default=10, help="how many times (default 10)")
+    parser.add_argument("--mode", choices=("legacy", "safe"), action="append")
+    parser.add_argument("--only", action="append", help="matrix rows whose name has this")
+    parser.add_argument("--rate", type=float, default=200.0, help="demo requests/s")
+    parser.add_argument("--out", type=Path, required=True, help="the JSON result to write")
+
+
+def repeat_command(args: argparse.Namespace, settings: Settings) -> int:
+    if not 1 <= args.runs <= 1000:
+        print("dnsrace repeat: --runs must be between 1 and 1000", file=sys.stderr)
+        return 2
+    try:
+        if args.kind != "demo":
+            load_file(args.scenario)
+    except ScenarioError as e:
+        print(f"dnsrace repeat: {e}", file=sys.stderr)
+        return 2
+    result = repeat(args, settings)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
+    print(result["summary"])
+    print(f"wrote {args.out}")
+    return 0
