@@ -279,9 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--only", action="append", help="run only rows whose name has this")
     repeat = add("repeat", cmd_repeat,
                  "run the demo, a scenario or the matrix N times; every run's figures to JSON")
-    from services.tools.repeat import add_arguments as repeat_arguments
-
-    repeat_arguments(repeat)
+    # Declared here: importing services.tools.repeat would load the demo (and the load
+    # clients' metrics) into every process this parser starts.
+    repeat.add_argument("kind", choices=("demo", "run", "matrix"))
+    repeat.add_argument("scenario", type=Path, nargs="?", default=Path("scenarios/race.toml"),
+                        help="the scenario of 'run' and 'matrix' (default scenarios/race.toml)")
+    repeat.add_argument("--runs", type=int, default=10, help="how many times (default 10)")
+    repeat.add_argument("--mode", choices=("legacy", "safe"), action="append")
+    repeat.add_argument("--only", action="append", help="matrix rows whose name has this")
+    repeat.add_argument("--rate", type=float, default=200.0, help="demo requests/s")
+    repeat.add_argument("--out", type=Path, required=True, help="the JSON result to write")
     soak = add("soak", cmd_soak, "random process faults under load, then a correctness report")
     soak.add_argument("--mode", choices=("legacy", "safe"), default="safe")
     soak.add_argument("--duration", type=float, default=120.0, metavar="SECONDS",

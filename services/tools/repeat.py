@@ -98,17 +98,6 @@ def repeat(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     return result
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("kind", choices=("demo", "run", "matrix"))
-    parser.add_argument("scenario", type=Path, nargs="?", default=Path("scenarios/race.toml"),
-                        help="the scenario of 'run' and 'matrix' (default scenarios/race.toml)")
-    parser.add_argument("--runs", type=int, default=10, help="how many times (default 10)")
-    parser.add_argument("--mode", choices=("legacy", "safe"), action="append")
-    parser.add_argument("--only", action="append", help="matrix rows whose name has this")
-    parser.add_argument("--rate", type=float, default=200.0, help="demo requests/s")
-    parser.add_argument("--out", type=Path, required=True, help="the JSON result to write")
-
-
 def repeat_command(args: argparse.Namespace, settings: Settings) -> int:
     if not 1 <= args.runs <= 1000:
         print("dnsrace repeat: --runs must be between 1 and 1000", file=sys.stderr)
