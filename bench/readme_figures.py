@@ -14,8 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from services.tools.repeat import summary
-
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
