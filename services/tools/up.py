@@ -107,7 +107,7 @@ async def _supervise(supervisor: Supervisor, output: Output, prometheus_port: in
         healthy.cancel()
         output.say("stopping every process")
         # The ExitStack stops the cluster (and tears down the namespaces when isolated).
-    return 0
+    return 130  # stopped by Ctrl-C or SIGTERM, the only way it ends once up
 
 
 async def _announce_healthy(supervisor: Supervisor, output: Output, stop: asyncio.Event) -> None:
