@@ -140,8 +140,18 @@ def launch_phases(timeline: Timeline) -> dict[str, dict[str, float]]:
     }
 
 
+def from_ready(timeline: Timeline) -> Timeline:
+    """The timeline from the moment marked ``ready`` on (the cluster's start-up left out)."""
+    ready = timeline.marks.get("ready")
+    if ready is None:
+        return timeline
+    return Timeline(timeline.between(ready, None), timeline.marks, timeline.actions)
+
+
 def dwfm_summary(timeline: Timeline, total: int, healthy_goodput: float) -> dict[str, object]:
-    """What the DWFM stage adds to the cascade's summary (issue 14, item 8)."""
+    """What the DWFM stage adds to the cascade's summary (issue 14, item 8), from ``ready`` on.
+    """
+    timeline = from_ready(timeline)
     outage = dns_outage(timeline)
     held = [s.get("leases_held") for s in timeline.samples]
     collapse = longest_collapse(timeline, healthy_goodput, total)

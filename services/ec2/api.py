@@ -91,14 +91,15 @@ def requested_az(body: object) -> str | None:
 
 class Ec2Api:
     def __init__(self, settings: Settings, session: aiohttp.ClientSession, redis: Any,
-                 clock: Clock = WALL_CLOCK) -> None:
+                 clock: Clock = WALL_CLOCK, hosts: list[str] | None = None) -> None:
         self.settings = settings
         self.session = session
         self.redis = redis
         self.clock = clock
         self.rate = LaunchRate()
-        self.hosts = [f"http://127.0.0.1:{settings.metrics_port('dwfm', i)}/ec2/place"
-                      for i in range(settings.dwfm_hosts)]
+        self.hosts = hosts or [f"http://127.0.0.1:{settings.metrics_port('dwfm', i)}/ec2/place"
+                               for i in range(settings.dwfm_hosts)]
+        """Each DWFM host's placement URL."""
 
     def now_s(self) -> float:
         return self.clock.now_ms() / 1000

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from loadgen.outcome import Outcome
 from loadgen.resolver import StubResolver
 from services.config import Settings
 from services.control.client import ControlClient
@@ -155,7 +156,12 @@ class Run:
         values: dict[str, float] = {}
         for stage in self.stages:
             values.update(stage.read(samples))
-        return cascade.Sample(self.now(), bool(answer.addresses), values)
+        answers = bool(answer.addresses)
+        if answer.outcome not in (Outcome.OK, Outcome.DNS_NODATA, Outcome.DNS_NXDOMAIN):
+            # No answer in time (a busy machine): the name is as it was a second ago.
+            previous = self.timeline.samples[-1:]
+            answers = previous[0].dns_answers if previous else answers
+        return cascade.Sample(self.now(), answers, values)
 
     async def sampling(self, session: aiohttp.ClientSession, resolver: StubResolver) -> None:
         while True:
@@ -209,9 +215,11 @@ async def script(run: Run, mode: str, collapse_watch_s: float) -> None:
     client = redis_client(s, retries=3)
     sink = history.RedisHistory(client, source="cascade", clock=WALL_CLOCK)
     try:
-        if await run.until(lambda x: x.dns_answers and all(t.ready(x) for t in run.stages),
-                           30, "the name answering and every lease held") is None:
+        ready = await run.until(lambda x: x.dns_answers and all(t.ready(x) for t in run.stages),
+                                30, "the name answering and every lease held")
+        if ready is None:
             raise CascadeError("the cluster did not become ready (see the logs)")
+        run.timeline.mark("ready", ready)
         await asyncio.sleep(5.0)  # a window of healthy launches, to compare with
         run.timeline.mark("race", run.now())
         run.note("the race: three enactors, one stalled (as on 19 October 2025)")
