@@ -51,7 +51,9 @@ LABELS: dict[str, str] = {
                "dns_timeout, dns_servfail, connect_error, http_error, timeout), a lock "
                "attempt (won, lost), a control request (ok, rejected, error), DWFM lease work "
                "(leased, void, failed, dropped), an admission (admitted, already_queued, "
-               "throttled), a renewal (ok, failed)",
+               "throttled), a renewal (ok, failed), a launch (ok, insufficient_capacity, "
+               "request_limit_exceeded, error, connect_error, timeout), a placement (placed, "
+               "no_capacity)",
     "reason": "why: a rejected change batch (alias_target_missing, delete_mismatch, ...), a "
               "refused plan, a planner, DNS or sync error; a fixed set per metric",
     "rcode": "DNS response code name: NOERROR, NXDOMAIN, SERVFAIL, REFUSED, FORMERR, ...",

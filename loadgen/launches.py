@@ -24,13 +24,15 @@ from services.core.names import AZS
 log = logging.getLogger(__name__)
 
 
-async def launch_once(session: aiohttp.ClientSession, url: str, az: str,
-                      timeout_s: float = 2.0) -> LaunchOutcome:
+async def launch_once(
+    session: aiohttp.ClientSession, url: str, az: str, timeout_s: float = 2.0
+) -> LaunchOutcome:
     """One RunInstances call and how it ended."""
     body = {"Placement": {"AvailabilityZone": az}, "MinCount": 1, "MaxCount": 1}
     try:
-        async with session.post(url, json=body,
-                                timeout=aiohttp.ClientTimeout(total=timeout_s)) as r:
+        async with session.post(
+            url, json=body, timeout=aiohttp.ClientTimeout(total=timeout_s)
+        ) as r:
             raw = await r.read()
             status = r.status
     except TimeoutError:
@@ -44,8 +46,9 @@ async def launch_once(session: aiohttp.ClientSession, url: str, az: str,
     return outcome_of(status, answer)
 
 
-async def run_launches(settings: Settings, stop: asyncio.Event, rate: float | None = None,
-                       max_in_flight: int = 64) -> Counter[LaunchOutcome]:
+async def run_launches(
+    settings: Settings, stop: asyncio.Event, rate: float | None = None, max_in_flight: int = 64
+) -> Counter[LaunchOutcome]:
     """Launch at ``rate`` per second (default ``ec2_launch_rate``) until ``stop`` is set."""
     rate = settings.ec2_launch_rate if rate is None else rate
     counts: Counter[LaunchOutcome] = Counter()
@@ -61,8 +64,9 @@ async def run_launches(settings: Settings, stop: asyncio.Event, rate: float | No
 
     start = time.monotonic()
     k = 0
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max_in_flight)
-                                     ) as session:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max_in_flight)
+    ) as session:
         try:
             while not stop.is_set():
                 due = start + arrival_time(k, rate, 0.0)

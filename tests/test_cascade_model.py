@@ -17,11 +17,15 @@ from services.ec2.work import Offer, Policy, ServiceEstimate, WorkQueue
 
 
 def test_placement_takes_only_a_leased_droplet_with_room_in_the_asked_az() -> None:
-    fleet = {c.droplet: c for c in (
-        Candidate("a", "use1-az1", 2, leased=False),
-        Candidate("b", "use1-az1", 4, leased=True),
-        Candidate("c", "use1-az2", 1, leased=True),
-        Candidate("d", "use1-az1", 3, leased=True))}
+    fleet = {
+        c.droplet: c
+        for c in (
+            Candidate("a", "use1-az1", 2, leased=False),
+            Candidate("b", "use1-az1", 4, leased=True),
+            Candidate("c", "use1-az2", 1, leased=True),
+            Candidate("d", "use1-az1", 3, leased=True),
+        )
+    }
     rng = random.Random(1)
     assert place(fleet, 4, "use1-az1", rng) == fleet["d"]  # b is full, a has no lease
     assert place(fleet, 8, None, rng) == fleet["c"]  # the least filled
@@ -32,11 +36,11 @@ def test_placement_takes_only_a_leased_droplet_with_room_in_the_asked_az() -> No
 def test_launch_answers_are_told_apart_by_their_error_code() -> None:
     ok = {"Instances": [{"InstanceId": "i-1"}]}
     assert launch.outcome_of(200, ok) is launch.LaunchOutcome.OK
-    for code, outcome in ((launch.INSUFFICIENT_CAPACITY,
-                           launch.LaunchOutcome.INSUFFICIENT_CAPACITY),
-                          (launch.REQUEST_LIMIT_EXCEEDED,
-                           launch.LaunchOutcome.REQUEST_LIMIT_EXCEEDED),
-                          (launch.INVALID_PARAMETER, launch.LaunchOutcome.ERROR)):
+    for code, outcome in (
+        (launch.INSUFFICIENT_CAPACITY, launch.LaunchOutcome.INSUFFICIENT_CAPACITY),
+        (launch.REQUEST_LIMIT_EXCEEDED, launch.LaunchOutcome.REQUEST_LIMIT_EXCEEDED),
+        (launch.INVALID_PARAMETER, launch.LaunchOutcome.ERROR),
+    ):
         assert launch.outcome_of(launch.STATUS[code], launch.error_body(code, "x")) is outcome
     assert launch.outcome_of(200, None) is launch.LaunchOutcome.ERROR
     assert launch.outcome_of(500, ["garbage"]) is launch.LaunchOutcome.ERROR
@@ -45,8 +49,12 @@ def test_launch_answers_are_told_apart_by_their_error_code() -> None:
 def test_a_run_instances_body_names_a_known_az_or_none() -> None:
     assert requested_az({}) is None
     assert requested_az({"Placement": {"AvailabilityZone": "use1-az2"}}) == "use1-az2"
-    for bad in (None, [], {"Placement": "use1-az1"},
-                {"Placement": {"AvailabilityZone": "us-east-1a"}}):
+    for bad in (
+        None,
+        [],
+        {"Placement": "use1-az1"},
+        {"Placement": {"AvailabilityZone": "us-east-1a"}},
+    ):
         with pytest.raises(ValueError):
             requested_az(bad)
 
@@ -104,8 +112,13 @@ def test_launch_success_is_split_at_the_outage_and_the_repair() -> None:
     t = Timeline()
     counts = [(0, 0), (5, 0), (10, 0), (10, 4), (10, 8), (13, 9), (16, 9)]
     for i, (ok, ice) in enumerate(counts):
-        t.add(Sample(float(i), i not in (3, 4), {"launches_ok": ok,
-                                                "launches_insufficient_capacity": ice}))
+        t.add(
+            Sample(
+                float(i),
+                i not in (3, 4),
+                {"launches_ok": ok, "launches_insufficient_capacity": ice},
+            )
+        )
     t.mark("dns_repaired", 5.0)
     ratios = cascade.dwfm_summary(t, 1, 1.0)["launch_success_ratio"]
     assert ratios == {"before": 1.0, "during": 0.0, "after": 0.857}
@@ -115,10 +128,16 @@ def _model(outage_s: float, policy: Policy) -> tuple[int, int]:
     """(least leases held, leases held at the end) of one DWFM host under the defaults."""
     s = Settings()
     service_s = s.dwfm_work_s + 3.5 * s.dwfm_instance_work_s + 0.02  # + two DynamoDB calls
-    config = SimConfig(droplets=s.dwfm_droplets, workers=s.dwfm_workers, service_s=service_s,
-                       deadline_s=s.dwfm_deadline_s, lease_ttl_s=s.lease_ttl_s,
-                       check_interval_s=s.dwfm_check_interval_s, outage=(10.0, 10.0 + outage_s),
-                       horizon_s=150.0)
+    config = SimConfig(
+        droplets=s.dwfm_droplets,
+        workers=s.dwfm_workers,
+        service_s=service_s,
+        deadline_s=s.dwfm_deadline_s,
+        lease_ttl_s=s.lease_ttl_s,
+        check_interval_s=s.dwfm_check_interval_s,
+        outage=(10.0, 10.0 + outage_s),
+        horizon_s=150.0,
+    )
     result = simulate(config, policy)
     return min(result.held), result.held[-1]
 
@@ -133,7 +152,13 @@ def test_metastability_a_short_outage_heals_itself_a_long_one_never() -> None:
 
 
 def test_the_summary_starts_when_the_fleet_was_ready() -> None:
-    t = _timeline([(0.0, True, 0.0, 0.0), (1.0, True, 50.0, 9.0), (2.0, True, 100.0, 0.0),
-                   (3.0, True, 99.0, 0.0)])
+    t = _timeline(
+        [
+            (0.0, True, 0.0, 0.0),
+            (1.0, True, 50.0, 9.0),
+            (2.0, True, 100.0, 0.0),
+            (3.0, True, 99.0, 0.0),
+        ]
+    )
     t.mark("ready", 2.0)
     assert cascade.dwfm_summary(t, 100, 10.0)["leases_min_held"] == 99

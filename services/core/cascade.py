@@ -72,13 +72,16 @@ def dns_outage(timeline: Timeline) -> tuple[float, float] | None:
     start = next((s.t_s for s in timeline.samples if not s.dns_answers), None)
     if start is None:
         return None
-    end = next((s.t_s for s in timeline.samples if s.t_s > start and s.dns_answers),
-               timeline.samples[-1].t_s)
+    end = next(
+        (s.t_s for s in timeline.samples if s.t_s > start and s.dns_answers),
+        timeline.samples[-1].t_s,
+    )
     return start, end
 
 
-def longest_collapse(timeline: Timeline, healthy_goodput: float, total: int
-                     ) -> tuple[float, float] | None:
+def longest_collapse(
+    timeline: Timeline, healthy_goodput: float, total: int
+) -> tuple[float, float] | None:
     """The longest stretch (start, length s) during which DNS answered, leases were missing
     (fewer than 95 % held) and goodput stayed below 10 % of ``healthy_goodput``; None if none.
 
@@ -88,8 +91,11 @@ def longest_collapse(timeline: Timeline, healthy_goodput: float, total: int
     start: float | None = None
     last = 0.0
     for s in timeline.samples:
-        low = (s.dns_answers and s.get("leases_held") < RECOVERED_SHARE * total
-               and s.get("goodput") < COLLAPSE_SHARE * healthy_goodput)
+        low = (
+            s.dns_answers
+            and s.get("leases_held") < RECOVERED_SHARE * total
+            and s.get("goodput") < COLLAPSE_SHARE * healthy_goodput
+        )
         if low:
             start = s.t_s if start is None else start
             last = s.t_s
@@ -115,8 +121,10 @@ def launch_counts(samples: Iterable[Sample], first: Sample | None) -> dict[str, 
         return {}
     base = first or rows[0]
     end = rows[-1]
-    return {o.value: end.get(f"launches_{o.value}") - base.get(f"launches_{o.value}")
-            for o in LaunchOutcome}
+    return {
+        o.value: end.get(f"launches_{o.value}") - base.get(f"launches_{o.value}")
+        for o in LaunchOutcome
+    }
 
 
 def success_ratio(counts: dict[str, float]) -> float | None:
@@ -149,8 +157,7 @@ def from_ready(timeline: Timeline) -> Timeline:
 
 
 def dwfm_summary(timeline: Timeline, total: int, healthy_goodput: float) -> dict[str, object]:
-    """What the DWFM stage adds to the cascade's summary (issue 14, item 8), from ``ready`` on.
-    """
+    """What the DWFM stage adds to the cascade's summary (issue 14, item 8), from ``ready`` on."""
     timeline = from_ready(timeline)
     outage = dns_outage(timeline)
     held = [s.get("leases_held") for s in timeline.samples]

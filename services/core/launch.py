@@ -16,8 +16,12 @@ REQUEST_LIMIT_EXCEEDED = "RequestLimitExceeded"
 """The launch was throttled (what launches answered after 4:14 AM PDT)."""
 INVALID_PARAMETER = "InvalidParameterValue"
 INTERNAL_ERROR = "InternalError"
-STATUS = {INSUFFICIENT_CAPACITY: 500, REQUEST_LIMIT_EXCEEDED: 503, INVALID_PARAMETER: 400,
-          INTERNAL_ERROR: 500}
+STATUS = {
+    INSUFFICIENT_CAPACITY: 500,
+    REQUEST_LIMIT_EXCEEDED: 503,
+    INVALID_PARAMETER: 400,
+    INTERNAL_ERROR: 500,
+}
 """The HTTP status ec2_api answers each error code with (EC2's own)."""
 
 
@@ -33,8 +37,10 @@ class LaunchOutcome(enum.StrEnum):
     TIMEOUT = "timeout"
 
 
-_BY_CODE = {INSUFFICIENT_CAPACITY: LaunchOutcome.INSUFFICIENT_CAPACITY,
-            REQUEST_LIMIT_EXCEEDED: LaunchOutcome.REQUEST_LIMIT_EXCEEDED}
+_BY_CODE = {
+    INSUFFICIENT_CAPACITY: LaunchOutcome.INSUFFICIENT_CAPACITY,
+    REQUEST_LIMIT_EXCEEDED: LaunchOutcome.REQUEST_LIMIT_EXCEEDED,
+}
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:

@@ -43,8 +43,9 @@ from services.store.launches import Launch, LaunchRecordError
 
 log = logging.getLogger(__name__)
 
-ANSWERS = Counter("dnsrace_ec2_api_requests", "RunInstances requests ec2_api answered, by outcome",
-                  ["outcome"])
+ANSWERS = Counter(
+    "dnsrace_ec2_api_requests", "RunInstances requests ec2_api answered, by outcome", ["outcome"]
+)
 for _outcome in launch.LaunchOutcome:
     if _outcome not in (launch.LaunchOutcome.CONNECT_ERROR, launch.LaunchOutcome.TIMEOUT):
         ANSWERS.labels(_outcome.value)
@@ -90,15 +91,23 @@ def requested_az(body: object) -> str | None:
 
 
 class Ec2Api:
-    def __init__(self, settings: Settings, session: aiohttp.ClientSession, redis: Any,
-                 clock: Clock = WALL_CLOCK, hosts: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        session: aiohttp.ClientSession,
+        redis: Any,
+        clock: Clock = WALL_CLOCK,
+        hosts: list[str] | None = None,
+    ) -> None:
         self.settings = settings
         self.session = session
         self.redis = redis
         self.clock = clock
         self.rate = LaunchRate()
-        self.hosts = hosts or [f"http://127.0.0.1:{settings.metrics_port('dwfm', i)}/ec2/place"
-                               for i in range(settings.dwfm_hosts)]
+        self.hosts = hosts or [
+            f"http://127.0.0.1:{settings.metrics_port('dwfm', i)}/ec2/place"
+            for i in range(settings.dwfm_hosts)
+        ]
         """Each DWFM host's placement URL."""
 
     def now_s(self) -> float:
@@ -122,8 +131,9 @@ class Ec2Api:
 
     async def ask(self, url: str, az: str | None) -> dict[str, Any] | None:
         try:
-            async with self.session.post(url, json={"az": az},
-                                         timeout=aiohttp.ClientTimeout(total=1.0)) as r:
+            async with self.session.post(
+                url, json={"az": az}, timeout=aiohttp.ClientTimeout(total=1.0)
+            ) as r:
                 answer: dict[str, Any] = await r.json()
                 return answer if r.status == 200 else None
         except (aiohttp.ClientError, TimeoutError, ValueError) as e:
@@ -137,27 +147,42 @@ class Ec2Api:
             return self.error(launch.INVALID_PARAMETER, str(e), launch.LaunchOutcome.ERROR)
         why = await self.throttled()
         if why is not None:
-            return self.error(launch.REQUEST_LIMIT_EXCEEDED, why,
-                              launch.LaunchOutcome.REQUEST_LIMIT_EXCEEDED)
+            return self.error(
+                launch.REQUEST_LIMIT_EXCEEDED, why, launch.LaunchOutcome.REQUEST_LIMIT_EXCEEDED
+            )
         for url in random.sample(self.hosts, len(self.hosts)):
             placed = await self.ask(url, az)
             if placed is None:
                 continue
-            record = Launch(f"i-{secrets.token_hex(9)[:17]}", str(placed["az"]),
-                            str(placed["droplet"]), self.clock.now_ms())
+            record = Launch(
+                f"i-{secrets.token_hex(9)[:17]}",
+                str(placed["az"]),
+                str(placed["droplet"]),
+                self.clock.now_ms(),
+            )
             try:
                 await launches.append_launch(self.redis, record)
             except RedisError as e:
-                return self.error(launch.INTERNAL_ERROR, f"launch not recorded: {e}",
-                                  launch.LaunchOutcome.ERROR)
+                return self.error(
+                    launch.INTERNAL_ERROR, f"launch not recorded: {e}", launch.LaunchOutcome.ERROR
+                )
             ANSWERS.labels(launch.LaunchOutcome.OK.value).inc()
-            return 200, {"Instances": [{
-                "InstanceId": record.instance_id, "DropletId": record.droplet,
-                "Placement": {"AvailabilityZone": record.az}, "State": {"Name": "pending"}}]}
+            return 200, {
+                "Instances": [
+                    {
+                        "InstanceId": record.instance_id,
+                        "DropletId": record.droplet,
+                        "Placement": {"AvailabilityZone": record.az},
+                        "State": {"Name": "pending"},
+                    }
+                ]
+            }
         where = f" in {az}" if az else ""
-        return self.error(launch.INSUFFICIENT_CAPACITY,
-                          f"no droplet with a lease and room{where}",
-                          launch.LaunchOutcome.INSUFFICIENT_CAPACITY)
+        return self.error(
+            launch.INSUFFICIENT_CAPACITY,
+            f"no droplet with a lease and room{where}",
+            launch.LaunchOutcome.INSUFFICIENT_CAPACITY,
+        )
 
     def error(self, code: str, message: str, outcome: launch.LaunchOutcome) -> Answer:
         ANSWERS.labels(outcome.value).inc()
@@ -198,8 +223,11 @@ async def serve(ctx: ServiceContext) -> None:
             app = observability_app(ctx)
             routes(app, api)
             site = await start_site(app, "127.0.0.1", settings.metrics_port("ec2_api"))
-            log.info("ec2_api on port %d, %d DWFM hosts", settings.metrics_port("ec2_api"),
-                     len(api.hosts))
+            log.info(
+                "ec2_api on port %d, %d DWFM hosts",
+                settings.metrics_port("ec2_api"),
+                len(api.hosts),
+            )
             ctx.ready = True
             await ctx.stopping.wait()
     finally:

@@ -39,18 +39,30 @@ def operator_routes(app: web.Application, dwfm: DwfmHost) -> None:
             return web.json_response({"error": f"bad throttle: {e}"}, status=400)
         OPERATOR_THROTTLE.set(dwfm.queue.operator_rate_s or 0)
         log.info("%s: operators set the throttle to %s", dwfm.holder, rate)
-        await dwfm.record(events.OperatorAction(
-            action="throttle", target=dwfm.holder,
-            detail="off" if rate is None else f"{float(rate):g} items/s"))
+        await dwfm.record(
+            events.OperatorAction(
+                action="throttle",
+                target=dwfm.holder,
+                detail="off" if rate is None else f"{float(rate):g} items/s",
+            )
+        )
         return web.json_response({"host": dwfm.holder, "rate": dwfm.queue.operator_rate_s})
 
     async def restart(_: web.Request) -> web.Response:
         lost, queued = await dwfm.restart()
-        log.info("%s: selective restart by the operators; %d items lost, %d queued again",
-                 dwfm.holder, lost, queued)
-        await dwfm.record(events.OperatorAction(
-            action="restart", target=dwfm.holder,
-            detail=f"{lost} items lost, {queued} queued again"))
+        log.info(
+            "%s: selective restart by the operators; %d items lost, %d queued again",
+            dwfm.holder,
+            lost,
+            queued,
+        )
+        await dwfm.record(
+            events.OperatorAction(
+                action="restart",
+                target=dwfm.holder,
+                detail=f"{lost} items lost, {queued} queued again",
+            )
+        )
         return web.json_response({"host": dwfm.holder, "lost": lost, "queued": queued})
 
     async def place(request: web.Request) -> web.Response:
@@ -64,8 +76,14 @@ def operator_routes(app: web.Application, dwfm: DwfmHost) -> None:
         droplet = dwfm.place(az)
         if droplet is None:
             return web.json_response({"host": dwfm.holder, "error": "no_capacity"}, status=409)
-        return web.json_response({"host": dwfm.holder, "droplet": droplet.name,
-                                  "az": droplet.az, "instances": dwfm.instances[droplet.name]})
+        return web.json_response(
+            {
+                "host": dwfm.holder,
+                "droplet": droplet.name,
+                "az": droplet.az,
+                "instances": dwfm.instances[droplet.name],
+            }
+        )
 
     app.router.add_post("/ec2/throttle", throttle)
     app.router.add_post("/ec2/restart", restart)
@@ -81,18 +99,28 @@ async def serve(ctx: ServiceContext, host: int) -> None:
     history = RedisHistory(redis, source=f"dwfm_{host}", clock=WALL_CLOCK)
     try:
         async with aiohttp.ClientSession(connector=connector) as session:
-            dwfm = DwfmHost(settings, host, DynamoClient(resolver, session, settings.lb_port),
-                            history=history)
+            dwfm = DwfmHost(
+                settings, host, DynamoClient(resolver, session, settings.lb_port), history=history
+            )
             await dwfm.record(events.DwfmStarted(host=dwfm.holder, droplets=len(dwfm.droplets)))
             app = observability_app(ctx)
             operator_routes(app, dwfm)
             metrics = await start_site(app, "127.0.0.1", settings.metrics_port("dwfm", host - 1))
-            log.info("DWFM host %d: %d droplets, %d workers, deadline %.1f s, policy %s",
-                     host, len(dwfm.droplets), settings.dwfm_workers, settings.dwfm_deadline_s,
-                     dwfm.queue.policy.value)
+            log.info(
+                "DWFM host %d: %d droplets, %d workers, deadline %.1f s, policy %s",
+                host,
+                len(dwfm.droplets),
+                settings.dwfm_workers,
+                settings.dwfm_deadline_s,
+                dwfm.queue.policy.value,
+            )
             ctx.ready = True
-            await run_until_stopped(ctx, dwfm.run(), dwfm.gauges(),
-                                    *(dwfm.worker() for _ in range(settings.dwfm_workers)))
+            await run_until_stopped(
+                ctx,
+                dwfm.run(),
+                dwfm.gauges(),
+                *(dwfm.worker() for _ in range(settings.dwfm_workers)),
+            )
     finally:
         ctx.ready = False
         await resolver.aclose()

@@ -19,12 +19,16 @@ class Candidate:
     leased: bool
 
 
-def place(candidates: Mapping[str, Candidate], capacity: int, az: str | None,
-          rng: random.Random) -> Candidate | None:
+def place(
+    candidates: Mapping[str, Candidate], capacity: int, az: str | None, rng: random.Random
+) -> Candidate | None:
     """A leased droplet with fewer than ``capacity`` instances (in ``az`` if given), chosen
     among the least filled; ``None`` when there is none."""
-    fits = [c for c in candidates.values()
-            if c.leased and c.instances < capacity and (az is None or c.az == az)]
+    fits = [
+        c
+        for c in candidates.values()
+        if c.leased and c.instances < capacity and (az is None or c.az == az)
+    ]
     if not fits:
         return None
     least = min(c.instances for c in fits)

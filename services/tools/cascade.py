@@ -42,10 +42,20 @@ from services.store import history
 from services.store.plans import PlanStore
 from services.store.zone import ZoneStore
 from services.tools import ec2, operator
+from services.tools.cascade_args import STAGE_NAMES
 from services.tools.race import RaceError, run_race
 
-BASE_PROCESSES = ("redis", "planner", "enactor_az1", "enactor_az2", "enactor_az4", "dns",
-                  "endpoints", "control", "loadgen")
+BASE_PROCESSES = (
+    "redis",
+    "planner",
+    "enactor_az1",
+    "enactor_az2",
+    "enactor_az4",
+    "dns",
+    "endpoints",
+    "control",
+    "loadgen",
+)
 DNS_LOAD_RATE = 50.0
 """DNS clients' requests per second: enough to see the outage, light on the 2-core machine."""
 
@@ -110,7 +120,8 @@ class DwfmStage:
         }
         for outcome in LaunchOutcome:
             values[f"launches_{outcome.value}"] = samples.sum(
-                "dnsrace_ec2_launches_total", outcome=outcome.value)
+                "dnsrace_ec2_launches_total", outcome=outcome.value
+            )
         return values
 
     def ready(self, sample: cascade.Sample) -> bool:
@@ -120,16 +131,19 @@ class DwfmStage:
         ok = sample.get("launches_ok")
         ice = sample.get("launches_insufficient_capacity")
         rle = sample.get("launches_request_limit_exceeded")
-        return (f"leases {sample.get('leases_held'):.0f}/{self.total}  queue "
-                f"{sample.get('queue_depth'):.0f}  goodput {sample.get('goodput'):.1f}/s  "
-                f"void {sample.get('work_void'):.0f}  launches ok {ok:.0f} "
-                f"insufficient {ice:.0f} limited {rle:.0f}")
+        return (
+            f"leases {sample.get('leases_held'):.0f}/{self.total}  queue "
+            f"{sample.get('queue_depth'):.0f}  goodput {sample.get('goodput'):.1f}/s  "
+            f"void {sample.get('work_void'):.0f}  launches ok {ok:.0f} "
+            f"insufficient {ice:.0f} limited {rle:.0f}"
+        )
 
     def summary(self, timeline: cascade.Timeline) -> dict[str, object]:
         return cascade.dwfm_summary(timeline, self.total, self.healthy_goodput)
 
 
 STAGES: dict[str, Callable[[Settings], Stage]] = {"dwfm": DwfmStage}
+assert tuple(STAGES) == STAGE_NAMES
 
 
 @dataclass
@@ -148,11 +162,13 @@ class Run:
     def note(self, text: str) -> None:
         self.out(f"+{self.now():6.1f}s  {text}")
 
-    async def sample(self, session: aiohttp.ClientSession, resolver: StubResolver
-                     ) -> cascade.Sample:
+    async def sample(
+        self, session: aiohttp.ClientSession, resolver: StubResolver
+    ) -> cascade.Sample:
         urls = [u for n, u in metrics_urls(self.settings).items()]
-        samples, answer = await asyncio.gather(scrape(session, urls),
-                                               resolver.query(names.REGIONAL))
+        samples, answer = await asyncio.gather(
+            scrape(session, urls), resolver.query(names.REGIONAL)
+        )
         values: dict[str, float] = {}
         for stage in self.stages:
             values.update(stage.read(samples))
@@ -171,8 +187,9 @@ class Run:
             self.note(f"dns {dns}  " + "  ".join(s.live(sample) for s in self.stages))
             await asyncio.sleep(max(0.0, 1.0 - (self.now() - sample.t_s)))
 
-    async def until(self, condition: Callable[[cascade.Sample], bool], timeout_s: float,
-                    what: str) -> float | None:
+    async def until(
+        self, condition: Callable[[cascade.Sample], bool], timeout_s: float, what: str
+    ) -> float | None:
         """Seconds into the run of the first new sample meeting ``condition``; None if none
         came within ``timeout_s``."""
         seen = len(self.timeline.samples)
@@ -186,11 +203,11 @@ class Run:
         self.note(f"not within {timeout_s:.0f} s: {what}")
         return None
 
-    async def act(self, sink: history.RedisHistory, action: str, target: str,
-                  detail: str = "") -> None:
+    async def act(
+        self, sink: history.RedisHistory, action: str, target: str, detail: str = ""
+    ) -> None:
         self.timeline.actions.append(cascade.Action(self.now(), action, target, detail))
-        self.timeline.mark("operators" if action != "dns_repair" else "dns_repaired",
-                           self.now())
+        self.timeline.mark("operators" if action != "dns_repair" else "dns_repaired", self.now())
         await sink.record(events.OperatorAction(action=action, target=target, detail=detail))
         self.note(f"operators: {action} {target} {detail}".rstrip())
 
@@ -204,9 +221,13 @@ async def operators_procedure(run: Run, sink: history.RedisHistory) -> None:
     await run.act(sink, "throttle", "every DWFM host", f"{rate:g} items/s")
     for host in range(1, s.dwfm_hosts + 1):
         answer = await ec2.post(s, host, "/ec2/restart", {})
-        await run.act(sink, "restart", f"dwfm_{host}",
-                      f"{answer['lost']} items lost, {answer['queued']} queued again "
-                      "(the rest as the throttle admits them)")
+        await run.act(
+            sink,
+            "restart",
+            f"dwfm_{host}",
+            f"{answer['lost']} items lost, {answer['queued']} queued again "
+            "(the rest as the throttle admits them)",
+        )
 
 
 async def script(run: Run, mode: str, collapse_watch_s: float) -> None:
@@ -215,32 +236,37 @@ async def script(run: Run, mode: str, collapse_watch_s: float) -> None:
     client = redis_client(s, retries=3)
     sink = history.RedisHistory(client, source="cascade", clock=WALL_CLOCK)
     try:
-        ready = await run.until(lambda x: x.dns_answers and all(t.ready(x) for t in run.stages),
-                                30, "the name answering and every lease held")
+        ready = await run.until(
+            lambda x: x.dns_answers and all(t.ready(x) for t in run.stages),
+            30,
+            "the name answering and every lease held",
+        )
         if ready is None:
             raise CascadeError("the cluster did not become ready (see the logs)")
         run.timeline.mark("ready", ready)
         await asyncio.sleep(5.0)  # a window of healthy launches, to compare with
         run.timeline.mark("race", run.now())
         run.note("the race: three enactors, one stalled (as on 19 October 2025)")
-        report = await run_race(ControlClient.for_settings(s), sink, s.cleanup_age,
-                                s.plan_interval_s, observe_s=0.5)
+        report = await run_race(
+            ControlClient.for_settings(s), sink, s.cleanup_age, s.plan_interval_s, observe_s=0.5
+        )
         outage_wait = s.ttl_s + s.negative_ttl_s + s.lease_ttl_s + 10
         if report.emptied:
             run.note(f"{names.REGIONAL} is empty; waiting for the leases to run out")
-            await run.until(lambda x: x.get("leases_held") == 0, outage_wait,
-                            "every lease lost")
+            await run.until(lambda x: x.get("leases_held") == 0, outage_wait, "every lease lost")
             await asyncio.sleep(3.0)  # launches against a fleet without leases
         else:
-            run.note(f"the name kept its addresses; watching {outage_wait:.0f} s as long as "
-                     "an outage would have lasted")
+            run.note(
+                f"the name kept its addresses; watching {outage_wait:.0f} s as long as "
+                "an outage would have lasted"
+            )
             await asyncio.sleep(outage_wait)
         if report.emptied:
-            actions = await operator.repair(ZoneStore(client, clock=WALL_CLOCK),
-                                            PlanStore(client), names.endpoints(s.cells))
+            actions = await operator.repair(
+                ZoneStore(client, clock=WALL_CLOCK), PlanStore(client), names.endpoints(s.cells)
+            )
             repaired = sum(a.tree_was_missing for a in actions)
-            await run.act(sink, "dns_repair", names.REGIONAL,
-                          f"{repaired} endpoint(s) restored")
+            await run.act(sink, "dns_repair", names.REGIONAL, f"{repaired} endpoint(s) restored")
         else:
             run.timeline.mark("dns_repaired", run.now())  # nothing to repair
         total = stage_total(run)
@@ -248,8 +274,11 @@ async def script(run: Run, mode: str, collapse_watch_s: float) -> None:
             run.note(f"watching {collapse_watch_s:.0f} s before the operators act")
             await asyncio.sleep(collapse_watch_s)  # the watched window: nobody acts
             await operators_procedure(run, sink)
-        await run.until(lambda x: x.get("leases_held") >= cascade.RECOVERED_SHARE * total,
-                        60, ">= 95 % of the leases held")
+        await run.until(
+            lambda x: x.get("leases_held") >= cascade.RECOVERED_SHARE * total,
+            60,
+            ">= 95 % of the leases held",
+        )
         await asyncio.sleep(5.0)  # a window of launches after recovery
         collapse = cascade.longest_collapse(run.timeline, DwfmStage(s).healthy_goodput, total)
         if collapse is not None and collapse[1] >= cascade.COLLAPSE_MIN_S:
@@ -263,15 +292,22 @@ def stage_total(run: Run) -> int:
     return run.stages[0].total
 
 
-async def run_cascade(settings: Settings, stage_names: tuple[str, ...], mode: str,
-                      collapse_watch_s: float, workdir: Path,
-                      out: Callable[[str], None]) -> dict[str, Any]:
+async def run_cascade(
+    settings: Settings,
+    stage_names: tuple[str, ...],
+    mode: str,
+    collapse_watch_s: float,
+    workdir: Path,
+    out: Callable[[str], None],
+) -> dict[str, Any]:
     """Start the cluster, run the cascade, stop the cluster; the summary as a dict."""
-    settings = settings.replace(mode=mode, state_dir=str(workdir / "state"),
-                                load_rate=DNS_LOAD_RATE, load_duration_s=0.0)
+    settings = settings.replace(
+        mode=mode, state_dir=str(workdir / "state"), load_rate=DNS_LOAD_RATE, load_duration_s=0.0
+    )
     stages = [STAGES[name](settings) for name in stage_names]
-    processes = tuple(dict.fromkeys(BASE_PROCESSES + tuple(
-        p for stage in stages for p in stage.processes)))
+    processes = tuple(
+        dict.fromkeys(BASE_PROCESSES + tuple(p for stage in stages for p in stage.processes))
+    )
     cluster = Cluster(settings, cluster_env(settings), workdir / "logs", only=processes)
     run = Run(settings, stages, out)
     problems: list[str] = []
@@ -295,13 +331,16 @@ async def run_cascade(settings: Settings, stage_names: tuple[str, ...], mode: st
         await resolver.aclose()
         cluster.stop()
     summary: dict[str, Any] = {
-        "mode": mode, "protections": sorted(settings.active_protections),
-        "stages": list(stage_names)}
+        "mode": mode,
+        "protections": sorted(settings.active_protections),
+        "stages": list(stage_names),
+    }
     for stage in stages:
         summary.update(stage.summary(run.timeline))
     summary["operator_actions"] = [
         {"at_s": a.t_s, "action": a.action, "target": a.target, "detail": a.detail}
-        for a in run.timeline.actions]
+        for a in run.timeline.actions
+    ]
     summary["marks_s"] = run.timeline.marks
     summary["problems"] = problems
     summary["wall_s"] = round(time.monotonic() - run.started, 1)
@@ -309,30 +348,22 @@ async def run_cascade(settings: Settings, stage_names: tuple[str, ...], mode: st
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    lines = [f"=== cascade ({', '.join(summary['stages'])}), mode {summary['mode']}, "
-             f"protections {', '.join(summary['protections']) or 'none'}"]
-    skip = {"mode", "protections", "stages", "operator_actions", "launches", "marks_s",
-            "problems"}
+    lines = [
+        f"=== cascade ({', '.join(summary['stages'])}), mode {summary['mode']}, "
+        f"protections {', '.join(summary['protections']) or 'none'}"
+    ]
+    skip = {"mode", "protections", "stages", "operator_actions", "launches", "marks_s", "problems"}
     for key, value in summary.items():
         if key not in skip:
             lines.append(f"{key:<24} {value}")
     for action in summary["operator_actions"]:
-        lines.append(f"{'operator action':<24} +{action['at_s']:.1f}s {action['action']} "
-                     f"{action['target']} {action['detail']}".rstrip())
+        lines.append(
+            f"{'operator action':<24} +{action['at_s']:.1f}s {action['action']} "
+            f"{action['target']} {action['detail']}".rstrip()
+        )
     for problem in summary["problems"]:
         lines.append(f"!! {problem}")
     return "\n".join(lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stage", action="append", choices=sorted(STAGES), required=True,
-                        help="the part of the cascade to run (dwfm)")
-    parser.add_argument("--mode", choices=("legacy", "safe"), default="legacy")
-    parser.add_argument("--collapse-watch", type=float, default=30.0, dest="collapse_watch_s",
-                        metavar="SECONDS",
-                        help="legacy: how long to watch the collapse before the operators act "
-                             "(default 30)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
 
 
 def cascade_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -343,7 +374,15 @@ def cascade_command(args: argparse.Namespace, settings: Settings) -> int:
     def out(line: str) -> None:  # with --json, stdout is the one object; the live lines go aside
         print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
 
-    summary = asyncio.run(run_cascade(settings, tuple(dict.fromkeys(args.stage)), args.mode,
-                                      args.collapse_watch_s, workdir, out))
+    summary = asyncio.run(
+        run_cascade(
+            settings,
+            tuple(dict.fromkeys(args.stage)),
+            args.mode,
+            args.collapse_watch_s,
+            workdir,
+            out,
+        )
+    )
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 1 if summary["problems"] else 0

@@ -287,10 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     ec2_restart = ec2_sub.add_parser(
         "restart", help="selectively restart one DWFM host: it drops its waiting lease work")
     ec2_restart.add_argument("host", metavar="HOST", help="1 to DNSRACE_DWFM_HOSTS, or dwfm_N")
-    from services.tools import cascade
+    from services.tools import cascade_args
 
-    cascade.add_arguments(add("cascade", cmd_cascade,
-                              "the race, then what the empty name did to EC2 (DWFM leases)"))
+    cascade_args.add_arguments(add("cascade", cmd_cascade,
+                                   "the race, then what the empty name did to EC2 (DWFM leases)"))
     add("repair", cmd_repair, "the operators' manual fix: restore every broken endpoint")
     race = add("race", cmd_race, "drive the 2025 race choreography against the running cluster")
     race.add_argument("--observe", type=float, default=3.0, metavar="SECONDS",
