@@ -8,8 +8,11 @@ import random
 import pytest
 
 from services.config import Settings
-from services.core import cascade, launch
+from services.core import cascade, events, launch
 from services.core.cascade import Sample, Timeline
+from services.core.checker import check, format_report
+from services.core.invariants import Invariant
+from services.core.leases import check_leases
 from services.ec2.api import LaunchRate, requested_az
 from services.ec2.placement import Candidate, place
 from services.ec2.simulate import SimConfig, simulate
@@ -162,3 +165,46 @@ def test_the_summary_starts_when_the_fleet_was_ready() -> None:
     )
     t.mark("ready", 2.0)
     assert cascade.dwfm_summary(t, 100, 10.0)["leases_min_held"] == 99
+
+
+def _lease_history(regained_after_s: float, operators: bool) -> list[events.Event]:
+    """Two hosts of 10 droplets; 8 leases lost; DNS repaired at 100 s; regained later."""
+    history: list[events.Event] = [
+        events.DwfmStarted(at_ms=0, host=h, droplets=10) for h in ("dwfm-1", "dwfm-2")
+    ]
+    history += [
+        events.LeaseLost(at_ms=50_000 + i, host="dwfm-1", droplet=f"d{i}", az="use1-az1")
+        for i in range(8)
+    ]
+    history.append(
+        events.OperatorAction(
+            at_ms=100_000, action="dns_repair", target="dynamodb.us-east-1.amazonaws.com"
+        )
+    )
+    back_ms = 100_000 + int(regained_after_s * 1000)
+    if operators:
+        history.append(events.OperatorAction(at_ms=back_ms - 1, action="restart", target="dwfm-1"))
+    history += [
+        events.LeaseRegained(
+            at_ms=back_ms + i, host="dwfm-1", droplet=f"d{i}", az="use1-az1", attempt=1
+        )
+        for i in range(8)
+    ]
+    history.append(events.PlanPublished(at_ms=back_ms + 30_000, generation=1))
+    return history
+
+
+def test_c1_holds_when_leases_come_back_soon_after_the_repair_by_themselves() -> None:
+    assert check_leases(_lease_history(12.0, operators=False)) == []
+    assert check(_lease_history(12.0, operators=False)) == []
+
+
+@pytest.mark.parametrize(("after_s", "operators"), [(60.0, False), (12.0, True)])
+def test_c1_breaks_when_leases_stay_lost_or_only_the_operators_bring_them_back(
+    after_s: float, operators: bool
+) -> None:
+    (violation,) = check(_lease_history(after_s, operators))
+    assert violation.invariant is Invariant.C1
+    assert violation.summary.startswith("8 of 20 droplet leases were lost at the DNS repair")
+    assert violation.witnesses[0].kind == "operator_action"
+    assert "C1 leases recover" in format_report([violation], _lease_history(after_s, operators))

@@ -31,7 +31,8 @@ from loadgen.outcome import Outcome
 from loadgen.resolver import StubResolver
 from services.config import Settings
 from services.control.client import ControlClient
-from services.core import cascade, events, names
+from services.core import cascade, checker, events, names
+from services.core.invariants import Invariant, Violation
 from services.core.launch import LaunchOutcome
 from services.errors import DnsraceError
 from services.runtime.clock import WALL_CLOCK
@@ -155,6 +156,7 @@ class Run:
     out: Callable[[str], None]
     started: float = field(default_factory=time.monotonic)
     timeline: cascade.Timeline = field(default_factory=cascade.Timeline)
+    violations: list[Violation] = field(default_factory=list)
 
     def now(self) -> float:
         return round(time.monotonic() - self.started, 2)
@@ -284,6 +286,8 @@ async def script(run: Run, mode: str, collapse_watch_s: float) -> None:
         if collapse is not None and collapse[1] >= cascade.COLLAPSE_MIN_S:
             at_ms = WALL_CLOCK.now_ms() - int((run.now() - collapse[0]) * 1000)
             await sink.record(events.CollapseSeen(since_ms=at_ms, lasted_s=collapse[1]))
+        # What 'dnsrace check' says of this run's history (I1-I3 and C1).
+        run.violations = checker.check([e for _, e in await sink.read()])
     finally:
         await client.aclose()
 
@@ -341,6 +345,10 @@ async def run_cascade(
         {"at_s": a.t_s, "action": a.action, "target": a.target, "detail": a.detail}
         for a in run.timeline.actions
     ]
+    summary["violations"] = {
+        inv.value: sum(v.invariant is inv for v in run.violations) for inv in Invariant
+    }
+    summary["c1"] = [v.summary for v in run.violations if v.invariant is Invariant.C1]
     summary["marks_s"] = run.timeline.marks
     summary["problems"] = problems
     summary["wall_s"] = round(time.monotonic() - run.started, 1)
@@ -352,7 +360,16 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"=== cascade ({', '.join(summary['stages'])}), mode {summary['mode']}, "
         f"protections {', '.join(summary['protections']) or 'none'}"
     ]
-    skip = {"mode", "protections", "stages", "operator_actions", "launches", "marks_s", "problems"}
+    skip = {
+        "mode",
+        "protections",
+        "stages",
+        "operator_actions",
+        "launches",
+        "marks_s",
+        "problems",
+        "c1",
+    }
     for key, value in summary.items():
         if key not in skip:
             lines.append(f"{key:<24} {value}")
