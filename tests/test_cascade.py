@@ -44,10 +44,21 @@ def cascade(tmp_path: Path, *args: str, **settings: Any) -> tuple[dict[str, Any]
     env.update(cluster_env(s))
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "services.tools.cli", "cascade", "--stage", "dwfm", "--json", *args],
+        [
+            sys.executable,
+            "-m",
+            "services.tools.cli",
+            "cascade",
+            "--stage",
+            "dwfm",
+            "--json",
+            "--report-dir",
+            str(tmp_path / "reports"),
+            *args,
+        ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=400,
         env=env,
         cwd=REPO,
     )
@@ -85,6 +96,12 @@ def test_legacy_collapses_after_the_repair_until_the_operators_act(tmp_path: Pat
     assert repaired + summary["lease_recovery_s"] > acted  # not before anyone acted
     assert summary["launches"]["after"]["ok"] > 0
     assert "dns EMPTY" in live and "leases" in live
+    # dnsrace check on the run's history: the race's I1-I3, and C1 broken.
+    assert summary["violations"]["C1"] == 1 and summary["violations"]["I3"] >= 1
+    assert "were lost at the DNS repair" in summary["c1"][0]
+    # The report: DNS empty shaded, every operator action marked.
+    page = Path(summary["report"]).read_text()
+    assert 'class="fault"' in page and page.count('class="operator"') == 2 * len(actions)
     print(f"legacy cascade with a {WATCH_S:.0f} s watch: {wall:.1f} s wall")
 
 
@@ -101,6 +118,7 @@ def test_queue_throttle_alone_recovers_within_20_s_with_no_late_work(tmp_path: P
     assert summary["work_started_late"] == 0  # no work spent on an expired item
     assert [a["action"] for a in summary["operator_actions"]] == ["dns_repair"]
     assert summary["launch_success_ratio"]["after"] > 0.5
+    assert summary["violations"]["C1"] == 0
     print(f"queue_throttle cascade: {wall:.1f} s wall")
 
 
@@ -113,3 +131,4 @@ def test_safe_loses_no_lease(tmp_path: Path) -> None:
     assert summary["operator_actions"] == [] and summary["collapse"] is False
     ratios = summary["launch_success_ratio"]
     assert ratios["before"] == ratios["during"] == ratios["after"] == 1.0
+    assert set(summary["violations"].values()) == {0}

@@ -17,6 +17,7 @@ from services.ec2.api import LaunchRate, requested_az
 from services.ec2.placement import Candidate, place
 from services.ec2.simulate import SimConfig, simulate
 from services.ec2.work import Offer, Policy, ServiceEstimate, WorkQueue
+from services.report.cascade import cascade_section, empty_spans, void_rate
 
 
 def test_placement_takes_only_a_leased_droplet_with_room_in_the_asked_az() -> None:
@@ -208,3 +209,28 @@ def test_c1_breaks_when_leases_stay_lost_or_only_the_operators_bring_them_back(
     assert violation.summary.startswith("8 of 20 droplet leases were lost at the DNS repair")
     assert violation.witnesses[0].kind == "operator_action"
     assert "C1 leases recover" in format_report([violation], _lease_history(after_s, operators))
+
+
+def test_the_report_section_shades_the_empty_name_and_marks_each_operator_action() -> None:
+    t = Timeline()
+    for s in range(20):
+        t.add(
+            Sample(
+                float(s),
+                not 5 <= s < 9,
+                {"leases_held": 10.0 if s < 7 else 2.0, "work_void": float(max(0, s - 9) * 3)},
+            )
+        )
+    t.actions = [
+        cascade.Action(9.0, "dns_repair", "regional"),
+        cascade.Action(15.0, "restart", "dwfm_1", "4 items lost"),
+    ]
+    assert [(s.start, s.end) for s in empty_spans(t)] == [(5.0, 9.0)]
+    assert void_rate(t)[-1] == (19.0, 3.0) and void_rate(t)[0] == (1.0, 0.0)
+    html = cascade_section(
+        t, {"mode": "legacy", "protections": [], "leases_total": 10, "collapse": True}
+    )
+    assert html.count('class="fault"') == 2  # the empty stretch, on both charts
+    assert html.count('class="operator"') == 4
+    assert "+15.0 s  restart dwfm_1 4 items lost" in html
+    assert "<th>collapse</th><td>True</td>" in html

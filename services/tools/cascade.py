@@ -35,6 +35,7 @@ from services.core import cascade, checker, events, names
 from services.core.invariants import Invariant, Violation
 from services.core.launch import LaunchOutcome
 from services.errors import DnsraceError
+from services.report.cascade import write_cascade_report
 from services.runtime.clock import WALL_CLOCK
 from services.runtime.cluster import Cluster, ClusterError, cluster_env
 from services.runtime.scrape import Samples, metrics_urls, scrape
@@ -303,8 +304,10 @@ async def run_cascade(
     collapse_watch_s: float,
     workdir: Path,
     out: Callable[[str], None],
+    report_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Start the cluster, run the cascade, stop the cluster; the summary as a dict."""
+    """Start the cluster, run the cascade, stop the cluster; the summary as a dict (and the
+    HTML report in ``report_dir``, its path under ``report``)."""
     settings = settings.replace(
         mode=mode, state_dir=str(workdir / "state"), load_rate=DNS_LOAD_RATE, load_duration_s=0.0
     )
@@ -352,6 +355,8 @@ async def run_cascade(
     summary["marks_s"] = run.timeline.marks
     summary["problems"] = problems
     summary["wall_s"] = round(time.monotonic() - run.started, 1)
+    if report_dir is not None and run.timeline.samples:
+        summary["report"] = str(write_cascade_report(run.timeline, summary, report_dir))
     return summary
 
 
@@ -369,6 +374,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         "marks_s",
         "problems",
         "c1",
+        "report",
     }
     for key, value in summary.items():
         if key not in skip:
@@ -378,6 +384,8 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"{'operator action':<24} +{action['at_s']:.1f}s {action['action']} "
             f"{action['target']} {action['detail']}".rstrip()
         )
+    if "report" in summary:
+        lines.append(f"report: {summary['report']}")
     for problem in summary["problems"]:
         lines.append(f"!! {problem}")
     return "\n".join(lines)
@@ -399,6 +407,7 @@ def cascade_command(args: argparse.Namespace, settings: Settings) -> int:
             args.collapse_watch_s,
             workdir,
             out,
+            args.report_dir,
         )
     )
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))

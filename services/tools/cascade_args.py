@@ -4,6 +4,7 @@ imports nothing of the cascade (every process's /metrics would serve what it imp
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 STAGE_NAMES = ("dwfm",)
 """The stages ``--stage`` takes (services.tools.cascade.STAGES has one runner for each)."""
@@ -27,3 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="legacy: how long to watch the collapse before the operators act (default 30)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        default=Path("reports"),
+        metavar="DIR",
+        help="where the HTML report goes (default reports/)",
+    )
