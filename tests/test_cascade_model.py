@@ -18,6 +18,7 @@ from services.ec2.placement import Candidate, place
 from services.ec2.simulate import SimConfig, simulate
 from services.ec2.work import Offer, Policy, ServiceEstimate, WorkQueue
 from services.report.cascade import cascade_section, empty_spans, void_rate
+from services.tools.ec2 import HostStatus, format_status
 
 
 def test_placement_takes_only_a_leased_droplet_with_room_in_the_asked_az() -> None:
@@ -234,3 +235,24 @@ def test_the_report_section_shades_the_empty_name_and_marks_each_operator_action
     assert html.count('class="operator"') == 4
     assert "+15.0 s  restart dwfm_1 4 items lost" in html
     assert "<th>collapse</th><td>True</td>" in html
+
+
+def test_ec2_status_says_who_holds_what_and_how_work_is_admitted() -> None:
+    legacy = HostStatus(
+        "dwfm_1", {"use1-az1": 3, "use1-az2": 0, "use1-az4": 1}, 10, 40, 0.0, None, 0, 12
+    )
+    throttled = HostStatus(
+        "dwfm_2",
+        {"use1-az1": 3, "use1-az2": 3, "use1-az4": 4},
+        10,
+        0,
+        2.5,
+        20,
+        7,
+        0,
+        operator_throttle_per_s=5.4,
+    )
+    text = format_status([legacy, throttled])
+    assert "off (every item admitted)" in text
+    assert "admit <= 20 waiting, operators: 5.4/s; 7 refused" in text
+    assert "leases held 14 of 20; void lease work so far 12" in text

@@ -156,8 +156,26 @@ def from_ready(timeline: Timeline) -> Timeline:
     return Timeline(timeline.between(ready, None), timeline.marks, timeline.actions)
 
 
-def dwfm_summary(timeline: Timeline, total: int, healthy_goodput: float) -> dict[str, object]:
-    """What the DWFM stage adds to the cascade's summary (issue 14, item 8), from ``ready`` on."""
+def failures_within(
+    timeline: Timeline, stretch: tuple[float, float] | None, settle_s: float
+) -> int | None:
+    """DynamoDB calls DWFM saw fail inside ``stretch`` (start, length), from ``settle_s``
+    after its start (the resolvers' negative caching); None without a stretch that long."""
+    if stretch is None or stretch[1] <= settle_s:
+        return None
+    inside = timeline.between(stretch[0] + settle_s, stretch[0] + stretch[1] + 1e-6)
+    if len(inside) < 2:
+        return None
+    return int(inside[-1].get("dynamodb_failures") - inside[0].get("dynamodb_failures"))
+
+
+def dwfm_summary(
+    timeline: Timeline, total: int, healthy_goodput: float, settle_s: float = 0.0
+) -> dict[str, object]:
+    """What the DWFM stage adds to the cascade's summary (issue 14, item 8), from ``ready`` on.
+
+    ``settle_s``: how long after the name answers again DWFM may still fail on a cached empty
+    answer (the SOA minimum), left out of ``dynamodb_failures_in_collapse``."""
     timeline = from_ready(timeline)
     outage = dns_outage(timeline)
     held = [s.get("leases_held") for s in timeline.samples]
@@ -172,6 +190,7 @@ def dwfm_summary(timeline: Timeline, total: int, healthy_goodput: float) -> dict
         "leases_min_held": int(min(held)) if held else 0,
         "collapse": collapse is not None and collapse[1] >= COLLAPSE_MIN_S,
         "collapse_s": 0.0 if collapse is None else round(collapse[1], 1),
+        "dynamodb_failures_in_collapse": failures_within(timeline, collapse, settle_s),
         "healthy_goodput_per_s": round(healthy_goodput, 2),
         "lease_recovery_s": None if recovery is None else round(recovery, 1),
         "launch_success_ratio": {phase: success_ratio(c) for phase, c in phases.items()},
@@ -179,4 +198,5 @@ def dwfm_summary(timeline: Timeline, total: int, healthy_goodput: float) -> dict
         "work_void": int(last.get("work_void")),
         "work_started_late": int(last.get("work_started_late")),
         "work_dropped": int(last.get("work_dropped")),
+        "queue_depth_max": int(max((s.get("queue_depth") for s in timeline.samples), default=0)),
     }

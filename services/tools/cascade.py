@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -119,6 +119,8 @@ class DwfmStage:
             "work_void": samples.sum("dnsrace_dwfm_work_expired_total"),
             "work_started_late": samples.sum("dnsrace_dwfm_work_started_late_total"),
             "work_dropped": samples.sum("dnsrace_dwfm_work_total", outcome="dropped"),
+            "dynamodb_failures": samples.sum("dnsrace_dwfm_work_total", outcome="failed")
+            + samples.sum("dnsrace_dwfm_renewals_total", outcome="failed"),
         }
         for outcome in LaunchOutcome:
             values[f"launches_{outcome.value}"] = samples.sum(
@@ -141,7 +143,9 @@ class DwfmStage:
         )
 
     def summary(self, timeline: cascade.Timeline) -> dict[str, object]:
-        return cascade.dwfm_summary(timeline, self.total, self.healthy_goodput)
+        return cascade.dwfm_summary(
+            timeline, self.total, self.healthy_goodput, settle_s=self.settings.negative_ttl_s + 2.0
+        )
 
 
 STAGES: dict[str, Callable[[Settings], Stage]] = {"dwfm": DwfmStage}
@@ -158,6 +162,8 @@ class Run:
     started: float = field(default_factory=time.monotonic)
     timeline: cascade.Timeline = field(default_factory=cascade.Timeline)
     violations: list[Violation] = field(default_factory=list)
+    ec2_status: list[dict[str, Any]] = field(default_factory=list)
+    """What 'dnsrace ec2 status --json' said at the end."""
 
     def now(self) -> float:
         return round(time.monotonic() - self.started, 2)
@@ -247,23 +253,24 @@ async def script(run: Run, mode: str, collapse_watch_s: float) -> None:
         if ready is None:
             raise CascadeError("the cluster did not become ready (see the logs)")
         run.timeline.mark("ready", ready)
-        await asyncio.sleep(5.0)  # a window of healthy launches, to compare with
+        await asyncio.sleep(3.0)  # a window of healthy launches, to compare with
         run.timeline.mark("race", run.now())
         run.note("the race: three enactors, one stalled (as on 19 October 2025)")
         report = await run_race(
             ControlClient.for_settings(s), sink, s.cleanup_age, s.plan_interval_s, observe_s=0.5
         )
         outage_wait = s.ttl_s + s.negative_ttl_s + s.lease_ttl_s + 10
+        quiet_wait = s.ttl_s + s.lease_ttl_s + 2  # what an empty name would have cost by then
         if report.emptied:
             run.note(f"{names.REGIONAL} is empty; waiting for the leases to run out")
             await run.until(lambda x: x.get("leases_held") == 0, outage_wait, "every lease lost")
             await asyncio.sleep(3.0)  # launches against a fleet without leases
         else:
             run.note(
-                f"the name kept its addresses; watching {outage_wait:.0f} s as long as "
-                "an outage would have lasted"
+                f"the name kept its addresses; watching {quiet_wait:.0f} s, time enough for "
+                "an empty name to cost every lease"
             )
-            await asyncio.sleep(outage_wait)
+            await asyncio.sleep(quiet_wait)
         if report.emptied:
             actions = await operator.repair(
                 ZoneStore(client, clock=WALL_CLOCK), PlanStore(client), names.endpoints(s.cells)
@@ -282,7 +289,8 @@ async def script(run: Run, mode: str, collapse_watch_s: float) -> None:
             60,
             ">= 95 % of the leases held",
         )
-        await asyncio.sleep(5.0)  # a window of launches after recovery
+        await asyncio.sleep(3.0)  # a window of launches after recovery
+        run.ec2_status = [asdict(h) for h in await ec2.collect(s)]
         collapse = cascade.longest_collapse(run.timeline, DwfmStage(s).healthy_goodput, total)
         if collapse is not None and collapse[1] >= cascade.COLLAPSE_MIN_S:
             at_ms = WALL_CLOCK.now_ms() - int((run.now() - collapse[0]) * 1000)
@@ -352,6 +360,7 @@ async def run_cascade(
         inv.value: sum(v.invariant is inv for v in run.violations) for inv in Invariant
     }
     summary["c1"] = [v.summary for v in run.violations if v.invariant is Invariant.C1]
+    summary["ec2_status"] = run.ec2_status
     summary["marks_s"] = run.timeline.marks
     summary["problems"] = problems
     summary["wall_s"] = round(time.monotonic() - run.started, 1)
@@ -375,6 +384,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         "problems",
         "c1",
         "report",
+        "ec2_status",
     }
     for key, value in summary.items():
         if key not in skip:
