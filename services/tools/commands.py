@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from services.config import Settings
 from services.control.client import ControlClient, ControlError
-from services.core import checker, names
+from services.core import checker, events, names
 from services.report.render import write_report
 from services.runtime.clock import WALL_CLOCK
 from services.runtime.service import redis_client
@@ -107,6 +107,10 @@ def repair_command(args: argparse.Namespace, settings: Settings) -> int:
                                         names.endpoints(settings.cells))
         if not actions:
             print("nothing to repair: every endpoint names an existing tree of the newest plan")
+        else:  # in the history, for C1 (leases must recover after the DNS repair)
+            await history.RedisHistory(client, source="operator", clock=WALL_CLOCK).record(
+                events.OperatorAction(action="dns_repair", target=names.REGIONAL,
+                                      detail=f"{len(actions)} endpoint(s) repaired"))
         for a in actions:
             print(f"{a.outcome:<9} {a.endpoint}: plan {a.before} -> plan {a.after}"
                   + (" (its tree was missing)" if a.tree_was_missing else ""))
