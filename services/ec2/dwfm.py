@@ -92,6 +92,7 @@ class DwfmHost:
                  clock: Clock = WALL_CLOCK, history: HistorySink | None = None) -> None:
         self.clock = clock
         self.history = history
+        self.unrecorded: asyncio.Queue[events.Event] = asyncio.Queue(maxsize=20_000)
         s = settings
         self.settings = settings
         self.holder = f"dwfm-{host}"
@@ -115,8 +116,21 @@ class DwfmHost:
             DROPLETS.labels(d.az).inc()
 
     async def record(self, event: events.Event) -> None:
-        if self.history is not None:
-            await self.history.record(event)
+        """Queue ``event`` for the history, stamped now; never waits on Redis (a slow or
+        restarting Redis must not hold up state checks: leases would expire)."""
+        if self.history is None:
+            return
+        if self.unrecorded.full():
+            self.unrecorded.get_nowait()  # the oldest goes: the history is a record, not a log
+        self.unrecorded.put_nowait(event.stamped(self.clock))
+
+    async def history_writer(self) -> None:
+        """Write queued events to the history in batches, in order."""
+        while self.history is not None:
+            batch = [await self.unrecorded.get()]
+            while not self.unrecorded.empty() and len(batch) < 500:
+                batch.append(self.unrecorded.get_nowait())
+            await self.history.record_many(batch)
 
     def place(self, az: str | None) -> Droplet | None:
         """Put one new instance on a leased droplet with room (``az`` if given)."""

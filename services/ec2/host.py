@@ -119,6 +119,7 @@ async def serve(ctx: ServiceContext, host: int) -> None:
                 ctx,
                 dwfm.run(),
                 dwfm.gauges(),
+                dwfm.history_writer(),
                 *(dwfm.worker() for _ in range(settings.dwfm_workers)),
             )
     finally:
