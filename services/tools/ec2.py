@@ -158,6 +158,7 @@ def throttle_command(args: argparse.Namespace, settings: Settings) -> int:
 def restart_command(args: argparse.Namespace, settings: Settings) -> int:
     host = parse_host(args.host, settings)
     answer = asyncio.run(post(settings, host, "/ec2/restart", {}))
-    print(f"{answer['host']} restarted: {answer['lost']} waiting lease work item(s) dropped; "
-          "its state checks queue them again")
+    print(f"{answer['host']} restarted: {answer['lost']} lease work item(s) lost (waiting and "
+          f"in flight); the queue rebuilt from its droplets without a lease: "
+          f"{answer['queued']} admitted now, the rest as admission allows")
     return 0
