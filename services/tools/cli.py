@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
         "throttle", help="limit lease work admitted by every DWFM host (retries included)")
     ec2_throttle.add_argument("rate", metavar="RATE|off", help="items per second per host")
     ec2_restart = ec2_sub.add_parser(
-        "restart", help="selectively restart one DWFM host: its queue is lost and rebuilt from its droplets")
+        "restart", help="selectively restart one DWFM host: queue lost, rebuilt from droplets")
     ec2_restart.add_argument("host", metavar="HOST", help="1 to DNSRACE_DWFM_HOSTS, or dwfm_N")
     from services.tools import cascade_args
 
