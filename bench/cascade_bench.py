@@ -24,10 +24,11 @@ from typing import Any
 
 from bench.common import PYTHON, REPO, free_port, load_average, machine
 
-RUNS: dict[str, dict[str, str]] = {
-    "legacy": {"DNSRACE_MODE": "legacy"},
-    "queue_throttle": {"DNSRACE_MODE": "safe", "DNSRACE_PROTECTIONS": "queue_throttle"},
+RUNS: dict[str, tuple[str, dict[str, str]]] = {
+    "legacy": ("legacy", {}),
+    "queue_throttle": ("safe", {"DNSRACE_PROTECTIONS": "queue_throttle"}),
 }
+"""Each run's ``--mode`` and extra settings."""
 
 
 def metrics_base(span: int = 20) -> int:
@@ -46,7 +47,7 @@ def metrics_base(span: int = 20) -> int:
     raise RuntimeError("no run of free ports for the cluster's /metrics")
 
 
-def run(name: str, extra: dict[str, str]) -> dict[str, Any]:
+def run(name: str, mode: str, extra: dict[str, str]) -> dict[str, Any]:
     state = Path(tempfile.mkdtemp(prefix=f"dnsrace-bench-cascade-{name}-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")}
     env.update(extra)
@@ -59,8 +60,8 @@ def run(name: str, extra: dict[str, str]) -> dict[str, Any]:
     started = time.monotonic()
     done = subprocess.run(
         [PYTHON, "-m", "services.tools.cli", "cascade", "--stage", "dwfm", "--json",
-         "--report-dir", str(state / "reports")], capture_output=True, text=True, env=env,
-        cwd=REPO, timeout=600)
+         "--mode", mode, "--report-dir", str(state / "reports")],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     wall = time.monotonic() - started
     if done.returncode != 0:
         raise RuntimeError(f"{name}: exit {done.returncode}\n{done.stderr[-3000:]}")
@@ -74,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/issue14-cascade.json")
     args = parser.parse_args(argv)
     result = {"benchmark": "dnsrace cascade --stage dwfm --json", "machine": machine(),
-              "runs": {name: run(name, extra) for name, extra in RUNS.items()}}
+              "runs": {name: run(name, *spec) for name, spec in RUNS.items()}}
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     for name, r in result["runs"].items():
         s = r["summary"]
