@@ -22,18 +22,20 @@ REPO = Path(__file__).resolve().parent.parent
 
 ENACTORS = ("enactor_az1", "enactor_az2", "enactor_az4")
 DWFM_HOSTS = ("dwfm_1", "dwfm_2")
-EVERY_PROCESS = ("planner", *ENACTORS, "dns", "endpoints", "control", "loadgen", *DWFM_HOSTS)
+EVERY_PROCESS = ("planner", *ENACTORS, "dns", "endpoints", "control", "loadgen", *DWFM_HOSTS,
+                 "ec2_api")
 ROLES: dict[str, tuple[str, ...]] = {
     "planner": ("planner",), "enactor": ENACTORS, "dns": ("dns",),
     "endpoints": ("endpoints",), "control": ("control",), "loadgen": ("loadgen",),
-    "dwfm": DWFM_HOSTS,
+    "dwfm": DWFM_HOSTS, "ec2-api": ("ec2_api",),
 }
 """Each ``dnsrace <role>`` command and the Procfile processes that run it."""
 ROLE_MODULES = {
     "planner": "services.planner.service", "enactor": "services.enactor.service",
     "dns": "dns_server.server", "endpoints": "services.fleet.endpoints",
     "control": "services.control.service",
-    "loadgen": "loadgen.__main__", "dwfm": "services.ec2.dwfm",
+    "loadgen": "loadgen.__main__", "dwfm": "services.ec2.host",
+    "ec2-api": "services.ec2.api",
 }
 """The module each ``dnsrace <role>`` command runs (besides services.tools.cli and runtime)."""
 DECLARED_ONLY = {"control": "dnsrace_enactor_"}
@@ -49,7 +51,9 @@ LABELS: dict[str, str] = {
                "dns_timeout, dns_servfail, connect_error, http_error, timeout), a lock "
                "attempt (won, lost), a control request (ok, rejected, error), DWFM lease work "
                "(leased, void, failed, dropped), an admission (admitted, already_queued, "
-               "throttled), a renewal (ok, failed)",
+               "throttled), a renewal (ok, failed), a launch (ok, insufficient_capacity, "
+               "request_limit_exceeded, error, connect_error, timeout), a placement (placed, "
+               "no_capacity)",
     "reason": "why: a rejected change batch (alias_target_missing, delete_mismatch, ...), a "
               "refused plan, a planner, DNS or sync error; a fixed set per metric",
     "rcode": "DNS response code name: NOERROR, NXDOMAIN, SERVFAIL, REFUSED, FORMERR, ...",

@@ -120,6 +120,26 @@ ROWS = [
                      f"{RATE}))", "{{az}} live={{live}}"),),
               unit="ops", width=8),
     ]),
+    Row("EC2: droplet leases and launches (the cascade)", [
+        Panel("DWFM leases held by AZ",
+              "Droplet leases the DWFM hosts hold, by AZ: they run out while the regional "
+              "name is empty, and in legacy stay lost after the repair (congestive collapse).",
+              (Query(f"sum by (az) (dnsrace_dwfm_leases_held{{{AZ}}})", "{{az}}"),),
+              width=8, stacked=True),
+        Panel("DWFM lease work: queue, goodput, void work",
+              "Lease work items waiting, leases established per second (goodput), and work "
+              "finished after its deadline per second (void: the collapse's wasted work).",
+              (Query("sum(dnsrace_dwfm_queue_depth)", "waiting"),
+               Query("sum(dnsrace_dwfm_goodput)", "goodput /s"),
+               Query(f"sum(rate(dnsrace_dwfm_work_expired_total{RATE}))", "void /s")),
+              width=8),
+        Panel("Instance launches by outcome",
+              "RunInstances calls per second by outcome: insufficient_capacity while no "
+              "droplet has a lease, request_limit_exceeded while throttled.",
+              (Query(f"sum by (outcome) (rate(dnsrace_ec2_launches_total{RATE}))",
+                     "{{outcome}}"),),
+              unit="ops", width=8, stacked=True),
+    ]),
     Row("Faults", [
         Panel("Active faults",
               "1 while a fault of this type and target is active (also shown as annotations).",

@@ -34,6 +34,9 @@ def parse_args(argv: Sequence[str] | None = None) -> ProcessOptions:
     parser.add_argument("--request-timeout", type=float, default=2.0, dest="request_timeout_s")
     parser.add_argument("--metrics-port", type=int,
                         help="first port to try for /metrics (default from the settings; 0: off)")
+    parser.add_argument("--launch-rate", type=float,
+                        help="instance launches per second to ec2_api (DNSRACE_EC2_LAUNCH_RATE; "
+                             "0: none)")
     parser.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
     parser.add_argument("--json", action="store_true", dest="as_json",
                         help="print the summary as JSON instead of text")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 from loadgen.outcome import DNS_OUTCOMES, Outcome
+from services.core.launch import LaunchOutcome
 
 _BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -45,3 +46,9 @@ for _outcome in DNS_OUTCOMES:
 STALE_ANSWERS = Counter(
     "dnsrace_client_stale_answers",
     "DNS answers naming an older plan generation than one already seen for the name (I2)")
+
+LAUNCHES = Counter("dnsrace_ec2_launches",
+                   "Instance launches the load generator asked ec2_api for, by outcome",
+                   ["outcome"])
+for _launch in LaunchOutcome:
+    LAUNCHES.labels(_launch.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from pathlib import Path
 from aiohttp import web
 
 from loadgen.client import Operation, run_load
+from loadgen.launches import run_launches
 from loadgen.stats import LoadSummary
 from services.core.names import REGIONAL
 from services.runtime.service import ServiceContext, observability_app
@@ -65,6 +67,8 @@ class ProcessOptions:
     """First port to try for /metrics; None: ``metrics_port("loadgen")``; 0: no /metrics."""
     summary_json: Path | None = None
     as_json: bool = False
+    launch_rate: float | None = None
+    """Instance launches per second sent to ec2_api; None: ``ec2_launch_rate``; 0: none."""
 
 
 async def run_process(ctx: ServiceContext, options: ProcessOptions) -> LoadSummary:
@@ -75,6 +79,7 @@ async def run_process(ctx: ServiceContext, options: ProcessOptions) -> LoadSumma
         first = settings.metrics_port("loadgen")
     runner = (await start_metrics(ctx, first))[0] if first else None
     ctx.ready = True
+    launching = asyncio.create_task(run_launches(settings, ctx.stopping, options.launch_rate))
     try:
         summary = await run_load(
             settings, options.names, rate=options.rate, duration_s=options.duration_s,
@@ -84,6 +89,8 @@ async def run_process(ctx: ServiceContext, options: ProcessOptions) -> LoadSumma
             stop=ctx.stopping,
         )
     finally:
+        launching.cancel()
+        await asyncio.gather(launching, return_exceptions=True)
         ctx.ready = False
         if runner is not None:
             await runner.cleanup()

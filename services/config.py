@@ -117,6 +117,12 @@ class Settings:
                                         default=2.0)
     lease_ttl_s: float = _doc("a droplet lease expires this long after its last renewal",
                               default=8.0)
+    ec2_launch_rate: float = _doc(
+        "load generator: instance launches per second sent to ec2_api (0: none)", default=4.0)
+    ec2_droplet_capacity: int = _doc("instances one droplet takes at most", default=16)
+    ec2_netmgr_backlog_limit: int = _doc(
+        "under queue_throttle, ec2_api answers RequestLimitExceeded while Network Manager's "
+        "backlog (Redis dnsrace:netmgr:backlog) is longer than this", default=200)
     state_dir: str = _doc("where processes keep local state (planner high-water mark, logs)",
                           default=".dnsrace")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _doc("log level", default="INFO")
@@ -146,6 +152,10 @@ class Settings:
             (self.lease_ttl_s > self.dwfm_check_interval_s,
              "DNSRACE_LEASE_TTL_S must exceed DNSRACE_DWFM_CHECK_INTERVAL_S (else every lease "
              "expires between two state checks)"),
+            (self.ec2_launch_rate >= 0 and 1 <= self.ec2_droplet_capacity <= 1000
+             and self.ec2_netmgr_backlog_limit >= 0,
+             "DNSRACE_EC2_LAUNCH_RATE must be >= 0, DNSRACE_EC2_DROPLET_CAPACITY between 1 and "
+             "1000, DNSRACE_EC2_NETMGR_BACKLOG_LIMIT >= 0"),
             (_lb_network_allowed(self.lb_network),
              "DNSRACE_LB_NETWORK must be three octets inside 127.0.0.0/8, or inside "
              "198.18.0.0/15 for --isolate"),

@@ -37,7 +37,7 @@ def test_config_scrapes_every_process_of_a_cluster_on_its_own_ports(tmp_path: Pa
     assert set(addresses) == wanted and all(a.startswith("127.0.0.1:") for a in addresses)
     assert {labels["process"] for labels in addresses.values()} == {
         "planner", "enactor_az1", "enactor_az2", "enactor_az4", "dns", "endpoints", "control",
-        "loadgen", "dwfm_1", "dwfm_2"}
+        "loadgen", "dwfm_1", "dwfm_2", "ec2_api"}
     assert sorted(labels["az"] for labels in addresses.values() if "az" in labels) == sorted(
         names.AZS)
     assert len(targets(settings, loadgens=3)) == len(targets(settings)) + 2
@@ -101,7 +101,7 @@ def test_prometheus_sees_every_target_up(observed: Observed) -> None:
     labels = [t["labels"] for t in observed.targets]
     assert {lb["process"] for lb in labels} == {
         "planner", "enactor_az1", "enactor_az2", "enactor_az4", "dns", "endpoints", "control",
-        "loadgen", "dwfm_1", "dwfm_2"}
+        "loadgen", "dwfm_1", "dwfm_2", "ec2_api"}
     assert {lb["az"] for lb in labels if "az" in lb} == set(names.AZS)
 
 

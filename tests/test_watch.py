@@ -109,7 +109,7 @@ def test_bounded_live_view_ends_by_itself(tmp_path: Path) -> None:
     assert watch.run(parse_args("--seconds", "0.5", "--refresh", "0.1"), settings, out) == 0
     frames = out.getvalue().count("dnsrace watch  +")
     assert 2 <= frames <= 6
-    assert "not answering  control, dns, dwfm_1, dwfm_2, enactor_az1" in out.getvalue()
+    assert "not answering  control, dns, dwfm_1, dwfm_2, ec2_api, enactor_az1" in out.getvalue()
 
 
 @pytest.fixture(scope="module")

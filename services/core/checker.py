@@ -19,10 +19,14 @@ from services.core.events import (
     BatchCommitted,
     BatchRejected,
     CheckPassed,
+    CollapseSeen,
     DnsAnswer,
     Event,
     FaultEnded,
     FaultStarted,
+    LeaseLost,
+    LeaseRegained,
+    OperatorAction,
     PlanPublished,
     Resumed,
     RoundCompleted,
@@ -30,6 +34,7 @@ from services.core.events import (
     TreeDeleted,
 )
 from services.core.invariants import Invariant, Violation
+from services.core.leases import check_leases
 
 
 def describe(event: Event) -> str:
@@ -57,6 +62,14 @@ def describe(event: Event) -> str:
             return f"{who}: fault {t} on {target} started {p or ''}".rstrip()
         case FaultEnded(type=t, target=target, why=why):
             return f"{who}: fault {t} on {target} ended ({why})"
+        case LeaseLost(droplet=d, az=az):
+            return f"{who}: lease of droplet {d} ({az}) lost"
+        case LeaseRegained(droplet=d, attempt=n):
+            return f"{who}: lease of droplet {d} established (attempt {n})"
+        case OperatorAction(action=a, target=t, detail=d):
+            return f"operators: {a} {t} {d}".rstrip()
+        case CollapseSeen(lasted_s=s):
+            return f"{who}: DWFM in congestive collapse for {s:.0f} s with DNS answering"
         case RoundCompleted(generation=g, committed=c, rejected=r, deleted=d):
             return f"{who}: round for plan {g} done: {c} flips, {r} rejected, {d} deletions"
         case _:
@@ -71,7 +84,7 @@ class _Endpoint:
 
 
 def check(events: list[Event]) -> list[Violation]:
-    """Every violation of I1-I3 in these events, in time order."""
+    """Every violation of I1-I3 and of the cascade's C1 in these events, in time order."""
     state: dict[str, _Endpoint] = {}
     violations: list[Violation] = []
     for event in events:
@@ -99,6 +112,7 @@ def check(events: list[Event]) -> list[Violation]:
             case DnsAnswer(endpoint=endpoint):
                 ep = state.setdefault(endpoint, _Endpoint())
                 _observe_answer(ep, event, violations)
+    violations += check_leases(events)
     violations.sort(key=lambda v: v.at_ms)
     return violations
 
@@ -126,7 +140,7 @@ def _observe_answer(ep: _Endpoint, event: DnsAnswer,
 
 def format_report(violations: list[Violation], events: list[Event]) -> str:
     if not violations:
-        return f"checked {len(events)} events: no violation of I1, I2 or I3"
+        return f"checked {len(events)} events: no violation of I1, I2, I3 or C1"
     lines = [f"checked {len(events)} events: {len(violations)} violation(s)"]
     t0 = events[0].at_ms if events else 0
     for v in violations:

@@ -211,6 +211,61 @@ class DnsAnswer(Event):
     addresses: int
 
 
+@_event
+@dataclass(frozen=True, kw_only=True)
+class DwfmStarted(Event):
+    """A DWFM host started, owning ``droplets`` droplets (the lease count C1 is judged on)."""
+
+    kind: ClassVar[str] = "dwfm_started"
+    host: str
+    droplets: int
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
+class LeaseLost(Event):
+    """A droplet's lease expired: no renewal reached DynamoDB within the lease TTL."""
+
+    kind: ClassVar[str] = "lease_lost"
+    host: str
+    droplet: str
+    az: str
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
+class LeaseRegained(Event):
+    """Lease work for a droplet finished before its deadline: the droplet takes launches."""
+
+    kind: ClassVar[str] = "lease_regained"
+    host: str
+    droplet: str
+    az: str
+    attempt: int
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
+class OperatorAction(Event):
+    """What the operators did by hand: ``dns_repair``, ``throttle``, ``restart``."""
+
+    kind: ClassVar[str] = "operator_action"
+    action: str
+    target: str
+    detail: str = ""
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
+class CollapseSeen(Event):
+    """DWFM's goodput stayed below 10 % of its healthy rate while DNS answered, from
+    ``since_ms`` for ``lasted_s`` (recorded by whoever watched it: ``dnsrace cascade``)."""
+
+    kind: ClassVar[str] = "collapse_seen"
+    since_ms: int
+    lasted_s: float
+
+
 def decode(raw: str) -> Event:
     data = json.loads(raw)
     cls = _KINDS[data.pop("kind")]

@@ -27,6 +27,8 @@ class Invariant(StrEnum):
     I1 = "I1"
     I2 = "I2"
     I3 = "I3"
+    C1 = "C1"
+    """The cascade's (DESIGN.md section 8): after DNS is repaired, leases recover."""
 
     @property
     def heading(self) -> str:
@@ -35,8 +37,12 @@ class Invariant(StrEnum):
 
 
 _SAYS = {Invariant.I1: "no empty answer", Invariant.I2: "no regression",
-         Invariant.I3: "never delete a live tree"}
-ALL_INVARIANTS: tuple[Invariant, ...] = tuple(Invariant)
+         Invariant.I3: "never delete a live tree",
+         Invariant.C1: "leases recover after the DNS repair"}
+ALL_INVARIANTS: tuple[Invariant, ...] = (Invariant.I1, Invariant.I2, Invariant.I3)
+"""The invariants of the DNS automation: what the explorer, Spin and the zone watch check."""
+CASCADE_INVARIANTS: tuple[Invariant, ...] = (Invariant.C1,)
+"""The cascade's, judged from the history by ``dnsrace check`` (services.core.leases)."""
 
 
 @dataclass

@@ -14,28 +14,23 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import random
 import time
 from collections import deque
 from dataclasses import dataclass
 
-import aiohttp
-from aiohttp import web
 from prometheus_client import Counter, Gauge
 
-from loadgen.resolver import StubResolver
 from services.config import Settings
+from services.core import events
 from services.core.backoff import RetryBackoff
 from services.core.clock import Clock
+from services.core.events import HistorySink
 from services.core.names import AZS, DEFAULT_TABLE
 from services.ec2.dynamo import ConditionFailed, DynamoCallError, DynamoClient
+from services.ec2.placement import Candidate, place
 from services.ec2.work import Outcome, Policy, ServiceEstimate, WorkItem, WorkQueue, judge
 from services.runtime.clock import WALL_CLOCK
-from services.runtime.service import (
-    ServiceContext,
-    observability_app,
-    run_until_stopped,
-    start_site,
-)
 
 log = logging.getLogger(__name__)
 ADOPT_RETRY = RetryBackoff(base_s=0.1, cap_s=2.0)
@@ -49,6 +44,9 @@ ADMISSION_LIMIT = Gauge("dnsrace_dwfm_admission_limit",
 OPERATOR_THROTTLE = Gauge("dnsrace_dwfm_operator_throttle",
                           "Lease work admitted per second at most, set by the operators (0: off)")
 RESTARTS = Counter("dnsrace_dwfm_restarts", "Selective restarts by the operators")
+INSTANCES = Gauge("dnsrace_dwfm_instances", "Instances running on this host's droplets", ["az"])
+PLACEMENTS = Counter("dnsrace_dwfm_placements", "Launches ec2_api asked this host to place",
+                     ["outcome"])
 GOODPUT = Gauge("dnsrace_dwfm_goodput", "Leases established per second (last 5 s)")
 WORK_EXPIRED = Counter("dnsrace_dwfm_work_expired",
                        "Work items finished after their deadline: the lease was void")
@@ -66,6 +64,8 @@ for _label in ("admitted", "already_queued", "throttled"):
     ADMISSIONS.labels(_label)
 for _label in ("ok", "failed"):
     RENEWALS.labels(_label)
+for _label in ("placed", "no_capacity"):
+    PLACEMENTS.labels(_label)
 
 GOODPUT_WINDOW_S = 5.0
 FAILED_CALL_PAUSE_S = 0.05
@@ -89,14 +89,21 @@ def droplets(host: int, count: int) -> tuple[Droplet, ...]:
 
 class DwfmHost:
     def __init__(self, settings: Settings, host: int, client: DynamoClient,
-                 clock: Clock = WALL_CLOCK) -> None:
+                 clock: Clock = WALL_CLOCK, history: HistorySink | None = None) -> None:
         self.clock = clock
+        self.history = history
+        self.unrecorded: asyncio.Queue[events.Event] = asyncio.Queue(maxsize=20_000)
         s = settings
         self.settings = settings
         self.holder = f"dwfm-{host}"
         self.client = client
         self.droplets = {d.name: d for d in droplets(host, s.dwfm_droplets)}
         self.expires: dict[str, float] = dict.fromkeys(self.droplets, 0.0)
+        self.instances = {d.name: d.instances for d in self.droplets.values()}
+        self.lost_leases: set[str] = set()
+        """Droplets whose lease this host held and saw expire (their LeaseLost is recorded)."""
+        self.attempts: set[asyncio.Task[None]] = set()
+        self.rng = random.Random(host)
         policy = (Policy.QUEUE_THROTTLE if "queue_throttle" in s.active_protections
                   else Policy.LEGACY)
         expected = s.dwfm_work_s + 4 * s.dwfm_instance_work_s + 0.02
@@ -107,6 +114,48 @@ class DwfmHost:
         self.renewing = asyncio.Semaphore(RENEWALS_IN_FLIGHT)
         for d in self.droplets.values():
             DROPLETS.labels(d.az).inc()
+
+    async def record(self, event: events.Event) -> None:
+        """Queue ``event`` for the history, stamped now; never waits on Redis (a slow or
+        restarting Redis must not hold up state checks: leases would expire)."""
+        if self.history is None:
+            return
+        if self.unrecorded.full():
+            self.unrecorded.get_nowait()  # the oldest goes: the history is a record, not a log
+        self.unrecorded.put_nowait(event.stamped(self.clock))
+
+    async def history_writer(self) -> None:
+        """Write queued events to the history in batches, in order."""
+        while self.history is not None:
+            batch = [await self.unrecorded.get()]
+            while not self.unrecorded.empty() and len(batch) < 500:
+                batch.append(self.unrecorded.get_nowait())
+            await self.history.record_many(batch)
+
+    def place(self, az: str | None) -> Droplet | None:
+        """Put one new instance on a leased droplet with room (``az`` if given)."""
+        now = self.now()
+        cap = self.settings.ec2_droplet_capacity
+        chosen = place({n: Candidate(n, d.az, self.instances[n], self.expires[n] > now)
+                        for n, d in self.droplets.items()}, cap, az, self.rng)
+        if chosen is None:
+            PLACEMENTS.labels("no_capacity").inc()
+            return None
+        self.instances[chosen.droplet] += 1
+        PLACEMENTS.labels("placed").inc()
+        return self.droplets[chosen.droplet]
+
+    async def restart(self) -> tuple[int, int]:
+        """The operators' selective restart: waiting and in-flight lease work is lost, and the
+        queue is rebuilt from the droplets whose lease is not held."""
+        for task in list(self.attempts):
+            task.cancel()
+        now = self.now()
+        unleased = [n for n in self.droplets if self.expires[n] <= now]
+        lost, queued = self.queue.restart(unleased, now)
+        self.work_ready.set()
+        RESTARTS.inc()
+        return lost, queued
 
     def now(self) -> float:
         """Seconds, from the clock the host is given (time passed in)."""
@@ -197,6 +246,10 @@ class DwfmHost:
                 if self.expires[name] > now:
                     renewals.create_task(self.renew(name))
                 else:
+                    if name not in self.lost_leases and self.expires[name] > 0:
+                        self.lost_leases.add(name)
+                        await self.record(events.LeaseLost(
+                            host=self.holder, droplet=name, az=self.droplets[name].az))
                     ADMISSIONS.labels(self.queue.offer(name, now).value).inc()
                     self.work_ready.set()
                 heapq.heappush(schedule, (at + interval, name))
@@ -211,7 +264,13 @@ class DwfmHost:
                 continue
             if item.expired(now):
                 WORK_STARTED_LATE.inc()
-            await self.attempt(item)
+            task = asyncio.create_task(self.attempt(item))
+            self.attempts.add(task)
+            try:
+                await asyncio.wait({task})  # a restart cancels the attempt, not the worker
+            finally:
+                self.attempts.discard(task)
+                task.cancel()
 
     async def attempt(self, item: WorkItem) -> None:
         droplet = self.droplets[item.droplet]
@@ -221,7 +280,8 @@ class DwfmHost:
             await self.client.call("GetItem", {"TableName": DEFAULT_TABLE,
                                                "Key": self._key(droplet.name)})
             await asyncio.sleep(self.settings.dwfm_work_s
-                                + droplet.instances * self.settings.dwfm_instance_work_s)
+                                + self.instances[droplet.name]
+                                * self.settings.dwfm_instance_work_s)
             now = self.now()
             await self.client.call("PutItem", {
                 "TableName": DEFAULT_TABLE,
@@ -241,6 +301,9 @@ class DwfmHost:
         if outcome is Outcome.LEASED:
             self.expires[droplet.name] = now + self.settings.lease_ttl_s
             self.leased_at.append(now)
+            self.lost_leases.discard(droplet.name)
+            await self.record(events.LeaseRegained(host=self.holder, droplet=droplet.name,
+                                                   az=droplet.az, attempt=item.attempt))
         elif outcome is Outcome.VOID:
             WORK_EXPIRED.inc()
         WORK.labels(outcome.value).inc()
@@ -258,57 +321,10 @@ class DwfmHost:
                 self.leased_at.popleft()
             GOODPUT.set(len(self.leased_at) / GOODPUT_WINDOW_S)
             QUEUE_DEPTH.set(len(self.queue))
+            for az in AZS:
+                INSTANCES.labels(az).set(sum(n for name, n in self.instances.items()
+                                             if self.droplets[name].az == az))
             ADMISSION_LIMIT.set(self.queue.admission_limit or 0)
             WORK.labels("dropped").inc(self.queue.stats.dropped - dropped)
             dropped = self.queue.stats.dropped
             await asyncio.sleep(0.5)
-
-
-def operator_routes(app: web.Application, dwfm: DwfmHost) -> None:
-    """The operators' procedure on this host: ``POST /ec2/throttle`` {"rate": R or null} and
-    ``POST /ec2/restart`` (the host forgets its waiting lease work, as a restart does)."""
-
-    async def throttle(request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-            rate = body["rate"]
-            dwfm.queue.throttle(None if rate is None else float(rate), dwfm.now())
-        except (ValueError, KeyError, TypeError) as e:
-            return web.json_response({"error": f"bad throttle: {e}"}, status=400)
-        OPERATOR_THROTTLE.set(dwfm.queue.operator_rate_s or 0)
-        log.info("%s: operators set the throttle to %s", dwfm.holder, rate)
-        return web.json_response({"host": dwfm.holder, "rate": dwfm.queue.operator_rate_s})
-
-    async def restart(_: web.Request) -> web.Response:
-        lost = dwfm.queue.lost()
-        RESTARTS.inc()
-        log.info("%s: selective restart by the operators; %d waiting items lost",
-                 dwfm.holder, lost)
-        return web.json_response({"host": dwfm.holder, "lost": lost})
-
-    app.router.add_post("/ec2/throttle", throttle)
-    app.router.add_post("/ec2/restart", restart)
-
-
-async def serve(ctx: ServiceContext, host: int) -> None:
-    settings = ctx.settings
-    resolver = StubResolver(settings.dns_host, settings.dns_port)
-    connector = aiohttp.TCPConnector(limit=64)
-    metrics: web.AppRunner | None = None
-    try:
-        async with aiohttp.ClientSession(connector=connector) as session:
-            dwfm = DwfmHost(settings, host, DynamoClient(resolver, session, settings.lb_port))
-            app = observability_app(ctx)
-            operator_routes(app, dwfm)
-            metrics = await start_site(app, "127.0.0.1", settings.metrics_port("dwfm", host - 1))
-            log.info("DWFM host %d: %d droplets, %d workers, deadline %.1f s, policy %s",
-                     host, len(dwfm.droplets), settings.dwfm_workers, settings.dwfm_deadline_s,
-                     dwfm.queue.policy.value)
-            ctx.ready = True
-            await run_until_stopped(ctx, dwfm.run(), dwfm.gauges(),
-                                    *(dwfm.worker() for _ in range(settings.dwfm_workers)))
-    finally:
-        ctx.ready = False
-        await resolver.aclose()
-        if metrics is not None:
-            await metrics.cleanup()

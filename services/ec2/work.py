@@ -198,6 +198,18 @@ class WorkQueue:
         self.queued.clear()
         return count
 
+    def restart(self, unleased: list[str], now_s: float) -> tuple[int, int]:
+        """A selective restart of the host: every waiting and in-flight item is lost, and the
+        queue is rebuilt from the host's droplets, one fresh item per droplet in
+        ``unleased`` (in that order, admitted as any new work is: the operators' throttle
+        and ``queue_throttle`` still apply). Returns (items lost, items queued again)."""
+        lost = len(self.items) + len(self.in_work)
+        self.items.clear()
+        self.queued.clear()
+        self.in_work.clear()
+        queued = sum(self.offer(d, now_s) is Offer.ADMITTED for d in unleased)
+        return lost, queued
+
     def oldest_age_s(self, now_s: float) -> float:
         return now_s - self.items[0].queued_s if self.items else 0.0
 

@@ -58,6 +58,8 @@ def health_url(name: str, settings: Settings) -> str | None:
         port = settings.metrics_port("enactor", AZS.index(az))
     elif name.startswith("dwfm_") and name.removeprefix("dwfm_").isdigit():
         port = settings.metrics_port("dwfm", int(name.removeprefix("dwfm_")) - 1)
+    elif name == "ec2_api":
+        port = settings.metrics_port("ec2_api")
     elif name == "control":
         port = settings.control_port
     elif name in ("planner", "dns", "endpoints", "loadgen"):

@@ -66,6 +66,7 @@ def metrics_urls(settings: Settings, loadgens: int = 1) -> dict[str, str]:
             settings.metrics_port("enactor", i))
     for i in range(settings.dwfm_hosts):
         urls[f"dwfm_{i + 1}"] = base.format(settings.metrics_port("dwfm", i))
+    urls["ec2_api"] = base.format(settings.metrics_port("ec2_api"))
     for i in range(loadgens):
         urls[f"loadgen.{i + 1}"] = base.format(settings.metrics_port("loadgen", i))
     return urls

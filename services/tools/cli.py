@@ -32,6 +32,7 @@ SERVICE_MODULES = {
     "dns": "dns_server.server",
     "endpoints": "services.fleet.endpoints",
     "control": "services.control.service",
+    "ec2-api": "services.ec2.api",
 }
 
 
@@ -48,7 +49,7 @@ def _serve(role: str) -> Handler:
 
 
 def cmd_dwfm(args: argparse.Namespace, settings: Settings) -> int:
-    from services.ec2.dwfm import serve
+    from services.ec2.host import serve
     from services.runtime.service import ServiceContext, run_service
 
     if not 1 <= args.host <= settings.dwfm_hosts:
@@ -129,6 +130,16 @@ def cmd_ec2(args: argparse.Namespace, settings: Settings) -> int:
         return handler(args, settings)
     except ec2.Ec2UsageError as e:
         print(f"dnsrace ec2 {args.action}: {e}", file=sys.stderr)
+        return 2
+
+
+def cmd_cascade(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools import cascade, ec2
+
+    try:
+        return cascade.cascade_command(args, settings)
+    except ec2.Ec2UsageError as e:
+        print(f"dnsrace cascade: {e}", file=sys.stderr)
         return 2
 
 
@@ -259,8 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
         "throttle", help="limit lease work admitted by every DWFM host (retries included)")
     ec2_throttle.add_argument("rate", metavar="RATE|off", help="items per second per host")
     ec2_restart = ec2_sub.add_parser(
-        "restart", help="selectively restart one DWFM host: it drops its waiting lease work")
+        "restart", help="selectively restart one DWFM host: queue lost, rebuilt from droplets")
     ec2_restart.add_argument("host", metavar="HOST", help="1 to DNSRACE_DWFM_HOSTS, or dwfm_N")
+    from services.tools import cascade_args
+
+    cascade_args.add_arguments(add("cascade", cmd_cascade,
+                                   "the race, then what the empty name did to EC2 (DWFM leases)"))
     add("repair", cmd_repair, "the operators' manual fix: restore every broken endpoint")
     automation = add("automation", cmd_automation,
                      "turn the DNS automation off (the enactors stop applying plans) or on")
@@ -321,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("loadgen", add_help=False,
                    help="run a load generator (options: 'dnsrace loadgen --help')")
     add("control", _serve("control"), "run the control service (fault API)")
+    add("ec2-api", _serve("ec2-api"), "run EC2's launch API (RunInstances on leased droplets)")
     dwfm = add("dwfm", cmd_dwfm, "run one DWFM host: droplet leases in DynamoDB")
     dwfm.add_argument("--host", type=int, required=True,
                       help="host number, 1 to DNSRACE_DWFM_HOSTS")

@@ -108,6 +108,10 @@ def repair_command(args: argparse.Namespace, settings: Settings) -> int:
                                         names.endpoints(settings.cells))
         if not actions:
             print("nothing to repair: every endpoint names an existing tree of the newest plan")
+        else:  # in the history, for C1 (leases must recover after the DNS repair)
+            await history.RedisHistory(client, source="operator", clock=WALL_CLOCK).record(
+                events.OperatorAction(action="dns_repair", target=names.REGIONAL,
+                                      detail=f"{len(actions)} endpoint(s) repaired"))
         for a in actions:
             print(f"{a.outcome:<9} {a.endpoint}: plan {a.before} -> plan {a.after}"
                   + (" (its tree was missing)" if a.tree_was_missing else ""))

@@ -126,7 +126,7 @@ def parse_host(text: str, settings: Settings) -> int:
     return int(number)
 
 
-async def _post(settings: Settings, host: int, path: str, body: dict[str, object]
+async def post(settings: Settings, host: int, path: str, body: dict[str, object]
                 ) -> dict[str, object]:
     url = f"http://127.0.0.1:{settings.metrics_port('dwfm', host - 1)}{path}"
     try:
@@ -146,7 +146,7 @@ def throttle_command(args: argparse.Namespace, settings: Settings) -> int:
 
     async def main() -> list[dict[str, object]]:
         return list(await asyncio.gather(*(
-            _post(settings, host, "/ec2/throttle", {"rate": rate})
+            post(settings, host, "/ec2/throttle", {"rate": rate})
             for host in range(1, settings.dwfm_hosts + 1))))
 
     for answer in asyncio.run(main()):
@@ -157,7 +157,8 @@ def throttle_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def restart_command(args: argparse.Namespace, settings: Settings) -> int:
     host = parse_host(args.host, settings)
-    answer = asyncio.run(_post(settings, host, "/ec2/restart", {}))
-    print(f"{answer['host']} restarted: {answer['lost']} waiting lease work item(s) dropped; "
-          "its state checks queue them again")
+    answer = asyncio.run(post(settings, host, "/ec2/restart", {}))
+    print(f"{answer['host']} restarted: {answer['lost']} lease work item(s) lost (waiting and "
+          f"in flight); the queue rebuilt from its droplets without a lease: "
+          f"{answer['queued']} admitted now, the rest as admission allows")
     return 0

@@ -1,0 +1,90 @@
+"""The cascade's figures: ``dnsrace cascade --stage dwfm --json``, legacy and queue_throttle.
+
+    .venv/bin/python -m bench.cascade_bench [--out bench/results/issue14-cascade.json]
+
+Runs the command as a user does, on ports of its own (never a running cluster's), once in
+legacy (the collapse watched for the default 30 s) and once in safe with
+``DNSRACE_PROTECTIONS=queue_throttle`` (the race still empties the name), and writes both JSON
+objects with the command's wall time, the machine, its load and the commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.common import PYTHON, REPO, free_port, load_average, machine
+
+RUNS: dict[str, tuple[str, dict[str, str]]] = {
+    "legacy": ("legacy", {}),
+    "queue_throttle": ("safe", {"DNSRACE_PROTECTIONS": "queue_throttle"}),
+}
+"""Each run's ``--mode`` and extra settings."""
+
+
+def metrics_base(span: int = 20) -> int:
+    """A first /metrics port with ``span`` free ports after it."""
+    for _ in range(100):
+        base = free_port()
+        if base + span > 65000:
+            continue
+        try:
+            for port in range(base, base + span):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no run of free ports for the cluster's /metrics")
+
+
+def run(name: str, mode: str, extra: dict[str, str]) -> dict[str, Any]:
+    state = Path(tempfile.mkdtemp(prefix=f"dnsrace-bench-cascade-{name}-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")}
+    env.update(extra)
+    env.update({
+        "DNSRACE_REDIS_PORT": str(free_port()), "DNSRACE_DNS_PORT": str(free_port()),
+        "DNSRACE_CONTROL_PORT": str(free_port()), "DNSRACE_LB_PORT": str(free_port()),
+        "DNSRACE_METRICS_PORT_BASE": str(metrics_base()), "DNSRACE_LB_NETWORK": "127.0.23",
+        "DNSRACE_STATE_DIR": str(state / "state")})
+    load = load_average()
+    started = time.monotonic()
+    done = subprocess.run(
+        [PYTHON, "-m", "services.tools.cli", "cascade", "--stage", "dwfm", "--json",
+         "--mode", mode, "--report-dir", str(state / "reports")],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    wall = time.monotonic() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{name}: exit {done.returncode}\n{done.stderr[-3000:]}")
+    summary: dict[str, Any] = json.loads(done.stdout)
+    summary.pop("report", None)
+    return {"command_wall_s": round(wall, 1), "loadavg_at_start": load, "summary": summary}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cascade_bench", description=__doc__)
+    parser.add_argument("--out", type=Path, default=REPO / "bench/results/issue14-cascade.json")
+    args = parser.parse_args(argv)
+    result = {"benchmark": "dnsrace cascade --stage dwfm --json", "machine": machine(),
+              "runs": {name: run(name, *spec) for name, spec in RUNS.items()}}
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    for name, r in result["runs"].items():
+        s = r["summary"]
+        print(f"{name:<15} wall {r['command_wall_s']:6.1f} s  outage {s['dns_outage_s']} s  "
+              f"min held {s['leases_min_held']}/{s['leases_total']}  collapse {s['collapse']} "
+              f"({s['collapse_s']} s)  recovery {s['lease_recovery_s']} s")
+    print(f"written {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

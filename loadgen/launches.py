@@ -1,0 +1,90 @@
+"""Launch load: RunInstances calls to ec2_api at a constant rate (open model), by outcome.
+
+One launch at each intended time, whatever earlier ones are doing, over the three AZs in
+turn; at most ``max_in_flight`` outstanding (more are dropped and counted as errors).
+Outcomes are counted in ``dnsrace_ec2_launches_total{outcome}`` and returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter
+
+import aiohttp
+
+from loadgen.metrics import LAUNCHES
+from loadgen.schedule import arrival_time
+from services.config import Settings
+from services.core.launch import RUN_INSTANCES_PATH, LaunchOutcome, outcome_of
+from services.core.names import AZS
+
+log = logging.getLogger(__name__)
+
+
+async def launch_once(
+    session: aiohttp.ClientSession, url: str, az: str, timeout_s: float = 2.0
+) -> LaunchOutcome:
+    """One RunInstances call and how it ended."""
+    body = {"Placement": {"AvailabilityZone": az}, "MinCount": 1, "MaxCount": 1}
+    try:
+        async with session.post(
+            url, json=body, timeout=aiohttp.ClientTimeout(total=timeout_s)
+        ) as r:
+            raw = await r.read()
+            status = r.status
+    except TimeoutError:
+        return LaunchOutcome.TIMEOUT
+    except aiohttp.ClientError:
+        return LaunchOutcome.CONNECT_ERROR
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        answer = None
+    return outcome_of(status, answer)
+
+
+async def run_launches(
+    settings: Settings, stop: asyncio.Event, rate: float | None = None, max_in_flight: int = 64
+) -> Counter[LaunchOutcome]:
+    """Launch at ``rate`` per second (default ``ec2_launch_rate``) until ``stop`` is set."""
+    rate = settings.ec2_launch_rate if rate is None else rate
+    counts: Counter[LaunchOutcome] = Counter()
+    if rate <= 0:
+        return counts
+    url = f"http://127.0.0.1:{settings.metrics_port('ec2_api')}{RUN_INSTANCES_PATH}"
+    in_flight: set[asyncio.Task[None]] = set()
+
+    async def one(az: str) -> None:
+        outcome = await launch_once(session, url, az)
+        counts[outcome] += 1
+        LAUNCHES.labels(outcome.value).inc()
+
+    start = time.monotonic()
+    k = 0
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max_in_flight)
+    ) as session:
+        try:
+            while not stop.is_set():
+                due = start + arrival_time(k, rate, 0.0)
+                try:
+                    await asyncio.wait_for(stop.wait(), max(0.0, due - time.monotonic()))
+                    break
+                except TimeoutError:
+                    pass
+                if len(in_flight) >= max_in_flight:
+                    counts[LaunchOutcome.ERROR] += 1
+                    LAUNCHES.labels(LaunchOutcome.ERROR.value).inc()
+                else:
+                    task = asyncio.create_task(one(AZS[k % len(AZS)]))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+                k += 1
+        finally:
+            for task in list(in_flight):
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+    return counts

@@ -1,0 +1,112 @@
+"""The EC2 launch record in Redis: what ec2_api launched, and how long Network Manager's queue is.
+
+The contract between the EC2 launch API (issue 14, ``services.ec2.api``) and Network Manager
+(issue 15): both sides use this module, never the key names.
+
+- Every successful launch is appended by ec2_api to the stream :data:`LAUNCHES_STREAM` with the
+  fields ``instance_id``, ``az``, ``droplet`` and ``at_ms`` (the launch's time, ms of ec2_api's
+  clock). Network Manager reads it to know what to propagate.
+- Network Manager keeps its backlog of network-state propagations in :data:`NETMGR_BACKLOG_KEY`
+  (an integer; absent means 0). Under ``queue_throttle`` ec2_api answers
+  ``RequestLimitExceeded`` while that backlog is longer than ``DNSRACE_EC2_NETMGR_BACKLOG_LIMIT``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from services.errors import DnsraceError
+
+log = logging.getLogger(__name__)
+
+LAUNCHES_STREAM = "dnsrace:ec2:launches"
+NETMGR_BACKLOG_KEY = "dnsrace:netmgr:backlog"
+STREAM_MAXLEN = 100_000
+"""The stream is capped at about this many launches (XADD MAXLEN ~)."""
+
+
+class LaunchRecordError(DnsraceError, ValueError):
+    """A stream entry or backlog value that does not follow the contract."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One instance placed on a droplet by ec2_api."""
+
+    instance_id: str
+    az: str
+    droplet: str
+    at_ms: int
+
+    def fields(self) -> dict[str, str]:
+        return {
+            "instance_id": self.instance_id,
+            "az": self.az,
+            "droplet": self.droplet,
+            "at_ms": str(self.at_ms),
+        }
+
+    @classmethod
+    def parse(cls, fields: dict[str, str]) -> Launch:
+        try:
+            launch = cls(
+                fields["instance_id"], fields["az"], fields["droplet"], int(fields["at_ms"])
+            )
+        except (KeyError, ValueError, TypeError) as e:
+            raise LaunchRecordError(f"not a launch record: {fields!r} ({e})") from None
+        if not (launch.instance_id and launch.az and launch.droplet) or launch.at_ms < 0:
+            raise LaunchRecordError(f"not a launch record: {fields!r} (empty field)")
+        return launch
+
+
+async def append_launch(client: aioredis.Redis, launch: Launch, key: str = LAUNCHES_STREAM) -> str:
+    """Append ``launch`` to the stream; returns its stream id."""
+    entry_id: str = await client.xadd(key, launch.fields(), maxlen=STREAM_MAXLEN, approximate=True)
+    return entry_id
+
+
+async def read_launches(
+    client: aioredis.Redis,
+    after: str = "0-0",
+    count: int = 1000,
+    block_ms: int | None = None,
+    key: str = LAUNCHES_STREAM,
+) -> list[tuple[str, Launch]]:
+    """Launches after stream id ``after`` (oldest first), at most ``count``.
+
+    ``block_ms``: wait up to that long for a first one (``None``: do not wait). An entry that
+    does not follow the contract is logged and skipped, so one bad writer stops no reader.
+    """
+    answer = await client.xread({key: after}, count=count, block=block_ms)
+    out: list[tuple[str, Launch]] = []
+    for _stream, entries in answer or ():
+        for entry_id, fields in entries:
+            try:
+                out.append((entry_id, Launch.parse(fields)))
+            except LaunchRecordError as e:
+                log.warning("launch stream entry %s skipped: %s", entry_id, e)
+    return out
+
+
+async def netmgr_backlog(client: aioredis.Redis, key: str = NETMGR_BACKLOG_KEY) -> int:
+    """Network Manager's backlog of propagations (0 when it never wrote one)."""
+    raw = await client.get(key)
+    if raw is None:
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        raise LaunchRecordError(f"{key} holds {raw!r}, not an integer") from None
+    return max(0, value)
+
+
+async def set_netmgr_backlog(
+    client: aioredis.Redis, backlog: int, key: str = NETMGR_BACKLOG_KEY
+) -> None:
+    """Network Manager's side: publish the current backlog."""
+    if backlog < 0:
+        raise LaunchRecordError(f"a backlog is >= 0, not {backlog}")
+    await client.set(key, str(backlog))
