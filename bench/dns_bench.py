@@ -53,6 +53,9 @@ def summarize(results: list[DnsperfResult]) -> dict[str, Any]:
     }
 
 
+BASELINE = "ours-baseline"
+"""Our server from another checkout (``--baseline DIR``, e.g. main), interleaved with ours:
+before and after measured in the same rounds, under the same load."""
 UNBATCHED = "ours-unbatched"
 """Our server with DNSRACE_DNS_UDP_BATCH=0 (a system call per datagram, through uvloop's
 transport): what batching buys, measured beside it."""
@@ -88,12 +91,14 @@ def _pause(churn: Churn, paused: bool) -> None:
 async def run(root: Path, log: Log, endpoints: int = 1003, rounds: int = 3,
               duration_s: float = 10.0, rate: float = 25_000, references: tuple[str, ...] = (
                   "nsd", "knot"), propagation_samples: int = 300, clients: int = 4,
-              low_rate: float = 5_000) -> dict[str, Any]:
+              low_rate: float = 5_000, baseline: Path | None = None) -> dict[str, Any]:
     """Every round: each server at max rate, then at ``low_rate`` and ``rate`` q/s, one after
-    the other; then ours under churn. ``clients`` client sockets in every dnsperf run."""
+    the other; then ours under churn. ``clients`` client sockets in every dnsperf run;
+    ``baseline``: another checkout whose server runs beside ours in every round."""
     rates = (low_rate, rate) if low_rate else (rate,)
     out: dict[str, Any] = {"endpoints": endpoints, "rounds": rounds, "duration_s": duration_s,
-                           "rate_qps": rate, "low_rate_qps": low_rate, "clients": clients}
+                           "rate_qps": rate, "low_rate_qps": low_rate, "clients": clients,
+                           "baseline": str(baseline) if baseline else None}
     async with zonedata.store(root, endpoints, appendonly=True) as s:
         started = time.perf_counter()
         await zonedata.populate(s, plans=2)
@@ -104,6 +109,8 @@ async def run(root: Path, log: Log, endpoints: int = 1003, rounds: int = 3,
         running: list[DnsChild] = []
         try:
             running.append(servers.start_ours(root, s.url))
+            if baseline is not None:
+                running.append(servers.start_ours(root, s.url, name=BASELINE, code=baseline))
             running.append(servers.start_ours(root, s.url, udp_batch=0, name=UNBATCHED))
             starters = {"nsd": servers.start_nsd, "knot": servers.start_knot}
             for name in references:

@@ -154,7 +154,7 @@ async def _run_async(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             root / "dns", log, endpoints=args.endpoints, rounds=args.rounds,
             duration_s=args.duration, rate=args.rate,
             propagation_samples=args.propagation_samples, clients=args.clients,
-            low_rate=args.low_rate)
+            low_rate=args.low_rate, baseline=args.baseline)
     if "enactor" in args.only:
         log(f"== enactor: one plan over {args.enactor_endpoints} endpoints")
         result["enactor"] = await enactor_bench.run(root / "enactor", args.enactor_endpoints)
@@ -178,6 +178,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=25_000, help="fixed dnsperf rate, q/s")
     parser.add_argument("--low-rate", type=float, default=5_000,
                         help="a second fixed dnsperf rate, q/s (0: none)")
+    parser.add_argument("--baseline", type=Path,
+                        help="a checkout (e.g. of main) whose DNS server runs beside ours in "
+                             "every round, as ours-baseline")
     parser.add_argument("--clients", type=int, default=4, help="dnsperf client sockets (-c)")
     parser.add_argument("--endpoints", type=int, default=1003, help="endpoints in the DNS zone")
     parser.add_argument("--enactor-endpoints", type=int, default=10_000)

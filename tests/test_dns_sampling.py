@@ -114,7 +114,7 @@ def test_a_full_queue_drops_instead_of_growing() -> None:
 
 
 def test_dropped_replies_are_forgotten_once_read() -> None:
-    engine, sampler, clock = setup()
+    engine, _, _ = setup()
     for serial in range(20, 60):
         engine.set_zone(zone_of(TREE3, ALIAS3, serial=serial))
         engine.respond(query(names.REGIONAL), False)
