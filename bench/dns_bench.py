@@ -9,13 +9,10 @@ comes from a real planner/enactor pair, paused (SIGSTOP) during the static runs 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import statistics
-import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +42,10 @@ def summarize(results: list[DnsperfResult]) -> dict[str, Any]:
         "p999_ms_median": _median(results, "p999_ms"),
         "server_cpu_s_median": _median(results, "server_cpu_s"),
         "server_wait_s_median": _median(results, "server_wait_s"),
+        "server_total_cpu_s_median": _median(results, "server_total_cpu_s"),
+        "cpu_per_query_us_median": _median(results, "cpu_per_query_us"),
+        "cpu_per_query_us_runs": [r.cpu_per_query_us for r in results],
+        "loadavg_1m_runs": [r.loadavg_1m for r in results],
         "lost_total": sum(r.lost for r in results),
         "sent_total": sum(r.sent for r in results),
         "response_bytes": results[0].response_bytes if results else None,
@@ -52,9 +53,17 @@ def summarize(results: list[DnsperfResult]) -> dict[str, Any]:
     }
 
 
+BASELINE = "ours-baseline"
+"""Our server from another checkout (``--baseline DIR``, e.g. main), interleaved with ours:
+before and after measured in the same rounds, under the same load."""
 UNBATCHED = "ours-unbatched"
 """Our server with DNSRACE_DNS_UDP_BATCH=0 (a system call per datagram, through uvloop's
 transport): what batching buys, measured beside it."""
+
+
+def _rate_key(fixed: float, rate: float) -> str:
+    """``rate`` for the main fixed rate (its key since issue 6), ``rate5000`` for another."""
+    return "rate" if fixed == rate else f"rate{fixed:g}"
 
 
 def _main_thread_serves(server: DnsChild) -> int | None:
@@ -73,24 +82,6 @@ def _cpu_budget(before: dict[str, float], after: dict[str, float], run: DnsperfR
     return out
 
 
-@contextmanager
-def _pinned(churn: Churn, redis: subprocess.Popen[bytes] | None,
-            ours: DnsChild) -> Iterator[set[int]]:
-    """The churn (planner, enactor, Redis) on one CPU, our server on the other (yielded: for
-    dnsperf too), for a run under churn in which the server never waits behind the churn."""
-    every = os.sched_getaffinity(0)
-    churn_cpu, own = min(every), {max(every)}
-    pids = [child.pid for child in churn.children] + ([redis.pid] if redis else [])
-    try:
-        for pid in pids:
-            os.sched_setaffinity(pid, {churn_cpu})
-        os.sched_setaffinity(ours.pid, own)
-        yield own
-    finally:
-        for pid in [*pids, ours.pid]:
-            os.sched_setaffinity(pid, every)
-
-
 def _pause(churn: Churn, paused: bool) -> None:
     for child in churn.children:
         child.check_alive()
@@ -99,9 +90,15 @@ def _pause(churn: Churn, paused: bool) -> None:
 
 async def run(root: Path, log: Log, endpoints: int = 1003, rounds: int = 3,
               duration_s: float = 10.0, rate: float = 25_000, references: tuple[str, ...] = (
-                  "nsd", "knot"), propagation_samples: int = 300) -> dict[str, Any]:
+                  "nsd", "knot"), propagation_samples: int = 300, clients: int = 4,
+              low_rate: float = 5_000, baseline: Path | None = None) -> dict[str, Any]:
+    """Every round: each server at max rate, then at ``low_rate`` and ``rate`` q/s, one after
+    the other; then ours under churn. ``clients`` client sockets in every dnsperf run;
+    ``baseline``: another checkout whose server runs beside ours in every round."""
+    rates = (low_rate, rate) if low_rate else (rate,)
     out: dict[str, Any] = {"endpoints": endpoints, "rounds": rounds, "duration_s": duration_s,
-                           "rate_qps": rate}
+                           "rate_qps": rate, "low_rate_qps": low_rate, "clients": clients,
+                           "baseline": str(baseline) if baseline else None}
     async with zonedata.store(root, endpoints, appendonly=True) as s:
         started = time.perf_counter()
         await zonedata.populate(s, plans=2)
@@ -112,6 +109,8 @@ async def run(root: Path, log: Log, endpoints: int = 1003, rounds: int = 3,
         running: list[DnsChild] = []
         try:
             running.append(servers.start_ours(root, s.url))
+            if baseline is not None:
+                running.append(servers.start_ours(root, s.url, name=BASELINE, code=baseline))
             running.append(servers.start_ours(root, s.url, udp_batch=0, name=UNBATCHED))
             starters = {"nsd": servers.start_nsd, "knot": servers.start_knot}
             for name in references:
@@ -136,36 +135,34 @@ async def run(root: Path, log: Log, endpoints: int = 1003, rounds: int = 3,
                 churn.wait_churning()
                 churn_rates = []
                 churn_cpu: list[dict[str, float]] = []
+                compared = [srv for srv in running if srv.name not in ("dnslib", UNBATCHED)]
                 for n in range(rounds):
                     log(f" round {n + 1}/{rounds}")
                     _pause(churn, True)
-                    for server in running:
+                    for server in running:  # interleaved: ours, ours unbatched, NSD, Knot...
                         record(f"max/{server.name}", dnsperf.run(
                             server.name, server.port, zone.query_file, duration_s,
-                            server_pid=_main_thread_serves(server)))
-                    for server in running:
-                        if server.name in ("dnslib", UNBATCHED):
-                            continue  # dnslib cannot answer this rate (see max); not compared
-                        record(f"rate/{server.name}", dnsperf.run(
-                            server.name, server.port, zone.query_file, duration_s, rate=rate,
-                            server_pid=_main_thread_serves(server)))
+                            clients=clients, server_pid=_main_thread_serves(server),
+                            server_tree=server.pid))
+                    for fixed in rates:
+                        for server in compared:  # dnslib cannot answer these rates (see max)
+                            record(f"{_rate_key(fixed, rate)}/{server.name}", dnsperf.run(
+                                server.name, server.port, zone.query_file, duration_s,
+                                rate=fixed, clients=clients,
+                                server_pid=_main_thread_serves(server),
+                                server_tree=server.pid))
                     _pause(churn, False)
                     churn.wait_churning(batches=20)
                     record("max/ours+churn", dnsperf.run(
-                        "ours+churn", ours.port, zone.query_file, duration_s,
-                        server_pid=ours.pid))
+                        "ours+churn", ours.port, zone.query_file, duration_s, clients=clients,
+                        server_pid=ours.pid, server_tree=ours.pid))
                     before = churn.cpu_seconds()
                     record("rate/ours+churn", dnsperf.run(
                         "ours+churn", ours.port, zone.query_file, duration_s, rate=rate,
-                        server_pid=ours.pid))
+                        clients=clients, server_pid=ours.pid, server_tree=ours.pid))
                     churn_cpu.append(_cpu_budget(before, churn.cpu_seconds(),
                                                  results["rate/ours+churn"][-1], duration_s))
                     log(f"  CPUs busy during it: {churn_cpu[-1]}")
-                    if len(os.sched_getaffinity(0)) >= 2:
-                        with _pinned(churn, s.redis.process, ours) as own:
-                            record("rate/ours+churn pinned", dnsperf.run(
-                                "ours+churn pinned", ours.port, zone.query_file, duration_s,
-                                rate=rate, server_pid=ours.pid, cpus=own))
                     churn_rates.append(churn.rate())
                 out["churn"] = churn_rates
                 out["churn_cpu_per_s"] = churn_cpu

@@ -15,7 +15,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import BenchError, percentile, require, scheduler_seconds
+from bench.common import (
+    BenchError,
+    percentile,
+    require,
+    scheduler_seconds,
+    tree_cpu_seconds,
+)
 
 _FIELDS = {
     "sent": r"Queries sent:\s+(\d+)",
@@ -54,6 +60,16 @@ class DnsperfResult:
     """Seconds it was runnable but waiting for a CPU (the machine's share of the latency)."""
     client_cpu_s: float | None = None
     """CPU seconds dnsperf itself used."""
+    server_total_cpu_s: float | None = None
+    """CPU seconds of every thread and child process of the server during the run (ours: the
+    event loop, the Redis client, /metrics; NSD: its server child; Knot: its workers)."""
+    cpu_per_query_us: float | None = None
+    """``server_total_cpu_s`` per completed query, in microseconds: the figure that holds on a
+    shared machine (a rate moves with what else runs, the work per query much less)."""
+    clients: int = 1
+    """dnsperf's ``-c``: client sockets."""
+    loadavg_1m: float | None = None
+    """The machine's 1-minute load average at the end of the run (it is shared)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,13 +126,16 @@ def _is_number(text: str) -> bool:
 
 def run(server: str, port: int, query_file: Path, duration_s: float, *,
         rate: float | None = None, outstanding: int = 100, clients: int = 1,
-        server_pid: int | None = None, cpus: set[int] | None = None) -> DnsperfResult:
+        server_pid: int | None = None, cpus: set[int] | None = None,
+        server_tree: int | None = None) -> DnsperfResult:
     """One dnsperf run: ``max`` throughput, or a fixed ``rate`` with per-query latencies;
-    with ``server_pid``, the server's CPU time and run-queue wait during the run; on ``cpus``
-    only when given."""
+    with ``server_pid``, the main thread's CPU time and run-queue wait during the run; with
+    ``server_tree``, the CPU of that process with its threads and children, and per query;
+    on ``cpus`` only when given."""
     args = command(port, query_file, duration_s, rate=rate, outstanding=outstanding,
                    clients=clients, verbose=rate is not None)
     before = scheduler_seconds(server_pid) if server_pid else None
+    tree_before = tree_cpu_seconds(server_tree) if server_tree else 0.0
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(args, capture_output=True, text=True, timeout=duration_s + 30,
                           preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
@@ -130,6 +149,13 @@ def run(server: str, port: int, query_file: Path, duration_s: float, *,
         on_cpu, waiting = scheduler_seconds(server_pid)
         result.server_cpu_s = round(on_cpu - before[0], 3)
         result.server_wait_s = round(waiting - before[1], 3)
+    if server_tree:
+        result.server_total_cpu_s = round(tree_cpu_seconds(server_tree) - tree_before, 4)
+        if result.completed:
+            result.cpu_per_query_us = round(result.server_total_cpu_s / result.completed * 1e6,
+                                            3)
+    result.clients = clients
+    result.loadavg_1m = round(os.getloadavg()[0], 2)
     return result
 
 

@@ -23,12 +23,14 @@ async def run(root: Path, endpoints: int = 25_000, query_s: float = 5.0) -> dict
         try:
             ready_s = time.perf_counter() - started
             loaded = proc_status(ours.pid)
-            run = dnsperf.run("ours", ours.port, zone.query_file, query_s)
+            run = dnsperf.run("ours", ours.port, zone.query_file, query_s, clients=4,
+                              server_tree=ours.pid)
             after = proc_status(ours.pid)
         finally:
             ours.stop()
     return {
         "endpoints": endpoints, "record_sets": written + 3, "a_records_served": zone.records,
+        "cpu_per_query_us": run.cpu_per_query_us,
         "bulk_load_s": round(load_s, 2), "server_start_to_first_answer_s": round(ready_s, 2),
         "rss_after_load_mib": round(loaded["VmRSS"] / 1024, 1),
         "rss_after_queries_mib": round(after["VmRSS"] / 1024, 1),

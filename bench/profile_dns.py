@@ -24,9 +24,11 @@ from bench import dnsperf, servers, zonedata
 from bench.churn import Churn
 from bench.common import require
 
-INTERESTING = ("UdpDnsProtocol.datagram_received", "ReplyEngine.respond", "ReplyEngine._entry",
-               "ReplyEngine._reply", "fast_parse", "ZoneSync._follow", "ZoneSync._apply",
-               "encode_reply", "sendmsg", "recvmsg", "epoll_pwait")
+INTERESTING = ("UdpBatchServer._readable", "UdpBatchServer._one", "UdpBatchServer._answer",
+               "UdpBatchServer._send", "UdpBatchServer._receive", "ReplyEngine.respond",
+               "ReplyEngine._entry", "ReplyEngine._reply", "fast_parse", "ZoneSync._follow",
+               "ZoneSync._apply", "AnswerSampler.sample", "encode_reply", "sendto", "__sendto",
+               "recvfrom", "__libc_recvfrom", "sendmmsg", "recvmmsg", "epoll_pwait", "epoll_wait")
 
 
 def summarize(folded: Path, top: int = 20) -> str:
@@ -66,14 +68,16 @@ async def profile(py_spy: str, seconds: float, churn: bool, rate: float | None) 
                                     str(folded)], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
             time.sleep(0.3)
-            result = dnsperf.run("ours", ours.port, zone.query_file, seconds, rate=rate)
+            result = dnsperf.run("ours", ours.port, zone.query_file, seconds, rate=rate,
+                                 clients=4, server_tree=ours.pid)
             spy.wait()
         finally:
             if churning is not None:
                 churning.stop()
             ours.stop()
     head = (f"dnsperf: {result.qps:.0f} q/s, avg {result.avg_latency_ms} ms, "
-            f"p99 {result.p99_ms} ms, lost {result.lost}")
+            f"p99 {result.p99_ms} ms, lost {result.lost}, server CPU per query "
+            f"{result.cpu_per_query_us} us (under py-spy: more than without)")
     return head + "\n" + summarize(folded)
 
 

@@ -46,7 +46,7 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         if value is None:
             rows.append({"target": name, "value": None, "bound": bound, "met": None})
             return
-        met = value >= bound if higher_is_better else value < bound
+        met = value >= bound if higher_is_better else value <= bound
         margin = value / bound if higher_is_better else bound / value if value else None
         rows.append({"target": name, "value": value, "bound": bound, "unit": unit, "met": met,
                      "factor": round(margin, 3) if margin is not None else None})
@@ -62,17 +62,30 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         lost = sum(r[k]["lost_total"] for k in r if k.split("/")[1].startswith("ours"))
         rows.append({"target": "0 lost queries (ours, every run)", "value": lost, "bound": 0,
                      "unit": "queries", "met": lost == 0})
-        add(f"p99 at {dns['rate_qps']:g} q/s < 1 ms", r["rate/ours"]["p99_ms_median"], 1.0,
+        for key in ("max", *(k for k in ("rate5000", "rate") if f"{k}/ours" in r)):
+            ratio = _ratio(r[f"{key}/ours"].get("cpu_per_query_us_median"),
+                           r.get(f"{key}/nsd", {}).get("cpu_per_query_us_median"))
+            add(f"DNS CPU per query vs NSD, {key} (<= 1.1)", ratio, 1.1, False, "x")
+        add(f"p99 at {dns['rate_qps']:g} q/s <= 1 ms", r["rate/ours"]["p99_ms_median"], 1.0,
             False, "ms")
-        add("p99 at rate under churn < 1 ms", r["rate/ours+churn"]["p99_ms_median"], 1.0,
+        add("p99 at rate under churn <= 2 ms", r["rate/ours+churn"]["p99_ms_median"], 2.0,
             False, "ms")
+        add("q/s achieved at rate under churn (>= 0.99 of the rate)",
+            _ratio(r["rate/ours+churn"]["qps_median"], dns["rate_qps"]), 0.99, True, "x")
         for key in PROPAGATION_RUNS:
-            add(f"{key.replace('_', ' ')} p99 < 5 ms (from commit)",
+            add(f"{key.replace('_', ' ')} p99 <= 5 ms (from commit)",
                 dns[key]["from_commit"]["p99_ms"], 5.0, False, "ms")
     enactor = result.get("enactor")
     if enactor:
-        add(f"{enactor['endpoints']}-endpoint plan < 2 s (cluster Redis config)",
-            enactor["cluster_config"]["wall_s"], 2.0, False, "s")
+        bound = 10.0 if enactor["endpoints"] >= 100_000 else 2.0
+        add(f"{enactor['endpoints']}-endpoint plan <= {bound:g} s (cluster Redis config)",
+            enactor["cluster_config"]["wall_s"], bound, False, "s")
+    memory = result.get("memory")
+    if memory:
+        add(f"zone of {memory['record_sets']} record sets: start to first answer <= 20 s",
+            memory["server_start_to_first_answer_s"], 20.0, False, "s")
+        add(f"zone of {memory['record_sets']} record sets: peak RSS <= 1024 MiB",
+            memory["peak_rss_mib"], 1024.0, False, "MiB")
     loadgen = result.get("loadgen")
     if loadgen:
         add("loadgen >= 99% of 2000 req/s", loadgen["at_2000"]["achieved_pct_of_target"],
@@ -86,13 +99,14 @@ def table(result: dict[str, Any]) -> str:
     if dns:
         lines.append(f"DNS ({dns['zone']['endpoints']} endpoints, {dns['rounds']} rounds of "
                      f"{dns['duration_s']:g} s, medians)")
-        lines.append(f"  {'run':<20} {'q/s':>10} {'avg ms':>8} {'p50 ms':>8} {'p99 ms':>8} "
-                     f"{'p99.9':>8} {'lost':>6}")
+        lines.append(f"  {'run':<24} {'q/s':>10} {'avg ms':>8} {'p50 ms':>8} {'p99 ms':>8} "
+                     f"{'p99.9':>8} {'lost':>6} {'us CPU/q':>9}")
         for key, row in dns["results"].items():
             lines.append(
-                f"  {key:<20} {row['qps_median']:>10.0f} {row['avg_latency_ms_median']:>8.3f} "
+                f"  {key:<24} {row['qps_median']:>10.0f} {row['avg_latency_ms_median']:>8.3f} "
                 f"{_fmt(row['p50_ms_median'])} {_fmt(row['p99_ms_median'])} "
-                f"{_fmt(row['p999_ms_median'])} {row['lost_total']:>6}")
+                f"{_fmt(row['p999_ms_median'])} {row['lost_total']:>6} "
+                f"{_fmt(row.get('cpu_per_query_us_median'))}")
         for key in PROPAGATION_RUNS:
             p = dns[key]
             lines.append(f"  {key:<26} from commit p50 {p['from_commit']['p50_ms']} ms "
@@ -146,10 +160,12 @@ async def _run_async(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         result["dns"] = await dns_bench.run(
             root / "dns", log, endpoints=args.endpoints, rounds=args.rounds,
             duration_s=args.duration, rate=args.rate,
-            propagation_samples=args.propagation_samples)
+            propagation_samples=args.propagation_samples, clients=args.clients,
+            low_rate=args.low_rate, baseline=args.baseline)
     if "enactor" in args.only:
         log(f"== enactor: one plan over {args.enactor_endpoints} endpoints")
-        result["enactor"] = await enactor_bench.run(root / "enactor", args.enactor_endpoints)
+        result["enactor"] = await enactor_bench.run(root / "enactor", args.enactor_endpoints,
+                                                    sweep=args.enactor_sweep)
     if "memory" in args.only:
         log(f"== memory: a zone of {args.memory_endpoints} endpoints")
         result["memory"] = await memory_bench.run(root / "memory", args.memory_endpoints,
@@ -168,18 +184,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per dnsperf run")
     parser.add_argument("--rate", type=float, default=25_000, help="fixed dnsperf rate, q/s")
+    parser.add_argument("--low-rate", type=float, default=5_000,
+                        help="a second fixed dnsperf rate, q/s (0: none)")
+    parser.add_argument("--baseline", type=Path,
+                        help="a checkout (e.g. of main) whose DNS server runs beside ours in "
+                             "every round, as ours-baseline")
+    parser.add_argument("--clients", type=int, default=4, help="dnsperf client sockets (-c)")
     parser.add_argument("--endpoints", type=int, default=1003, help="endpoints in the DNS zone")
     parser.add_argument("--enactor-endpoints", type=int, default=10_000)
+    parser.add_argument("--enactor-sweep", default=",".join(map(str, enactor_bench.SWEEP)),
+                        help="enactor windows tried one round each (comma-separated; '' none)")
     parser.add_argument("--memory-endpoints", type=int, default=25_000)
     parser.add_argument("--propagation-samples", type=int, default=300)
     parser.add_argument("--loadgen-duration", type=float, default=10.0)
     args = parser.parse_args(argv)
     args.only = tuple(part.strip() for part in args.only.split(",") if part.strip())
+    try:
+        args.enactor_sweep = tuple(int(w) for w in args.enactor_sweep.split(",") if w.strip())
+    except ValueError:
+        parser.error(f"--enactor-sweep {args.enactor_sweep!r}: comma-separated window sizes")
     unknown = set(args.only) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown section(s) {', '.join(sorted(unknown))}")
     if args.quick:
-        args.rounds, args.duration, args.rate = 1, 2.0, 5000
+        args.rounds, args.duration, args.rate, args.low_rate = 1, 2.0, 5000, 0
         args.endpoints, args.enactor_endpoints, args.memory_endpoints = 53, 200, 500
         args.propagation_samples, args.loadgen_duration = 20, 2.0
     return args

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import PYTHON, Child, free_port, require, wait_answering
+from bench.common import PYTHON, REPO, Child, free_port, require, wait_answering
 from bench.zonedata import ExportedZone
 from services.core import names
 
@@ -42,9 +42,10 @@ def _env(**values: str) -> dict[str, str]:
 
 def start_ours(work: Path, redis_url: str, probe: str = names.REGIONAL,
                timeout_s: float = 60.0, udp_batch: int | None = None,
-               name: str = "ours") -> DnsChild:
+               name: str = "ours", code: Path | None = None) -> DnsChild:
     """Our server, answering once its zone is loaded from Redis; ``udp_batch`` as
-    DNSRACE_DNS_UDP_BATCH (0: the asyncio transport, a system call per datagram)."""
+    DNSRACE_DNS_UDP_BATCH (0: the asyncio transport, a system call per datagram); ``code``:
+    run the ``dns_server`` of another checkout (a baseline measured beside this one)."""
     port = free_port()
     metrics_base = free_port() - 4
     env = _env(DNSRACE_REDIS_URL=redis_url, DNSRACE_DNS_PORT=str(port),
@@ -52,7 +53,8 @@ def start_ours(work: Path, redis_url: str, probe: str = names.REGIONAL,
                DNSRACE_STATE_DIR=str(work / name))
     if udp_batch is not None:
         env["DNSRACE_DNS_UDP_BATCH"] = str(udp_batch)
-    child = Child(name, [PYTHON, "-m", "dns_server"], work / f"{name}.log", env=env).start()
+    child = Child(name, [PYTHON, "-m", "dns_server"], work / f"{name}.log", env=env,
+                  cwd=code or REPO).start()
     wait_answering(port, probe, child, timeout_s)
     return DnsChild(name, port, child, metrics_base + 4)
 
@@ -66,7 +68,9 @@ def start_dnslib(work: Path, zone: ExportedZone) -> DnsChild:
 
 
 def start_nsd(work: Path, zone: ExportedZone) -> DnsChild:
-    """NSD 4 with one server process (as ours is one process), minimal responses."""
+    """NSD 4 with one server process (as ours is one process), minimal responses, and no
+    response rate limiting (Debian's NSD limits identical answers to 200/s per client subnet
+    by default: the repeated regional name would be dropped, not answered)."""
     nsd = require("nsd")
     port = free_port()
     home = work / "nsd"
@@ -89,6 +93,8 @@ def start_nsd(work: Path, zone: ExportedZone) -> DnsChild:
     minimal-responses: yes
     refuse-any: yes
     hide-version: yes
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
 remote-control:
     control-enable: no
 zone:

@@ -44,6 +44,13 @@ class CachedReply:
     address_count: int
     live: bool = True
     """False once dropped from the cache: prepared replies built on it are stale."""
+    served: int = 0
+    """Replies given from this entry (the answer sampler reads it by time, see
+    :meth:`dns_server.engine.ReplyEngine.take_served`)."""
+    sampled: int = 0
+    """``served`` when the sampler last read it."""
+    born_ms: int = 0
+    """When the entry was built: by the query that first got this answer, so its time."""
 
 
 @dataclass(slots=True, eq=False)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from dns_server import metrics
 from dns_server.answer import (
@@ -25,29 +26,73 @@ from dns_server.protocol import MAX_TCP_MESSAGE, EdnsKind, MetricQType, QType, R
 from dns_server.wire import cache_key, fast_parse, parse_slow, question_of_key
 from dns_server.zone import Zone
 from services.core import names
+from services.core.clock import Clock
+from services.runtime.clock import WALL_CLOCK
 
 log = logging.getLogger(__name__)
 
-OnAnswer = Callable[[str, int | None, int], None]
-"""``on_answer(qname, generation, address_count)``: called for every answered question.
+MAX_UNREAD = 10_000
+"""Cached replies kept for :meth:`ReplyEngine.take_served` at most; past it, the dropped ones
+go unread (only when nothing calls it: the sampler reads them every 0.1 s)."""
+SAMPLED_NAMES = frozenset(names.NAMED_ENDPOINTS)
+"""Names whose answers :meth:`ReplyEngine.take_served` reports (the named endpoints)."""
 
-``qname`` is lower case without the final dot; ``generation`` is the plan generation the
-alias behind the answer names (also for an empty answer), None for other names;
-``address_count`` is the number of A records in the answer (0 for an empty answer).
-"""
+
+@dataclass(frozen=True, slots=True)
+class ServedAnswer:
+    """Answers given from one cached reply since the last :meth:`ReplyEngine.take_served`.
+
+    ``qname`` is lower case without the final dot; ``generation`` is the plan generation the
+    alias behind the answer names (also for an empty answer), None for other names;
+    ``address_count`` is the number of A records in the answer (0 for an empty answer).
+    """
+
+    qname: str
+    generation: int | None
+    address_count: int
+    count: int
+    """How many times it was given since the last read."""
+    first: bool
+    """Never read before: the answer was first given at ``born_ms``."""
+    born_ms: int
 
 
 class ReplyEngine:
     """Answers queries from an in-memory zone through a cache of wire-format replies."""
 
     def __init__(self, policy: AnswerPolicy, rng: random.Random | None = None,
-                 on_answer: OnAnswer | None = None, cache: ReplyCache | None = None) -> None:
+                 cache: ReplyCache | None = None, clock: Clock = WALL_CLOCK,
+                 sampled_names: frozenset[str] = SAMPLED_NAMES) -> None:
         self.policy = policy
         self.zone: Zone | None = None
         self.cache = cache or ReplyCache()
-        self.on_answer = on_answer
+        self.clock = clock
+        self.sampled_names = sampled_names
+        self._sampled: list[CachedReply] = []
+        """Cached replies for the sampled names, live or dropped since the last read."""
         self._random = (rng or random.Random()).random
         self._internal_errors = 0
+
+    def take_served(self) -> list[ServedAnswer]:
+        """The answers for the sampled names given since the last call, one per cached reply
+        in the order the replies were built; forgets the replies dropped from the cache.
+
+        The query path only counts (``entry.served += 1``): this is how the answer sampler
+        learns what clients were told, by time, at no cost per query.
+        """
+        out: list[ServedAnswer] = []
+        keep: list[CachedReply] = []
+        for entry in self._sampled:
+            served = entry.served
+            if served != entry.sampled:
+                out.append(ServedAnswer(entry.qname, entry.generation, entry.address_count,
+                                        served - entry.sampled, entry.sampled == 0,
+                                        entry.born_ms))
+                entry.sampled = served
+            if entry.live:
+                keep.append(entry)
+        self._sampled = keep
+        return out
 
     def set_zone(self, zone: Zone) -> None:
         """Answer from a new zone (after a full snapshot): every cached reply goes."""
@@ -91,10 +136,9 @@ class ReplyEngine:
         """The prepared reply with the query's id; one of the weighted variants."""
         entry = prepared.entry
         entry.counter.n += 1
+        entry.served += 1
         if entry.empty_counter is not None:
             entry.empty_counter.n += 1
-        if self.on_answer is not None:
-            self.on_answer(entry.qname, entry.generation, entry.address_count)
         if prepared.truncated:
             return data[:2] + prepared.head + entry.trunc_tail
         if entry.cumulative is None:
@@ -116,6 +160,13 @@ class ReplyEngine:
         entry = _cached(question, resolution, wire)
         if key is not None:
             self.cache.put(key, entry, resolution.depends_on, resolution.serial_dependent)
+        else:
+            entry.live = False  # used for this query only: read once by the sampler
+        if question.name in self.sampled_names:
+            entry.born_ms = self.clock.now_ms()
+            if len(self._sampled) >= MAX_UNREAD:  # nobody reads them (no sampler)
+                self._sampled = [e for e in self._sampled if e.live]
+            self._sampled.append(entry)
         return entry
 
     def _slow(self, data: bytes, tcp: bool) -> bytes | None:

@@ -19,7 +19,7 @@ from types import TracebackType
 from redis.exceptions import RedisError
 
 from dns_server.answer import AnswerPolicy
-from dns_server.engine import OnAnswer, ReplyEngine
+from dns_server.engine import ReplyEngine
 from dns_server.errors import ListenAddressError
 from dns_server.sampling import AnswerSampler
 from dns_server.sync import SYNC_RETRY, ZoneSync
@@ -66,12 +66,12 @@ class DnsServer:
 
     def __init__(self, settings: Settings, *, keys: ZoneKeys | None = None,
                  redis_url: str | None = None, port: int | None = None,
-                 on_answer: OnAnswer | None = None, rng: random.Random | None = None,
+                 rng: random.Random | None = None,
                  tcp_limits: TcpLimits | None = None) -> None:
         self.host = loopback_host(settings.dns_host)
         self.port = settings.dns_port if port is None else port
         """The bound port once started (``port=0`` picks a free one)."""
-        self.engine = ReplyEngine(AnswerPolicy(ttl_s=settings.ttl_s), rng, on_answer)
+        self.engine = ReplyEngine(AnswerPolicy(ttl_s=settings.ttl_s), rng)
         self.sync = ZoneSync(redis_url or settings.effective_redis_url, keys,
                              listener=self._zone_changed)
         self._tcp_connections = TcpConnections(tcp_limits or TcpLimits())
@@ -81,14 +81,6 @@ class DnsServer:
         self._udp_closed: asyncio.Future[None] | None = None
         self._tcp: asyncio.Server | None = None
         self._sync_task: asyncio.Task[None] | None = None
-
-    @property
-    def on_answer(self) -> OnAnswer | None:
-        return self.engine.on_answer
-
-    @on_answer.setter
-    def on_answer(self, hook: OnAnswer | None) -> None:
-        self.engine.on_answer = hook
 
     @property
     def zone(self) -> Zone | None:
@@ -241,13 +233,15 @@ async def serve(ctx: ServiceContext) -> None:
     """
     settings = ctx.settings
     history_client = redis_client(settings)
-    sampler = AnswerSampler(history.RedisHistory(history_client, source="dns", clock=WALL_CLOCK))
-    server = DnsServer(settings, on_answer=sampler)
+    server = DnsServer(settings)
+    sampler = AnswerSampler(history.RedisHistory(history_client, source="dns", clock=WALL_CLOCK),
+                            server.engine.take_served)
     runner = await start_site(observability_app(ctx), "127.0.0.1", settings.metrics_port("dns"))
     try:
         await server.start()
         await run_until_stopped(ctx, _ensure_apex(settings, ctx.stopping), sampler.drain(),
-                                _ready_once_loaded(ctx, server), server.following())
+                                sampler.sampling(), _ready_once_loaded(ctx, server),
+                                server.following())
     finally:
         await server.stop()
         await runner.cleanup()

@@ -9,6 +9,12 @@ how NSD and Knot read their sockets. The system calls go through ``ctypes`` (the
 library has no binding for them), so this is Linux only: :func:`available` says whether it
 can be used, and the server falls back to the asyncio transport where it cannot.
 
+While datagrams come one at a time (a moderate rate: the socket holds one when it wakes the
+server), a batch costs more than it saves: each wake-up then takes its datagram with a plain
+``recvfrom_into`` (a buffer made once) and answers with ``sendto``. A wake-up that finds its
+datagram already waiting the moment the previous one was done switches to batches; a batch
+of one switches back.
+
 The C structures are declared with ``ctypes.Structure`` and set up once: every receive slot
 has its buffer and its peer-address slot, and send slot ``i`` replies to the address of
 receive slot ``i``. Per batch, the lengths received are read with one strided memoryview
@@ -28,6 +34,7 @@ import struct
 from array import array
 from collections.abc import Callable, Sequence
 from itertools import accumulate
+from time import perf_counter
 from typing import Literal
 
 from dns_server.metrics import HotCounter
@@ -35,7 +42,8 @@ from dns_server.metrics import HotCounter
 log = logging.getLogger(__name__)
 
 BATCHES = HotCounter("dnsrace_dns_udp_batches",
-                     "recvmmsg system calls that returned UDP queries (batches answered at once)")
+                     "Receive calls that returned UDP queries (batches answered at once: "
+                     "recvmmsg, or recvfrom while they come one at a time)")
 BATCHED_DATAGRAMS = HotCounter("dnsrace_dns_udp_batched_datagrams",
                                "UDP queries taken by those calls (divided by the batches: the "
                                "mean batch)")
@@ -49,6 +57,10 @@ NAME_SLOT = 128
 BATCHES_PER_TURN = 4
 """Batches answered per readable event before the event loop runs its other callbacks (zone
 changes, /metrics, TCP): under a flood the socket stays readable, and the loop comes back."""
+BUSY_GAP_S = 15e-6
+"""A wake-up this soon after the previous one was done means the datagram was waiting when
+the event loop looked (no sleep, no wake-up between): they come faster than one at a time is
+answered, so the next wake-up takes a batch. A batch of one goes back to one at a time."""
 MSG_DONTWAIT = 0x40
 _WORD: Literal["Q", "I"] = "Q" if ctypes.sizeof(ctypes.c_size_t) == 8 else "I"
 """``array`` and ``memoryview`` code of a pointer / ``size_t`` (they are the same size)."""
@@ -150,8 +162,14 @@ class UdpBatchServer:
         self._pointer = struct.Struct("P")
         self._name_offset = _MsgHdr.msg_name.offset
         self._shifted = False
-        self._batches, self._datagrams = BATCHES.tally(), BATCHED_DATAGRAMS.tally()
         """Some send slots reply to another slot's peer (see :meth:`_address`)."""
+        self._batches, self._datagrams = BATCHES.tally(), BATCHED_DATAGRAMS.tally()
+        self._single = True
+        """Receive one datagram per wake-up (they come one at a time), else in batches."""
+        self._last_done = 0.0
+        """When the last wake-up was done (``perf_counter``)."""
+        self._single_buffer = bytearray(RECEIVE_SLOT)
+        self._single_view = memoryview(self._single_buffer)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -165,16 +183,47 @@ class UdpBatchServer:
             self.closed.set_result(None)
 
     def _readable(self) -> None:
-        """Receive a batch, answer it, send the replies; again until the socket is empty or
-        :data:`BATCHES_PER_TURN` batches were answered (the rest waits for the next turn)."""
+        """One datagram the plain way while they come one at a time; in batches (receive a
+        batch, answer it, send the replies; again until the socket is empty or
+        :data:`BATCHES_PER_TURN` batches were answered) once they come faster than that."""
+        if self._single:
+            waiting = perf_counter() - self._last_done < BUSY_GAP_S
+            self._one()
+            self._last_done = perf_counter()
+            if waiting:
+                self._single = False  # it was waiting when we were back: batch the next
+            return
         batch = self.batch
         for _ in range(BATCHES_PER_TURN):
             count = self._receive()
-            if count <= 0:
+            if count <= 1:
+                if count == 1:
+                    self._send(self._answer(1))
+                self._single, self._last_done = True, perf_counter()
                 return
             self._send(self._answer(count))
             if count < batch:
                 return  # the socket had fewer waiting: wait for the next readable event
+
+    def _one(self) -> None:
+        """Receive, answer and send one datagram: ``recvfrom_into`` a buffer made once and
+        ``sendto``, the cheapest wake-up when one datagram waits (no batch bookkeeping)."""
+        sock = self.sock
+        try:
+            size, peer = sock.recvfrom_into(self._single_buffer)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            log.debug("recvfrom: %s", e)
+            return
+        self._batches.n += 1
+        self._datagrams.n += 1
+        reply = self._respond(self._single_view[:size].tobytes(), False)
+        if reply is not None:
+            try:
+                sock.sendto(reply, peer)
+            except OSError as e:  # the send buffer is full, or that peer is refused
+                log.debug("sendto: %s", e)
 
     def _receive(self) -> int:
         count = int(self._recvmmsg(self.sock.fileno(), self._recv_msgs, self.batch,

@@ -52,6 +52,9 @@ class Addresses:
 
 
 RecordValue = Addresses | Alias | Soa | NsSet | Txt
+_TYPE_OF: dict[type, RecordType] = {Addresses: RecordType.A, Alias: RecordType.ALIAS,
+                                    Soa: RecordType.SOA, NsSet: RecordType.NS,
+                                    Txt: RecordType.TXT}
 
 
 @dataclass(frozen=True)
@@ -83,16 +86,27 @@ def _check_ipv4(ip: str) -> None:
     ipaddress.IPv4Address(ip)
 
 
+@functools.lru_cache(maxsize=65_536)
+def _weighted(ip: str, weight: int) -> WeightedAddress:
+    """One shared object per (address, weight): a fleet has few, and a zone of a million
+    record sets repeats them in every tree."""
+    _check_ipv4(ip)
+    if weight < 0:
+        raise ValueError(f"negative weight {weight}")
+    return WeightedAddress(ip, weight)
+
+
+@functools.lru_cache(maxsize=16_384)
+def _decode_addresses(raw: str) -> Addresses:
+    """A tree's value, decoded once per distinct value (trees of many endpoints are equal)."""
+    return Addresses(tuple(_weighted(r.ip, r.weight) for r in decode_addresses(raw)))
+
+
 def decode_value(rtype: RecordType, raw: str) -> RecordValue:
     """The typed value of a stored record set; raises ValueError if it does not decode."""
     try:
         if rtype is RecordType.A:
-            records = decode_addresses(raw)
-            for record in records:
-                _check_ipv4(record.ip)
-                if record.weight < 0:
-                    raise ValueError(f"negative weight {record.weight}")
-            return Addresses(records)
+            return _decode_addresses(raw)
         if rtype is RecordType.ALIAS:
             alias = decode_alias(raw)
             return Alias(normalize(alias.target), alias.generation)
@@ -112,7 +126,9 @@ class Zone:
 
     def __init__(self, serial: int = 0) -> None:
         self.serial = serial
-        self._records: dict[str, dict[RecordType, RecordValue]] = {}
+        self._records: dict[str, RecordValue | dict[RecordType, RecordValue]] = {}
+        """A name's one record set, or its record sets by type when it has several (a
+        million names with one each: no dict per name)."""
         self._below: dict[str, int] = {}
         """For every ancestor of an existing name: how many existing names lie below it."""
         self.rejected = 0
@@ -139,17 +155,28 @@ class Zone:
                 value = decode_value(rtype, raw)
             except ValueError:
                 valid = False
-        types = self._records.get(name)
+        records = self._records
+        held = records.get(name)
         if value is None:
-            if types is not None and types.pop(rtype, None) is not None and not types:
-                del self._records[name]
+            if held is None:
+                return KeyUpdate(name, valid)
+            if isinstance(held, dict):
+                held.pop(rtype, None)
+                if len(held) == 1:
+                    records[name] = next(iter(held.values()))
+            elif _TYPE_OF[type(held)] is rtype:
+                del records[name]
                 self._count_ancestors(name, -1)
             return KeyUpdate(name, valid)
-        if types is None:
-            self._records[name] = {rtype: value}
+        if held is None:
+            records[name] = value
             self._count_ancestors(name, +1)
+        elif isinstance(held, dict):
+            held[rtype] = value
+        elif _TYPE_OF[type(held)] is rtype:
+            records[name] = value
         else:
-            types[rtype] = value
+            records[name] = {_TYPE_OF[type(held)]: held, rtype: value}
         return KeyUpdate(name, valid)
 
     def _count_ancestors(self, name: str, delta: int) -> None:
@@ -161,8 +188,12 @@ class Zone:
                 self._below.pop(ancestor, None)
 
     def get(self, name: str, rtype: RecordType) -> RecordValue | None:
-        types = self._records.get(name)
-        return None if types is None else types.get(rtype)
+        held = self._records.get(name)
+        if held is None:
+            return None
+        if isinstance(held, dict):
+            return held.get(rtype)
+        return held if _TYPE_OF[type(held)] is rtype else None
 
     def has_records(self, name: str) -> bool:
         return name in self._records
@@ -194,7 +225,7 @@ class Zone:
         return iter(self._records)
 
     def __len__(self) -> int:
-        return sum(len(types) for types in self._records.values())
+        return sum(len(held) if isinstance(held, dict) else 1 for held in self._records.values())
 
 
 def _ancestors(name: str) -> Iterator[str]:

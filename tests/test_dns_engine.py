@@ -189,15 +189,13 @@ def test_before_the_zone_is_loaded_queries_get_servfail() -> None:
     assert reply.header.rcode == 2 and reply.header.id == 7
 
 
-def test_answer_hook_sees_name_generation_and_address_count() -> None:
+def test_served_answers_name_generation_and_address_count() -> None:
     engine = engine_for(zone_of(TREE3, ALIAS3))
-    seen: list[tuple[str, int | None, int]] = []
-    engine.on_answer = lambda *args: seen.append(args)
     engine.respond(query(names.REGIONAL.upper()), False)
     engine.respond(query(names.REGIONAL), False)
-    engine.respond(query(f"nope.{names.ZONE}"), False)
-    assert seen == [(names.REGIONAL, 3, 1), (names.REGIONAL, 3, 1), (f"nope.{names.ZONE}",
-                                                                      None, 0)]
+    engine.respond(query(f"nope.{names.ZONE}"), False)  # not a named endpoint: not reported
+    assert [(a.qname, a.generation, a.address_count, a.count)
+            for a in engine.take_served()] == [(names.REGIONAL, 3, 1, 2)]
 
 
 def test_empty_answers_are_counted_per_endpoint_role() -> None:

@@ -14,10 +14,11 @@ from prometheus_client import REGISTRY
 
 from dns_server.client import query_tcp, query_udp, read_tcp_message, tcp_frame
 from dns_server.metrics import served_generation
+from dns_server.sampling import AnswerSampler
 from dns_server.server import DnsServer
 from dns_server.transport import TcpLimits
 from services.config import load
-from services.core import names
+from services.core import events, names
 from services.core.records import (
     Action,
     Alias,
@@ -31,6 +32,7 @@ from services.core.records import (
 )
 from services.runtime.redis_server import EmbeddedRedis
 from services.store.zone import ZoneStore, ensure_apex
+from tests.conftest import ManualClock
 
 HOST = "127.0.0.1"
 TREE1 = a_records(names.tree_name(1, names.REGIONAL), [WeightedAddress("127.0.10.1", 1)])
@@ -286,13 +288,20 @@ async def test_connection_cap_and_a_stalled_client_do_not_block_others(
         await server.stop()
 
 
-async def test_on_answer_hook_sees_what_clients_get(dns: DnsServer, zone: ZoneStore) -> None:
-    seen: list[tuple[str, int | None, int]] = []
-    dns.on_answer = lambda *args: seen.append(args)
+async def test_sampler_by_time_reports_the_generations_clients_were_served(
+        dns: DnsServer, zone: ZoneStore, clock: ManualClock) -> None:
+    history = events.MemoryHistory(clock)
+    sampler = AnswerSampler(history, dns.engine.take_served, interval_s=0.05)
+    dns.engine.take_served()  # what earlier tests of this server answered
     done = await commit(zone, Change(Action.CREATE, TREE1), flip(TREE1, 1))
     await dns.wait_for_serial(done.serial, timeout_s=5)
     await ask(dns, names.REGIONAL.upper())
-    assert seen == [(names.REGIONAL, 1, 1)]
+    ticking = asyncio.create_task(sampler.sampling())
+    try:
+        sample = await asyncio.wait_for(sampler.queue.get(), 5)
+    finally:
+        ticking.cancel()
+    assert (sample.endpoint, sample.generation, sample.addresses) == (names.REGIONAL, 1, 1)
 
 
 async def test_stop_closes_both_sockets(redis_server: EmbeddedRedis, zone: ZoneStore) -> None:

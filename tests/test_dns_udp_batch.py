@@ -107,6 +107,24 @@ async def test_a_burst_from_many_clients_is_answered_in_batches_each_to_its_send
         await server.stop()
 
 
+async def test_queries_one_at_a_time_are_taken_one_by_one_each_to_its_sender(
+        redis_server: EmbeddedRedis, served: ZoneStore) -> None:
+    server = await _server(redis_server, served, batch=64)
+    try:
+        batches_before, datagrams_before = _batches()
+        with clients(3) as socks:
+            for n in range(30):  # each waits for its reply: one datagram per wake-up
+                sock = socks[n % 3]
+                sock.sendto(query(names.REGIONAL, qid=n), (server.host, server.port))
+                reply = DNSRecord.parse(await _recv(sock))
+                assert reply.header.id == n and str(reply.rr[0].rdata) == "127.0.10.1"
+        batches, datagrams = _batches()
+        assert datagrams - datagrams_before == 30
+        assert batches - batches_before == 30, "one receive per lone datagram"
+    finally:
+        await server.stop()
+
+
 async def _recv(sock: socket.socket) -> bytes:
     """One datagram, read off the event loop (the server under test runs on it)."""
     return await asyncio.get_running_loop().run_in_executor(None, sock.recv, 4096)
