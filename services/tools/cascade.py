@@ -45,6 +45,7 @@ from services.store.plans import PlanStore
 from services.store.zone import ZoneStore
 from services.tools import ec2, operator
 from services.tools.cascade_args import STAGE_NAMES
+from services.tools.cascade_summary import format_summary
 from services.tools.race import RaceError, run_race
 
 BASE_PROCESSES = (
@@ -367,38 +368,6 @@ async def run_cascade(
     if report_dir is not None and run.timeline.samples:
         summary["report"] = str(write_cascade_report(run.timeline, summary, report_dir))
     return summary
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    lines = [
-        f"=== cascade ({', '.join(summary['stages'])}), mode {summary['mode']}, "
-        f"protections {', '.join(summary['protections']) or 'none'}"
-    ]
-    skip = {
-        "mode",
-        "protections",
-        "stages",
-        "operator_actions",
-        "launches",
-        "marks_s",
-        "problems",
-        "c1",
-        "report",
-        "ec2_status",
-    }
-    for key, value in summary.items():
-        if key not in skip:
-            lines.append(f"{key:<24} {value}")
-    for action in summary["operator_actions"]:
-        lines.append(
-            f"{'operator action':<24} +{action['at_s']:.1f}s {action['action']} "
-            f"{action['target']} {action['detail']}".rstrip()
-        )
-    if "report" in summary:
-        lines.append(f"report: {summary['report']}")
-    for problem in summary["problems"]:
-        lines.append(f"!! {problem}")
-    return "\n".join(lines)
 
 
 def cascade_command(args: argparse.Namespace, settings: Settings) -> int:
