@@ -31,6 +31,7 @@ from services.config import Settings
 from services.core import launch
 from services.core.clock import Clock
 from services.core.names import AZS
+from services.ec2.work import operator_rate
 from services.runtime.clock import WALL_CLOCK
 from services.runtime.service import (
     ServiceContext,
@@ -201,9 +202,8 @@ def routes(app: web.Application, api: Ec2Api) -> None:
 
     async def throttle(request: web.Request) -> web.Response:
         try:
-            body = await request.json()
-            rate = body["rate"]
-            api.rate.set(None if rate is None else float(rate), api.now_s())
+            rate = operator_rate(await request.json())
+            api.rate.set(rate, api.now_s())
         except (ValueError, KeyError, TypeError) as e:
             return web.json_response({"error": f"bad launch throttle: {e}"}, status=400)
         log.info("operators set the launch rate to %s", rate)

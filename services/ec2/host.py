@@ -13,6 +13,7 @@ from services.core import events
 from services.core.names import AZS
 from services.ec2.dwfm import OPERATOR_THROTTLE, DwfmHost
 from services.ec2.dynamo import DynamoClient
+from services.ec2.work import operator_rate
 from services.runtime.clock import WALL_CLOCK
 from services.runtime.service import (
     ServiceContext,
@@ -32,9 +33,8 @@ def operator_routes(app: web.Application, dwfm: DwfmHost) -> None:
 
     async def throttle(request: web.Request) -> web.Response:
         try:
-            body = await request.json()
-            rate = body["rate"]
-            dwfm.queue.throttle(None if rate is None else float(rate), dwfm.now())
+            rate = operator_rate(await request.json())
+            dwfm.queue.throttle(rate, dwfm.now())
         except (ValueError, KeyError, TypeError) as e:
             return web.json_response({"error": f"bad throttle: {e}"}, status=400)
         OPERATOR_THROTTLE.set(dwfm.queue.operator_rate_s or 0)
@@ -43,7 +43,7 @@ def operator_routes(app: web.Application, dwfm: DwfmHost) -> None:
             events.OperatorAction(
                 action="throttle",
                 target=dwfm.holder,
-                detail="off" if rate is None else f"{float(rate):g} items/s",
+                detail="off" if rate is None else f"{rate:g} items/s",
             )
         )
         return web.json_response({"host": dwfm.holder, "rate": dwfm.queue.operator_rate_s})

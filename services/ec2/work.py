@@ -219,3 +219,10 @@ def judge(item: WorkItem, written: bool, now_s: float) -> Outcome:
     if not written:
         return Outcome.FAILED
     return Outcome.VOID if item.expired(now_s) else Outcome.LEASED
+
+
+def operator_rate(body: object) -> float | None:
+    """The rate an operators' throttle request names: ``{"rate": R}`` per second, or
+    ``{"rate": null}`` for off. Raises KeyError, TypeError or ValueError on anything else."""
+    rate = body["rate"]  # type: ignore[index]
+    return None if rate is None else float(rate)
