@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.readme_figures          # prints every block README quotes
 
 The demo table is the first run of ``bench/results/demo.json`` and the sentence above it
-summarises all of its runs; the matrix table is ``bench/results/matrix.json``.
+summarises all of its runs; the matrix table is ``bench/results/matrix.json``; the explorer
+table is the first run of ``bench/results/explorer.json`` (``dnsrace repeat explore``).
 tests/test_readme_figures.py checks that README holds exactly these blocks.
 """
 
@@ -13,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from services.tools.repeat_explore import table as explorer_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -71,6 +74,9 @@ def blocks(results: Path = RESULTS) -> dict[str, str]:
     matrix = results / "matrix.json"
     if matrix.exists():
         out["matrix table"] = matrix_table(json.loads(matrix.read_text())["runs"][0])
+    explorer = results / "explorer.json"
+    if explorer.exists():
+        out["explorer table"] = explorer_table(json.loads(explorer.read_text())["runs"][0])
     return out
 
 

@@ -27,15 +27,16 @@ EVERY_PROCESS = ("planner", *ENACTORS, "dns", "endpoints", "control", "loadgen",
 ROLES: dict[str, tuple[str, ...]] = {
     "planner": ("planner",), "enactor": ENACTORS, "dns": ("dns",),
     "endpoints": ("endpoints",), "control": ("control",), "loadgen": ("loadgen",),
-    "dwfm": DWFM_HOSTS, "ec2-api": ("ec2_api",),
+    "dwfm": DWFM_HOSTS, "ec2-api": ("ec2_api",), "up": ("supervisor",),
 }
-"""Each ``dnsrace <role>`` command and the Procfile processes that run it."""
+"""Each ``dnsrace <role>`` command and the Procfile processes that run it; ``dnsrace up`` is
+the supervisor itself, which serves its own metrics beside the cluster's processes."""
 ROLE_MODULES = {
     "planner": "services.planner.service", "enactor": "services.enactor.service",
     "dns": "dns_server.server", "endpoints": "services.fleet.endpoints",
     "control": "services.control.service",
     "loadgen": "loadgen.__main__", "dwfm": "services.ec2.host",
-    "ec2-api": "services.ec2.api",
+    "ec2-api": "services.ec2.api", "up": "services.tools.up",
 }
 """The module each ``dnsrace <role>`` command runs (besides services.tools.cli and runtime)."""
 DECLARED_ONLY = {"control": "dnsrace_enactor_"}
@@ -63,7 +64,10 @@ LABELS: dict[str, str] = {
     "live": "true when clean-up deleted a tree an alias still named",
     "type": "fault type: enactor_stall, lock_delay, enactor_pause, lb_health",
     "target": "fault target: all, an AZ, or a load balancer's name (lb-1 ..)",
-    "why": "how a fault ended: removed, expired, reset",
+    "why": "how a fault ended: removed, expired, reset; why the supervisor started a process "
+           "again: crashed, fault (a process_kill or redis_restart held it down)",
+    "process": "a Procfile process the supervisor runs: redis, planner, enactor_az1, ..., "
+               "ec2_api",
     "operation": "DynamoDB operation a load balancer answered (GetItem, PutItem, ..., unknown)",
     "transport": "DNS transport of a client query: udp or tcp",
     "feed": "Redis change channel a process follows: faults, plans (enactor), lb_health "
@@ -143,7 +147,8 @@ def catalog() -> tuple[MetricInfo, ...]:
                 served.setdefault(metric["name"], []).extend(ROLES[role])
     return tuple(
         MetricInfo(m["name"], m["type"], tuple(m["labels"]), m["help"],
-                   tuple(p for p in EVERY_PROCESS if p in served.get(name, ())))
+                   tuple(p for p in EVERY_PROCESS if p in served.get(name, ()))
+                   or tuple(served.get(name, ())))
         for name, m in found.items())
 
 

@@ -12,9 +12,11 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 def test_readme_quotes_every_block_of_the_committed_results() -> None:
     found = blocks()
-    assert set(found) == {"demo summary", "demo table", "matrix table"}
+    assert set(found) == {"demo summary", "demo table", "matrix table", "explorer table"}
     for name, text in found.items():
         assert text in README, f"README's {name} is not bench/results' (python -m " \
                                "bench.readme_figures prints it)"
-    assert "dnsrace repeat demo" in README and "dnsrace repeat matrix" in README
-    assert (RESULTS / "demo.json").exists() and (RESULTS / "matrix.json").exists()
+    for kind in ("demo", "matrix", "explore"):
+        assert f"dnsrace repeat {kind}" in README
+    for name in ("demo", "matrix", "explorer"):
+        assert (RESULTS / f"{name}.json").exists()

@@ -293,10 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--scenario", type=Path, default=Path("scenarios/race.toml"))
     matrix.add_argument("--only", action="append", help="run only rows whose name has this")
     repeat = add("repeat", cmd_repeat,
-                 "run the demo, a scenario or the matrix N times; every run's figures to JSON")
+                 "run the demo, a scenario, the matrix or the explorer's README rows N times; "
+                 "every run's figures to JSON")
     # Declared here: importing services.tools.repeat would load the demo (and the load
     # clients' metrics) into every process this parser starts.
-    repeat.add_argument("kind", choices=("demo", "run", "matrix"))
+    repeat.add_argument("kind", choices=("demo", "run", "matrix", "explore"))
     repeat.add_argument("scenario", type=Path, nargs="?", default=Path("scenarios/race.toml"),
                         help="the scenario of 'run' and 'matrix' (default scenarios/race.toml)")
     repeat.add_argument("--runs", type=int, default=10, help="how many times (default 10)")

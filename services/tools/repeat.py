@@ -4,6 +4,7 @@ JSON result (commit, machine, command), and the summary README's figures are cop
     dnsrace repeat demo --runs 10 --out bench/results/demo.json
     dnsrace repeat run scenarios/nemesis.toml --mode safe --runs 3 --out bench/results/nemesis.json
     dnsrace repeat matrix --runs 1 --out bench/results/matrix.json
+    dnsrace repeat explore --runs 1 --out bench/results/explorer.json
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from bench.common import machine
 from services.config import Mode, Settings
 from services.tools.demo import ModeResult, format_summary, run_mode
 from services.tools.matrix import format_table, run_matrix
+from services.tools.repeat_explore import run_rows
 from services.tools.scenario import Outcome, ScenarioError, load_file, run_scenario
 
 
@@ -65,6 +67,12 @@ def summary(result: dict[str, Any]) -> str:
                 f"{_spread(failing)} s after the name went empty, recovered "
                 f"{_spread(recovery)} s after the repair; the legacy half took "
                 f"{_spread([m['wall_s'] for m in legacy])} s")
+    if result["kind"] == "explore":
+        rows = [r for run in runs for r in run]
+        safe = [r for r in rows if r["row"].startswith("safe")]
+        return (f"explorer: {len(rows)} rows; safe rows violated in "
+                f"{sum(r['violating_schedules'] for r in safe)} of "
+                f"{sum(r['schedules'] for r in safe):,} schedules")
     outcomes = [o for run in runs for o in (run if isinstance(run, list) else [run])]
     passed = sum(1 for o in outcomes if o.get("ok", not o.get("failures")))
     return f"{result['kind']}: {passed} of {len(outcomes)} runs met every expectation"
@@ -89,6 +97,8 @@ def repeat(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             outcomes = [asyncio.run(run_scenario(scenario, settings, mode, run_dir / mode,
                                                  quiet=True)) for mode in modes]
             result["runs"].append([outcome_figures(o) for o in outcomes])
+        elif args.kind == "explore":
+            result["runs"].append(run_rows())
         else:
             rows = run_matrix(load_file(args.scenario), settings, run_dir, only=args.only)
             print(format_table(rows), flush=True)
@@ -103,7 +113,7 @@ def repeat_command(args: argparse.Namespace, settings: Settings) -> int:
         print("dnsrace repeat: --runs must be between 1 and 1000", file=sys.stderr)
         return 2
     try:
-        if args.kind != "demo":
+        if args.kind in ("run", "matrix"):
             load_file(args.scenario)
     except ScenarioError as e:
         print(f"dnsrace repeat: {e}", file=sys.stderr)
