@@ -28,20 +28,22 @@ from honcho.environ import parse_procfile
 from services.config import Settings
 from services.core.names import AZS
 from services.errors import DnsraceError
+from services.resources import procfile_text
 from services.runtime.processes import terminate
 from services.runtime.redis_server import port_answers
 
 REPO = Path(__file__).resolve().parents[2]
-PROCFILE = REPO / "Procfile"
 
 
 class ClusterError(DnsraceError, RuntimeError):
     pass
 
 
-def procfile_commands(path: Path = PROCFILE) -> dict[str, list[str]]:
-    """Procfile entries as argument lists; ``dnsrace`` runs through this interpreter."""
-    parsed = parse_procfile(path.read_text())
+def procfile_commands(path: Path | None = None) -> dict[str, list[str]]:
+    """Procfile entries as argument lists; ``dnsrace`` runs through this interpreter.
+
+    The packaged Procfile (services/resources.py) unless ``path`` names another."""
+    parsed = parse_procfile(procfile_text() if path is None else path.read_text())
     commands = {}
     for name, process in parsed.processes.items():
         args = shlex.split(process)

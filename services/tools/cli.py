@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from services import config
+from services import config, envfile, resources
 from services.config import ConfigError, Mode, Settings
 from services.core.names import AZS
 from services.errors import DnsraceError
@@ -218,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A real local reproduction of the October 2025 DynamoDB DNS race.",
         epilog="Settings come from DNSRACE_* environment variables; 'dnsrace config' lists them.",
     )
+    parser.add_argument("--version", action="version", version=f"dnsrace {resources.version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
@@ -346,6 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    envfile.apply()  # .env in the working directory, for every command (services/envfile.py)
+    if argv[:1] == ["--version"]:
+        print(f"dnsrace {resources.version()}")
+        return 0
     if argv[:1] == ["explore"]:
         return run_explore(argv[1:])
     if argv[:1] == ["model-check"]:

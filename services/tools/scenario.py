@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from services import resources
 from services.config import Mode, Settings
 from services.control.client import ControlClient, ControlError
 from services.core import checker, events, names
@@ -164,6 +165,11 @@ def _nemesis(table: dict[str, Any], source: str) -> list[tuple[float, dict[str, 
 
 
 def load_file(path: Path) -> Scenario:
+    """A scenario file, or one shipped with the package (``scenarios/race.toml``) when the
+    working directory has no such file."""
+    shipped = resources.scenario_text(path)
+    if shipped is not None:
+        return parse(shipped, str(path))
     try:
         text = path.read_text()
     except OSError as e:
