@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from importlib.metadata import version
 
 from tests.images import LABEL, image, podman, ulimits
 
@@ -13,7 +14,7 @@ __all__ = ["image"]
 def test_image_runs_dnsrace_as_a_user_not_root(image: str) -> None:
     done = podman("run", "--rm", "--network", "none", *ulimits(), image,
                   "sh", "-c", "id -un; dnsrace --version; command -v dig")
-    assert done.stdout.split() == ["dnsrace", "dnsrace", "0.1.0", "/usr/bin/dig"]
+    assert done.stdout.split() == ["dnsrace", "dnsrace", version("dnsrace"), "/usr/bin/dig"]
 
 
 def test_healthcheck_turns_healthy_on_a_serving_process(image: str) -> None:
