@@ -20,6 +20,7 @@ from typing import Literal
 import aiohttp
 from dnslib import DNSLabel, DNSRecord
 
+from loadgen.fleet import Fleet
 from loadgen.metrics import (
     DROPPED,
     IN_FLIGHT,
@@ -31,7 +32,7 @@ from loadgen.metrics import (
     TARGET_RATE,
 )
 from loadgen.outcome import Outcome
-from loadgen.resolver import StubResolver
+from loadgen.resolver import Resolution, StubResolver
 from loadgen.schedule import LATE_THRESHOLD_S, arrival_time, rate_at
 from loadgen.stats import LatencyHistogram, LoadSummary
 from services.config import Settings
@@ -77,8 +78,10 @@ class LoadRun:
     """The state of one run: counters, latency histograms, the requests in flight."""
 
     def __init__(self, settings: Settings, names: tuple[str, ...], resolver: StubResolver,
-                 session: aiohttp.ClientSession, operation: Operation, table: str) -> None:
+                 session: aiohttp.ClientSession, operation: Operation, table: str,
+                 fleet: Fleet | None = None) -> None:
         self.settings = settings
+        self.fleet = fleet
         self.names = names
         self.resolver = resolver
         self.session = session
@@ -155,14 +158,22 @@ class LoadRun:
         REQUEST_SECONDS.observe(latency)
 
     async def call(self, seq: int) -> Outcome:
+        name = self.names[seq % len(self.names)]
+        if self.fleet is not None:
+            return await self.fleet.call(self.fleet.choose(), name, seq, self.send,
+                                         _count_resolution)
         started = _now()
-        resolution = await self.resolver.resolve(self.names[seq % len(self.names)])
+        resolution = await self.resolver.resolve(name)
         RESOLUTION_SECONDS.observe(_now() - started)
-        RESOLUTIONS.labels(resolution.outcome).inc()
+        _count_resolution(resolution)
         if resolution.outcome is not Outcome.OK:
             return resolution.outcome
+        return await self.send(resolution.addresses[0], seq)
+
+    async def send(self, address: str, seq: int) -> Outcome:
+        """Send request ``seq`` to the load balancer at ``address``."""
         operation, body = request_for(seq, self.operation, self.table)
-        url = f"http://{resolution.addresses[0]}:{self.settings.lb_port}/"
+        url = f"http://{address}:{self.settings.lb_port}/"
         headers = {"X-Amz-Target": TARGET_PREFIX + operation,
                    "Content-Type": "application/x-amz-json-1.0"}
         try:
@@ -185,7 +196,14 @@ class LoadRun:
             dropped=self.dropped, late=self.late,
             outcomes={str(o): self.outcomes.get(o, 0) for o in Outcome},
             latency=self.latency.summary(), latency_ok=self.latency_ok.summary(),
+            clients=len(self.fleet.clients) if self.fleet else 0,
+            retries=self.fleet.retries if self.fleet else 0,
+            failing=self.fleet.population.outcome().as_json() if self.fleet else None,
         )
+
+
+def _count_resolution(resolution: Resolution) -> None:
+    RESOLUTIONS.labels(resolution.outcome).inc()
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:
@@ -225,6 +243,8 @@ async def run_load(
     dns_timeout_s: float = 1.0,
     request_timeout_s: float = 2.0,
     stop: asyncio.Event | None = None,
+    clients: int = 0,
+    seed: int | None = None,
 ) -> LoadSummary:
     """Run the load until ``duration_s``, ``max_requests`` or ``stop``; return its summary.
 
@@ -243,14 +263,18 @@ async def run_load(
     targets = validate_names(names)
     stop = stop if stop is not None else asyncio.Event()
     resolver = StubResolver(settings.dns_host, settings.dns_port, timeout_s=dns_timeout_s)
+    fleet = (Fleet(clients, settings.dns_host, settings.dns_port, seed=seed,
+                   dns_timeout_s=dns_timeout_s) if clients > 0 else None)
     log.info("load: %g req/s (ramp %g s) for %s on %s", rate, ramp_s,
              f"{duration_s:g} s" if duration_s else "ever", ", ".join(targets))
     async with client_session(max_in_flight, request_timeout_s) as session:
-        run = LoadRun(settings, targets, resolver, session, operation, table)
+        run = LoadRun(settings, targets, resolver, session, operation, table, fleet)
         try:
             async with asyncio.TaskGroup() as tasks:
                 covered = await run.schedule(tasks, stop, rate, ramp_s, duration_s,
                                              max_in_flight, max_requests)
         finally:
             await resolver.aclose()
+            if fleet is not None:
+                await fleet.aclose()
     return run.summary(rate, covered)
