@@ -243,7 +243,7 @@ async def run_load(
     dns_timeout_s: float = 1.0,
     request_timeout_s: float = 2.0,
     stop: asyncio.Event | None = None,
-    clients: int = 0,
+    clients: int | None = None,
     seed: int | None = None,
 ) -> LoadSummary:
     """Run the load until ``duration_s``, ``max_requests`` or ``stop``; return its summary.
@@ -256,8 +256,9 @@ async def run_load(
     duration_s = settings.load_duration_s if duration_s is None else duration_s
     ramp_s = settings.load_ramp_s if ramp_s is None else ramp_s
     max_in_flight = settings.load_max_in_flight if max_in_flight is None else max_in_flight
-    if rate < 0 or duration_s < 0 or ramp_s < 0 or max_in_flight < 1:
-        raise ValueError("rate, duration and ramp must be >= 0 and max_in_flight >= 1")
+    clients = settings.load_clients if clients is None else clients
+    if rate < 0 or duration_s < 0 or ramp_s < 0 or max_in_flight < 1 or clients < 0:
+        raise ValueError("rate, duration, ramp and clients must be >= 0 and max_in_flight >= 1")
     if duration_s == 0 and stop is None and max_requests is None:
         raise ValueError("an unbounded run needs a stop event, a duration or max_requests")
     targets = validate_names(names)

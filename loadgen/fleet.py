@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from loadgen.metrics import FLEET_CLIENTS, FLEET_FAILING, RETRIES
 from loadgen.outcome import Outcome
 from loadgen.resolver import Resolution, StubResolver
 from loadgen.retry import StandardRetry
@@ -68,6 +69,8 @@ class Fleet:
         self.population = Population(clients)
         self.attempts = 0
         self.retries = 0
+        FLEET_CLIENTS.set(clients)
+        FLEET_FAILING.set(0)
 
     def choose(self) -> VirtualClient:
         return self.clients[self.rng.randrange(len(self.clients))]
@@ -92,8 +95,10 @@ class Fleet:
             if not self.retry.should_retry(outcome, attempt):
                 break
             self.retries += 1
+            RETRIES.inc()
             await asyncio.sleep(self.retry.delay(attempt))
         self.population.record(client.index, self.clock(), outcome is not Outcome.OK)
+        FLEET_FAILING.set(len(self.population.failing))
         return outcome
 
     async def aclose(self) -> None:

@@ -93,6 +93,8 @@ class Settings:
                                   default=0.0)
     load_ramp_s: float = _doc("load generator: seconds to ramp up to load_rate", default=2.0)
     load_max_in_flight: int = _doc("load generator: requests in flight at most", default=500)
+    load_clients: int = _doc("load generator: virtual clients, each with its own cache and "
+                             "retries (0: one shared stub cache)", default=0)
     lb_max_in_flight: int = _doc(
         "requests one load balancer serves at once; more wait in its queue", default=32)
     lb_queue: int = _doc(
@@ -141,6 +143,8 @@ class Settings:
             (3 <= self.lb_count <= 250, "DNSRACE_LB_COUNT must be between 3 and 250"),
             (self.ttl_s >= 0 and self.negative_ttl_s >= 0, "TTLs must be >= 0"),
             (self.load_rate >= 0, "DNSRACE_LOAD_RATE must be >= 0"),
+            (0 <= self.load_clients <= 100_000, "DNSRACE_LOAD_CLIENTS must be between 0 and "
+                                                "100000"),
             (self.lb_max_in_flight >= 1 and self.lb_queue >= 0 and self.lb_service_s >= 0,
              "DNSRACE_LB_MAX_IN_FLIGHT must be >= 1, DNSRACE_LB_QUEUE and _SERVICE_S >= 0"),
             (1 <= self.dwfm_hosts <= 4, "DNSRACE_DWFM_HOSTS must be between 1 and 4"),

@@ -99,6 +99,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from services.tools.demo import run_demo
 
     modes: tuple[Mode, ...] = ("legacy",) if args.legacy_only else ("legacy", "safe")
+    from services.tools import fleet_args
+
+    settings = fleet_args.apply(args, settings, fleet_args.DEMO_CLIENTS)
     return run_demo(settings, rate=args.rate, modes=modes)
 
 
@@ -168,9 +171,10 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools import fleet_args
     from services.tools.commands import run_command
 
-    return run_command(args, settings)
+    return run_command(args, fleet_args.apply(args, settings))
 
 
 def cmd_matrix(args: argparse.Namespace, settings: Settings) -> int:
@@ -229,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.choices["demo"]
     demo.add_argument("--rate", type=float, default=200.0, help="requests/s (default 200)")
     demo.add_argument("--legacy-only", action="store_true", help="skip the safe-mode part")
+    from services.tools import fleet_args
+
+    fleet_args.add_arguments(demo)
     up = add("up", cmd_up, "run the whole cluster in the foreground; a process that exits "
                            "is started again")
     up.add_argument("--mode", choices=("legacy", "safe"), help="enactor mode for this run")
@@ -289,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("scenario", type=Path, help="e.g. scenarios/race.toml")
     run.add_argument("--mode", choices=("legacy", "safe"), action="append",
                      help="mode(s) to run (default: every mode the file has expectations for)")
+    fleet_args.add_arguments(run)
     matrix = add("matrix", cmd_matrix, "the race once per protection set: which ones suffice")
     matrix.add_argument("--scenario", type=Path, default=Path("scenarios/race.toml"))
     matrix.add_argument("--only", action="append", help="run only rows whose name has this")
