@@ -263,8 +263,11 @@ async def run_load(
         raise ValueError("an unbounded run needs a stop event, a duration or max_requests")
     targets = validate_names(names)
     stop = stop if stop is not None else asyncio.Event()
-    resolver = StubResolver(settings.dns_host, settings.dns_port, timeout_s=dns_timeout_s)
-    fleet = (Fleet(clients, settings.dns_host, settings.dns_port, seed=seed,
+    # with the unbound tier, every client asks Unbound; else our server straight
+    dns_host, dns_port = (("127.0.0.1", settings.resolver_port) if settings.resolver == "unbound"
+                          else (settings.dns_host, settings.dns_port))
+    resolver = StubResolver(dns_host, dns_port, timeout_s=dns_timeout_s)
+    fleet = (Fleet(clients, dns_host, dns_port, seed=seed,
                    dns_timeout_s=dns_timeout_s) if clients > 0 else None)
     log.info("load: %g req/s (ramp %g s) for %s on %s", rate, ramp_s,
              f"{duration_s:g} s" if duration_s else "ever", ", ".join(targets))

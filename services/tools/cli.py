@@ -33,6 +33,7 @@ SERVICE_MODULES = {
     "endpoints": "services.fleet.endpoints",
     "control": "services.control.service",
     "ec2-api": "services.ec2.api",
+    "resolver": "services.runtime.resolver_service",
 }
 
 
@@ -102,6 +103,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from services.tools import fleet_args
 
     settings = fleet_args.apply(args, settings, fleet_args.DEMO_CLIENTS)
+    if (problem := fleet_args.check(settings)) is not None:
+        print(f"dnsrace demo: {problem}", file=sys.stderr)
+        return 2
     return run_demo(settings, rate=args.rate, modes=modes)
 
 
@@ -174,7 +178,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from services.tools import fleet_args
     from services.tools.commands import run_command
 
-    return run_command(args, fleet_args.apply(args, settings))
+    settings = fleet_args.apply(args, settings)
+    if (problem := fleet_args.check(settings)) is not None:
+        print(f"dnsrace run: {problem}", file=sys.stderr)
+        return 2
+    return run_command(args, settings)
 
 
 def cmd_matrix(args: argparse.Namespace, settings: Settings) -> int:
@@ -345,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run a load generator (options: 'dnsrace loadgen --help')")
     add("control", _serve("control"), "run the control service (fault API)")
     add("ec2-api", _serve("ec2-api"), "run EC2's launch API (RunInstances on leased droplets)")
+    add("resolver", _serve("resolver"), "run Unbound as the clients' resolver (DNSRACE_RESOLVER)")
     dwfm = add("dwfm", cmd_dwfm, "run one DWFM host: droplet leases in DynamoDB")
     dwfm.add_argument("--host", type=int, required=True,
                       help="host number, 1 to DNSRACE_DWFM_HOSTS")

@@ -1,8 +1,10 @@
-"""``--clients N`` on ``dnsrace demo`` and ``dnsrace run``: the size of the client fleet."""
+"""``--clients N`` and ``--resolver`` on ``dnsrace demo`` and ``dnsrace run``: the size of the
+client fleet and what it resolves through."""
 
 from __future__ import annotations
 
 import argparse
+import shutil
 
 from services.config import Settings
 
@@ -15,6 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--clients", type=_clients, metavar="N",
         help="virtual clients, each with its own DNS cache, address choice and SDK retries "
              "(DNSRACE_LOAD_CLIENTS; 0: one shared stub cache as before)")
+    parser.add_argument(
+        "--resolver", choices=("stub", "unbound"),
+        help="stub: each client asks our DNS server; unbound: through a real caching resolver "
+             "(Debian package 'unbound'; DNSRACE_RESOLVER, default stub)")
 
 
 def apply(args: argparse.Namespace, settings: Settings, default: int | None = None) -> Settings:
@@ -22,7 +28,16 @@ def apply(args: argparse.Namespace, settings: Settings, default: int | None = No
     clients = getattr(args, "clients", None)
     if clients is None:
         clients = settings.load_clients or (default or 0)
-    return settings.replace(load_clients=clients)
+    resolver = getattr(args, "resolver", None) or settings.resolver
+    return settings.replace(load_clients=clients, resolver=resolver)
+
+
+def check(settings: Settings) -> str | None:
+    """What stops the run before it starts (Unbound asked for but missing), or None."""
+    if settings.resolver == "unbound" and not shutil.which("unbound"):
+        return ("--resolver unbound needs Unbound: apt-get install unbound, or use "
+                "--resolver stub")
+    return None
 
 
 def _clients(text: str) -> int:
