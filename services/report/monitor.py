@@ -54,6 +54,11 @@ class LoadSample:
     client_resolutions: float = 0.0
     latency_buckets: dict[str, float] = field(default_factory=dict)
     """The clients' request-latency histogram (le -> cumulative count), for percentiles."""
+    fleet_clients: float = 0.0
+    fleet_failing: float = 0.0
+    """Virtual clients in the fleet, and those whose last request failed (every loadgen)."""
+    resolver_nodata_from_cache: float = 0.0
+    """Empty answers Unbound served from its cache (0 with the stub resolver)."""
 
 
 @dataclass
@@ -124,6 +129,9 @@ class Monitor:
                 samples.sum("dnsrace_client_stale_answers_total"),
                 samples.sum("dnsrace_client_resolutions_total"),
                 samples.by("dnsrace_client_request_seconds_bucket", "le"),
+                samples.sum("dnsrace_client_fleet_clients"),
+                samples.sum("dnsrace_client_fleet_failing"),
+                samples.sum("dnsrace_resolver_nodata_from_cache"),
             ))
             self._changed.set()
             await asyncio.sleep(self.metrics_every_s)
@@ -158,6 +166,10 @@ class Monitor:
         if not self.load:
             return {}, {}
         return self.load[-1].requests, self.load[-1].rejected
+
+    def fleet_history(self) -> list[tuple[float, float]]:
+        """(time, share of the virtual clients failing) at each metrics sample."""
+        return [(s.at, s.fleet_failing / s.fleet_clients) for s in self.load if s.fleet_clients]
 
     async def _print(self) -> None:
         while True:

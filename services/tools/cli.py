@@ -102,11 +102,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     modes: tuple[Mode, ...] = ("legacy",) if args.legacy_only else ("legacy", "safe")
     from services.tools import fleet_args
 
-    settings = fleet_args.apply(args, settings, fleet_args.DEMO_CLIENTS)
-    if (problem := fleet_args.check(settings)) is not None:
-        print(f"dnsrace demo: {problem}", file=sys.stderr)
+    if (fleet := fleet_args.prepare(args, settings, "demo")) is None:
         return 2
-    return run_demo(settings, rate=args.rate, modes=modes)
+    return run_demo(fleet, rate=args.rate, modes=modes)
 
 
 def _param(text: str) -> tuple[str, object]:
@@ -178,11 +176,13 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from services.tools import fleet_args
     from services.tools.commands import run_command
 
-    settings = fleet_args.apply(args, settings)
-    if (problem := fleet_args.check(settings)) is not None:
-        print(f"dnsrace run: {problem}", file=sys.stderr)
+    if (fleet := fleet_args.prepare(args, settings, "run")) is None:
         return 2
-    return run_command(args, settings)
+    if args.as_json:
+        from services.tools.fleet_outcome import json_command
+
+        return json_command(args, fleet)
+    return run_command(args, fleet)
 
 
 def cmd_matrix(args: argparse.Namespace, settings: Settings) -> int:
@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("scenario", type=Path, help="e.g. scenarios/race.toml")
     run.add_argument("--mode", choices=("legacy", "safe"), action="append",
                      help="mode(s) to run (default: every mode the file has expectations for)")
-    fleet_args.add_arguments(run)
+    fleet_args.add_run_arguments(run)
     matrix = add("matrix", cmd_matrix, "the race once per protection set: which ones suffice")
     matrix.add_argument("--scenario", type=Path, default=Path("scenarios/race.toml"))
     matrix.add_argument("--only", action="append", help="run only rows whose name has this")

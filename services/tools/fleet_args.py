@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 
 from services.config import Settings
 
@@ -48,3 +49,19 @@ def _clients(text: str) -> int:
     if not 0 <= value <= 100_000:
         raise argparse.ArgumentTypeError(f"--clients must be between 0 and 100000, got {value}")
     return value
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """``dnsrace run``'s own: the fleet's, and ``--json``."""
+    add_arguments(parser)
+    parser.add_argument("--json", action="store_true", dest="as_json",
+                        help="print the outcome as one JSON object (resolver, clients, failing)")
+
+
+def prepare(args: argparse.Namespace, settings: Settings, command: str) -> Settings | None:
+    """The settings for ``dnsrace demo|run``, or None after saying on stderr what is wrong."""
+    settings = apply(args, settings, DEMO_CLIENTS if command == "demo" else None)
+    if (problem := check(settings)) is not None:
+        print(f"dnsrace {command}: {problem}", file=sys.stderr)
+        return None
+    return settings
