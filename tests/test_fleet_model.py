@@ -55,6 +55,11 @@ def test_the_ramp_starts_at_the_episode_that_reached_90_percent() -> None:
     assert out.recovery_ramp_s == pytest.approx(8.0)
 
 
+def test_a_few_clients_failing_long_before_do_not_stretch_the_ramp() -> None:
+    history = [(0.0, 0.002), (30.0, 0.05), (31.0, 0.5), (32.0, 0.95)]
+    assert outcome_of(history, 1000).ramp_s == pytest.approx(2.0)
+
+
 def test_a_relapse_without_recovery_leaves_the_recovery_ramp_unknown() -> None:
     history = [(0.0, 0.5), (1.0, 0.95), (2.0, 0.05), (3.0, 0.95)]
     assert outcome_of(history, 20).recovery_ramp_s is None

@@ -5,8 +5,11 @@ reads a clock.  A client is *failing* when its last request failed.  From the sh
 fleet failing over time come the run's three figures:
 
 - ``peak_share``: the largest share of the fleet failing at once;
-- ``ramp_s``: from the first failing client (the share leaving 0) to 90 % failing, for the
-  first episode that reached 90 %; ``None`` if the share never reached 90 %;
+- ``ramp_s``: the rise time of the first episode that reached 90 % failing: from the last
+  moment 10 % or fewer were failing (with a clean fleet, the first failing client's moment,
+  sampled) to 90 % failing; a step is 0; ``None`` if the share never reached 90 %.  The 10 %
+  floor keeps a few clients that failed long before (a connection error at start-up, say)
+  from stretching the ramp back to them;
 - ``recovery_ramp_s``: from the last moment 90 % were failing to the share falling to 10 %
   or less; ``None`` if it never reached 90 %, or never came back down.
 """
@@ -73,12 +76,10 @@ def outcome_of(history: list[tuple[float, float]], clients: int) -> PopulationOu
     peak = max((share for _, share in history), default=0.0)
     ramp_s: float | None = None
     recovery_s: float | None = None
-    started: float | None = None
+    started: float | None = history[0][0] if history else None
     high_index: int | None = None
     for i, (t, share) in enumerate(history):
-        if share == 0:
-            started = None
-        elif started is None:
+        if share <= RECOVERED_LOW:
             started = t
         if share >= FAILING_HIGH and started is not None:
             ramp_s = t - started
