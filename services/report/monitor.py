@@ -188,9 +188,13 @@ class Monitor:
             last = self.load[-1]
             served, newest = last.served_generation, last.newest_generation
             rejected = sum(last.rejected.values())
+        fleet = ""
+        if self.load and self.load[-1].fleet_clients:
+            last = self.load[-1]
+            fleet = f" (fleet {last.fleet_failing / last.fleet_clients:6.1%} of clients)"
         return (f"+{self.now():5.1f}s  {self.label}dns {dns:<13} plan served {served:>4.0f} "
                 f"newest {newest:>4.0f}  clients {self.request_rate():5.0f}/s failing {fail}"
-                f"  enactor batches rejected {rejected:.0f}")
+                f"{fleet}  enactor batches rejected {rejected:.0f}")
 
     async def wait_until(self, condition: Callable[[], bool], timeout_s: float,
                          what: str) -> float:
