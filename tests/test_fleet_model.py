@@ -113,3 +113,14 @@ def test_a_retry_picks_another_address_when_there_is_one() -> None:
     first = client.pick("n", addresses)
     assert all(client.pick("n", addresses, avoid=first) != first for _ in range(20))
     assert client.pick("n", ("127.0.1.1",), avoid="127.0.1.1") == "127.0.1.1"
+
+
+def test_dnsrace_watch_shows_the_share_of_the_fleet_failing() -> None:
+    from services.tools.watch import Frame, render
+
+    frame = Frame(elapsed_s=1.0, window_s=1.0, probe=None, rcodes_per_s={}, empty_per_s=0.0,
+                  requests_per_s=200.0, failure_ratio=0.5, failures_per_s={}, newest=3,
+                  served={}, enactors=[], faults=[], fleet_clients=1000, fleet_failing=250)
+    assert "250 of 1000 clients failing (25.0%)" in render(frame)
+    frame.fleet_clients = 0
+    assert "client fleet" not in render(frame)
