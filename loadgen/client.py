@@ -48,6 +48,10 @@ _LONG_WAIT_S = 0.05
 _HALF_TICK_S = 0.0005
 """Event-loop timers are 1 ms coarse (uvloop rounds to whole ms, so a shorter sleep would
 spin): an arrival due within half a tick is sent now, so sends land within about ±0.5 ms."""
+FLEET_POOL_PER_HOST = 50
+"""The fleet's connections per load balancer address at most (botocore's default pool: 10 per
+client; here one pool serves every virtual client): a burst waits for a kept-alive connection
+instead of opening hundreds of new ones, which put the process behind for good."""
 _now = time.monotonic
 """The run's clock; not ``loop.time()``, which uvloop keeps in whole milliseconds."""
 
@@ -219,10 +223,12 @@ async def _wait(event: asyncio.Event, timeout_s: float) -> None:
         return
 
 
-def client_session(max_in_flight: int, request_timeout_s: float) -> aiohttp.ClientSession:
-    """One pooled session for a whole run: keep-alive connections, short timeouts."""
+def client_session(max_in_flight: int, request_timeout_s: float,
+                   per_host: int = 0) -> aiohttp.ClientSession:
+    """One pooled session for a whole run: keep-alive connections, short timeouts; with
+    ``per_host``, at most that many connections to one address (an SDK pool's size)."""
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=0),
+        connector=aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=per_host),
         timeout=aiohttp.ClientTimeout(total=request_timeout_s,
                                       sock_connect=min(1.0, request_timeout_s)),
         trust_env=False,
@@ -271,7 +277,8 @@ async def run_load(
                    dns_timeout_s=dns_timeout_s) if clients > 0 else None)
     log.info("load: %g req/s (ramp %g s) for %s on %s", rate, ramp_s,
              f"{duration_s:g} s" if duration_s else "ever", ", ".join(targets))
-    async with client_session(max_in_flight, request_timeout_s) as session:
+    per_host = FLEET_POOL_PER_HOST if fleet is not None else 0
+    async with client_session(max_in_flight, request_timeout_s, per_host) as session:
         run = LoadRun(settings, targets, resolver, session, operation, table, fleet)
         try:
             async with asyncio.TaskGroup() as tasks:
