@@ -34,9 +34,10 @@ def _settings(root: Path) -> Settings:
 
 
 def _load(settings: Settings, rate: float, duration_s: float, cpu: int | None,
-          cluster: Cluster) -> dict[str, Any]:
+          cluster: Cluster, clients: int = 0) -> dict[str, Any]:
     args = [PYTHON, "-m", "loadgen", "--rate", f"{rate:g}", "--duration", f"{duration_s:g}",
-            "--ramp", "0", "--json", "--metrics-port", "0", "--max-in-flight", "2000"]
+            "--ramp", "0", "--json", "--metrics-port", "0", "--max-in-flight", "2000",
+            "--clients", str(clients)]
     if cpu is not None:
         args = ["taskset", "-c", str(cpu), *args]
     env = {k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")}
@@ -72,6 +73,8 @@ def _load(settings: Settings, rate: float, duration_s: float, cpu: int | None,
         "latency_ms": summary["latency"],
         "cpu_cores_used": usage,
         "pinned_cpu": cpu,
+        "clients": clients,
+        "retries": summary.get("retries", 0),
     }
     result["sustained"] = (result["achieved_pct_of_target"] >= 99.0 and not result["dropped"]
                            and result["late"] <= 0.01 * sent and result["ok_pct"] >= 99.0)

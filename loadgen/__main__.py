@@ -37,6 +37,9 @@ def parse_args(argv: Sequence[str] | None = None) -> ProcessOptions:
     parser.add_argument("--launch-rate", type=float,
                         help="instance launches per second to ec2_api (DNSRACE_EC2_LAUNCH_RATE; "
                              "0: none)")
+    parser.add_argument("--clients", type=int,
+                        help="virtual clients, each with its own cache, address choice and "
+                             "retries (DNSRACE_LOAD_CLIENTS; 0: one shared stub cache)")
     parser.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
     parser.add_argument("--json", action="store_true", dest="as_json",
                         help="print the summary as JSON instead of text")

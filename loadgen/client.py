@@ -20,6 +20,7 @@ from typing import Literal
 import aiohttp
 from dnslib import DNSLabel, DNSRecord
 
+from loadgen.fleet import Fleet
 from loadgen.metrics import (
     DROPPED,
     IN_FLIGHT,
@@ -31,7 +32,7 @@ from loadgen.metrics import (
     TARGET_RATE,
 )
 from loadgen.outcome import Outcome
-from loadgen.resolver import StubResolver
+from loadgen.resolver import Resolution, StubResolver
 from loadgen.schedule import LATE_THRESHOLD_S, arrival_time, rate_at
 from loadgen.stats import LatencyHistogram, LoadSummary
 from services.config import Settings
@@ -47,6 +48,10 @@ _LONG_WAIT_S = 0.05
 _HALF_TICK_S = 0.0005
 """Event-loop timers are 1 ms coarse (uvloop rounds to whole ms, so a shorter sleep would
 spin): an arrival due within half a tick is sent now, so sends land within about ±0.5 ms."""
+FLEET_POOL_PER_HOST = 50
+"""The fleet's connections per load balancer address at most (botocore's default pool: 10 per
+client; here one pool serves every virtual client): a burst waits for a kept-alive connection
+instead of opening hundreds of new ones, which put the process behind for good."""
 _now = time.monotonic
 """The run's clock; not ``loop.time()``, which uvloop keeps in whole milliseconds."""
 
@@ -77,8 +82,10 @@ class LoadRun:
     """The state of one run: counters, latency histograms, the requests in flight."""
 
     def __init__(self, settings: Settings, names: tuple[str, ...], resolver: StubResolver,
-                 session: aiohttp.ClientSession, operation: Operation, table: str) -> None:
+                 session: aiohttp.ClientSession, operation: Operation, table: str,
+                 fleet: Fleet | None = None) -> None:
         self.settings = settings
+        self.fleet = fleet
         self.names = names
         self.resolver = resolver
         self.session = session
@@ -155,14 +162,22 @@ class LoadRun:
         REQUEST_SECONDS.observe(latency)
 
     async def call(self, seq: int) -> Outcome:
+        name = self.names[seq % len(self.names)]
+        if self.fleet is not None:
+            return await self.fleet.call(self.fleet.choose(), name, seq, self.send,
+                                         _count_resolution)
         started = _now()
-        resolution = await self.resolver.resolve(self.names[seq % len(self.names)])
+        resolution = await self.resolver.resolve(name)
         RESOLUTION_SECONDS.observe(_now() - started)
-        RESOLUTIONS.labels(resolution.outcome).inc()
+        _count_resolution(resolution)
         if resolution.outcome is not Outcome.OK:
             return resolution.outcome
+        return await self.send(resolution.addresses[0], seq)
+
+    async def send(self, address: str, seq: int) -> Outcome:
+        """Send request ``seq`` to the load balancer at ``address``."""
         operation, body = request_for(seq, self.operation, self.table)
-        url = f"http://{resolution.addresses[0]}:{self.settings.lb_port}/"
+        url = f"http://{address}:{self.settings.lb_port}/"
         headers = {"X-Amz-Target": TARGET_PREFIX + operation,
                    "Content-Type": "application/x-amz-json-1.0"}
         try:
@@ -185,7 +200,14 @@ class LoadRun:
             dropped=self.dropped, late=self.late,
             outcomes={str(o): self.outcomes.get(o, 0) for o in Outcome},
             latency=self.latency.summary(), latency_ok=self.latency_ok.summary(),
+            clients=len(self.fleet.clients) if self.fleet else 0,
+            retries=self.fleet.retries if self.fleet else 0,
+            failing=self.fleet.population.outcome().as_json() if self.fleet else None,
         )
+
+
+def _count_resolution(resolution: Resolution) -> None:
+    RESOLUTIONS.labels(resolution.outcome).inc()
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:
@@ -201,10 +223,12 @@ async def _wait(event: asyncio.Event, timeout_s: float) -> None:
         return
 
 
-def client_session(max_in_flight: int, request_timeout_s: float) -> aiohttp.ClientSession:
-    """One pooled session for a whole run: keep-alive connections, short timeouts."""
+def client_session(max_in_flight: int, request_timeout_s: float,
+                   per_host: int = 0) -> aiohttp.ClientSession:
+    """One pooled session for a whole run: keep-alive connections, short timeouts; with
+    ``per_host``, at most that many connections to one address (an SDK pool's size)."""
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=0),
+        connector=aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=per_host),
         timeout=aiohttp.ClientTimeout(total=request_timeout_s,
                                       sock_connect=min(1.0, request_timeout_s)),
         trust_env=False,
@@ -225,6 +249,8 @@ async def run_load(
     dns_timeout_s: float = 1.0,
     request_timeout_s: float = 2.0,
     stop: asyncio.Event | None = None,
+    clients: int | None = None,
+    seed: int | None = None,
 ) -> LoadSummary:
     """Run the load until ``duration_s``, ``max_requests`` or ``stop``; return its summary.
 
@@ -236,21 +262,30 @@ async def run_load(
     duration_s = settings.load_duration_s if duration_s is None else duration_s
     ramp_s = settings.load_ramp_s if ramp_s is None else ramp_s
     max_in_flight = settings.load_max_in_flight if max_in_flight is None else max_in_flight
-    if rate < 0 or duration_s < 0 or ramp_s < 0 or max_in_flight < 1:
-        raise ValueError("rate, duration and ramp must be >= 0 and max_in_flight >= 1")
+    clients = settings.load_clients if clients is None else clients
+    if rate < 0 or duration_s < 0 or ramp_s < 0 or max_in_flight < 1 or clients < 0:
+        raise ValueError("rate, duration, ramp and clients must be >= 0 and max_in_flight >= 1")
     if duration_s == 0 and stop is None and max_requests is None:
         raise ValueError("an unbounded run needs a stop event, a duration or max_requests")
     targets = validate_names(names)
     stop = stop if stop is not None else asyncio.Event()
-    resolver = StubResolver(settings.dns_host, settings.dns_port, timeout_s=dns_timeout_s)
+    # with the unbound tier, every client asks Unbound; else our server straight
+    dns_host, dns_port = (("127.0.0.1", settings.resolver_port) if settings.resolver == "unbound"
+                          else (settings.dns_host, settings.dns_port))
+    resolver = StubResolver(dns_host, dns_port, timeout_s=dns_timeout_s)
+    fleet = (Fleet(clients, dns_host, dns_port, seed=seed,
+                   dns_timeout_s=dns_timeout_s) if clients > 0 else None)
     log.info("load: %g req/s (ramp %g s) for %s on %s", rate, ramp_s,
              f"{duration_s:g} s" if duration_s else "ever", ", ".join(targets))
-    async with client_session(max_in_flight, request_timeout_s) as session:
-        run = LoadRun(settings, targets, resolver, session, operation, table)
+    per_host = FLEET_POOL_PER_HOST if fleet is not None else 0
+    async with client_session(max_in_flight, request_timeout_s, per_host) as session:
+        run = LoadRun(settings, targets, resolver, session, operation, table, fleet)
         try:
             async with asyncio.TaskGroup() as tasks:
                 covered = await run.schedule(tasks, stop, rate, ramp_s, duration_s,
                                              max_in_flight, max_requests)
         finally:
             await resolver.aclose()
+            if fleet is not None:
+                await fleet.aclose()
     return run.summary(rate, covered)

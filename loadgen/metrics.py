@@ -52,3 +52,10 @@ LAUNCHES = Counter("dnsrace_ec2_launches",
                    ["outcome"])
 for _launch in LaunchOutcome:
     LAUNCHES.labels(_launch.value)
+
+FLEET_CLIENTS = Gauge("dnsrace_client_fleet_clients",
+                      "Virtual clients in this load generator's fleet (0: one shared cache)")
+FLEET_FAILING = Gauge("dnsrace_client_fleet_failing",
+                      "Virtual clients whose last request failed")
+RETRIES = Counter("dnsrace_client_retries",
+                  "Attempts repeated by the virtual clients' standard retry mode")

@@ -69,6 +69,8 @@ class ProcessOptions:
     as_json: bool = False
     launch_rate: float | None = None
     """Instance launches per second sent to ec2_api; None: ``ec2_launch_rate``; 0: none."""
+    clients: int | None = None
+    """Virtual clients; None: ``load_clients``; 0: one shared stub cache."""
 
 
 async def run_process(ctx: ServiceContext, options: ProcessOptions) -> LoadSummary:
@@ -86,7 +88,7 @@ async def run_process(ctx: ServiceContext, options: ProcessOptions) -> LoadSumma
             ramp_s=options.ramp_s, max_in_flight=options.max_in_flight,
             max_requests=options.max_requests, operation=options.operation,
             dns_timeout_s=options.dns_timeout_s, request_timeout_s=options.request_timeout_s,
-            stop=ctx.stopping,
+            stop=ctx.stopping, clients=options.clients,
         )
     finally:
         launching.cancel()

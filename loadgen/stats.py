@@ -110,6 +110,11 @@ class LoadSummary:
     """Every completed request, whatever its outcome."""
     latency_ok: LatencySummary
     """Requests whose outcome was ok."""
+    clients: int = 0
+    """Virtual clients of the fleet (0: one shared stub cache, the old behaviour)."""
+    retries: int = 0
+    failing: dict[str, float | None] | None = None
+    """The population's peak share failing and ramps (:mod:`services.core.population`)."""
 
     @property
     def target_rate_per_s(self) -> float:
@@ -157,4 +162,9 @@ class LoadSummary:
             lines.append(f"    {outcome:<{width}}  {count:>9}  {share:5.1f} %")
         lines.append(f"  latency    {self.latency.to_text()}")
         lines.append(f"  latency ok {self.latency_ok.to_text()}")
+        if self.clients and self.failing is not None:
+            lines.append(f"  fleet      {self.clients} clients, {self.retries} retries, "
+                         f"peak failing {100 * (self.failing['peak_share'] or 0):.1f} %, "
+                         f"ramp {self.failing['ramp_s']} s, "
+                         f"recovery {self.failing['recovery_ramp_s']} s")
         return "\n".join(lines)

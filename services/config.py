@@ -58,7 +58,7 @@ class Settings:
                               default="")
     metrics_port_base: int = _doc(
         "first /metrics port; planner +0, enactors +1..+3, dns +4, endpoints +5, loadgen +6.., "
-        "DWFM hosts +12.., ec2_api +16",
+        "DWFM hosts +12.., ec2_api +16, resolver +19, supervisor +20",
         default=9510,
     )
     plan_interval_s: float = _doc("seconds between two plans written by the planner", default=1.0)
@@ -93,6 +93,12 @@ class Settings:
                                   default=0.0)
     load_ramp_s: float = _doc("load generator: seconds to ramp up to load_rate", default=2.0)
     load_max_in_flight: int = _doc("load generator: requests in flight at most", default=500)
+    resolver: str = _doc("the clients' resolver: stub (each client asks our server) or unbound "
+                         "(a real caching resolver in between)", default="stub")
+    resolver_port: int = _doc("UDP/TCP port of Unbound on 127.0.0.1 (its control port is the "
+                              "next one)", default=5310)
+    load_clients: int = _doc("load generator: virtual clients, each with its own cache and "
+                             "retries (0: one shared stub cache)", default=0)
     lb_max_in_flight: int = _doc(
         "requests one load balancer serves at once; more wait in its queue", default=32)
     lb_queue: int = _doc(
@@ -141,6 +147,9 @@ class Settings:
             (3 <= self.lb_count <= 250, "DNSRACE_LB_COUNT must be between 3 and 250"),
             (self.ttl_s >= 0 and self.negative_ttl_s >= 0, "TTLs must be >= 0"),
             (self.load_rate >= 0, "DNSRACE_LOAD_RATE must be >= 0"),
+            (self.resolver in ("stub", "unbound"), "DNSRACE_RESOLVER must be stub or unbound"),
+            (0 <= self.load_clients <= 100_000, "DNSRACE_LOAD_CLIENTS must be between 0 and "
+                                                "100000"),
             (self.lb_max_in_flight >= 1 and self.lb_queue >= 0 and self.lb_service_s >= 0,
              "DNSRACE_LB_MAX_IN_FLIGHT must be >= 1, DNSRACE_LB_QUEUE and _SERVICE_S >= 0"),
             (1 <= self.dwfm_hosts <= 4, "DNSRACE_DWFM_HOSTS must be between 1 and 4"),
@@ -181,7 +190,7 @@ class Settings:
 
     def metrics_port(self, role: str, index: int = 0) -> int:
         offsets = {"planner": 0, "enactor": 1, "dns": 4, "endpoints": 5, "loadgen": 6,
-                   "dwfm": 12, "ec2_api": 16, "supervisor": 20}
+                   "dwfm": 12, "ec2_api": 16, "resolver": 19, "supervisor": 20}
         if role not in offsets:
             raise ConfigError(f"no metrics port for role {role!r}")
         return self.metrics_port_base + offsets[role] + index

@@ -54,6 +54,11 @@ class LoadSample:
     client_resolutions: float = 0.0
     latency_buckets: dict[str, float] = field(default_factory=dict)
     """The clients' request-latency histogram (le -> cumulative count), for percentiles."""
+    fleet_clients: float = 0.0
+    fleet_failing: float = 0.0
+    """Virtual clients in the fleet, and those whose last request failed (every loadgen)."""
+    resolver_nodata_from_cache: float = 0.0
+    """Empty answers Unbound served from its cache (0 with the stub resolver)."""
 
 
 @dataclass
@@ -124,6 +129,9 @@ class Monitor:
                 samples.sum("dnsrace_client_stale_answers_total"),
                 samples.sum("dnsrace_client_resolutions_total"),
                 samples.by("dnsrace_client_request_seconds_bucket", "le"),
+                samples.sum("dnsrace_client_fleet_clients"),
+                samples.sum("dnsrace_client_fleet_failing"),
+                samples.sum("dnsrace_resolver_nodata_from_cache"),
             ))
             self._changed.set()
             await asyncio.sleep(self.metrics_every_s)
@@ -159,6 +167,10 @@ class Monitor:
             return {}, {}
         return self.load[-1].requests, self.load[-1].rejected
 
+    def fleet_history(self) -> list[tuple[float, float]]:
+        """(time, share of the virtual clients failing) at each metrics sample."""
+        return [(s.at, s.fleet_failing / s.fleet_clients) for s in self.load if s.fleet_clients]
+
     async def _print(self) -> None:
         while True:
             await asyncio.sleep(self.print_every_s)
@@ -176,9 +188,13 @@ class Monitor:
             last = self.load[-1]
             served, newest = last.served_generation, last.newest_generation
             rejected = sum(last.rejected.values())
+        fleet = ""
+        if self.load and self.load[-1].fleet_clients:
+            last = self.load[-1]
+            fleet = f" (fleet {last.fleet_failing / last.fleet_clients:6.1%} of clients)"
         return (f"+{self.now():5.1f}s  {self.label}dns {dns:<13} plan served {served:>4.0f} "
                 f"newest {newest:>4.0f}  clients {self.request_rate():5.0f}/s failing {fail}"
-                f"  enactor batches rejected {rejected:.0f}")
+                f"{fleet}  enactor batches rejected {rejected:.0f}")
 
     async def wait_until(self, condition: Callable[[], bool], timeout_s: float,
                          what: str) -> float:

@@ -62,6 +62,8 @@ def health_url(name: str, settings: Settings) -> str | None:
         port = settings.metrics_port("dwfm", int(name.removeprefix("dwfm_")) - 1)
     elif name == "ec2_api":
         port = settings.metrics_port("ec2_api")
+    elif name == "resolver":
+        port = settings.metrics_port("resolver")
     elif name == "control":
         port = settings.control_port
     elif name in ("planner", "dns", "endpoints", "loadgen"):
@@ -111,6 +113,8 @@ class Cluster:
         ports = {s.dns_port: "dns", s.control_port: "control"}
         if s.embedded_redis:
             ports[s.redis_port] = "redis"
+        if s.resolver == "unbound" and "resolver" in self.commands():
+            ports.update({s.resolver_port: "resolver", s.resolver_port + 1: "resolver control"})
         for name in self.commands():
             url = health_url(name, s)
             if url is not None:

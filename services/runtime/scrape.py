@@ -67,6 +67,7 @@ def metrics_urls(settings: Settings, loadgens: int = 1) -> dict[str, str]:
     for i in range(settings.dwfm_hosts):
         urls[f"dwfm_{i + 1}"] = base.format(settings.metrics_port("dwfm", i))
     urls["ec2_api"] = base.format(settings.metrics_port("ec2_api"))
+    urls["resolver"] = base.format(settings.metrics_port("resolver"))
     for i in range(loadgens):
         urls[f"loadgen.{i + 1}"] = base.format(settings.metrics_port("loadgen", i))
     return urls

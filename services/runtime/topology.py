@@ -168,14 +168,20 @@ def topology(settings: Settings) -> Topology:
                           settings.metrics_port_base + EXTRA_ENDPOINTS_PORT_OFFSET + i - 1)
         loadgen = settings.metrics_port_base + LOADGEN_PORT_OFFSET + i
         rate = f"{settings.load_rate / len(AZS):g}"
+        clients = str(fleet_share(settings.load_clients, len(AZS), i))
         processes += [
             Process(f"enactor_{s}", az, ("enactor", "--az", az), enactor, enactor, az),
             Process(f"endpoints_{s}", az, ("endpoints", "--az", az), endpoints,
                     endpoints_host, az),
-            Process(f"loadgen_{s}", az, ("loadgen", "--rate", rate, "--metrics-port",
-                                         str(loadgen)), loadgen, loadgen, az),
+            Process(f"loadgen_{s}", az, ("loadgen", "--rate", rate, "--clients", clients,
+                                         "--metrics-port", str(loadgen)), loadgen, loadgen, az),
         ]
     return Topology(tuple(nodes), tuple(processes))
+
+
+def fleet_share(clients: int, loadgens: int, index: int) -> int:
+    """Virtual clients of load generator ``index`` of ``loadgens``: the fleet split evenly."""
+    return clients // loadgens + (1 if index < clients % loadgens else 0)
 
 
 def inner_changes(settings: Settings, placement: Placement = "netns") -> dict[str, str | int]:

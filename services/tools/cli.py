@@ -33,6 +33,7 @@ SERVICE_MODULES = {
     "endpoints": "services.fleet.endpoints",
     "control": "services.control.service",
     "ec2-api": "services.ec2.api",
+    "resolver": "services.runtime.resolver_service",
 }
 
 
@@ -99,7 +100,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from services.tools.demo import run_demo
 
     modes: tuple[Mode, ...] = ("legacy",) if args.legacy_only else ("legacy", "safe")
-    return run_demo(settings, rate=args.rate, modes=modes)
+    from services.tools import fleet_args
+
+    if (fleet := fleet_args.prepare(args, settings, "demo")) is None:
+        return 2
+    return run_demo(fleet, rate=args.rate, modes=modes)
 
 
 def _param(text: str) -> tuple[str, object]:
@@ -168,9 +173,16 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tools import fleet_args
     from services.tools.commands import run_command
 
-    return run_command(args, settings)
+    if (fleet := fleet_args.prepare(args, settings, "run")) is None:
+        return 2
+    if args.as_json:
+        from services.tools.fleet_outcome import json_command
+
+        return json_command(args, fleet)
+    return run_command(args, fleet)
 
 
 def cmd_matrix(args: argparse.Namespace, settings: Settings) -> int:
@@ -230,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.choices["demo"]
     demo.add_argument("--rate", type=float, default=200.0, help="requests/s (default 200)")
     demo.add_argument("--legacy-only", action="store_true", help="skip the safe-mode part")
+    from services.tools import fleet_args
+
+    fleet_args.add_arguments(demo)
     up = add("up", cmd_up, "run the whole cluster in the foreground; a process that exits "
                            "is started again")
     up.add_argument("--mode", choices=("legacy", "safe"), help="enactor mode for this run")
@@ -290,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("scenario", type=Path, help="e.g. scenarios/race.toml")
     run.add_argument("--mode", choices=("legacy", "safe"), action="append",
                      help="mode(s) to run (default: every mode the file has expectations for)")
+    fleet_args.add_run_arguments(run)
     matrix = add("matrix", cmd_matrix, "the race once per protection set: which ones suffice")
     matrix.add_argument("--scenario", type=Path, default=Path("scenarios/race.toml"))
     matrix.add_argument("--only", action="append", help="run only rows whose name has this")
@@ -339,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run a load generator (options: 'dnsrace loadgen --help')")
     add("control", _serve("control"), "run the control service (fault API)")
     add("ec2-api", _serve("ec2-api"), "run EC2's launch API (RunInstances on leased droplets)")
+    add("resolver", _serve("resolver"), "run Unbound as the clients' resolver (DNSRACE_RESOLVER)")
     dwfm = add("dwfm", cmd_dwfm, "run one DWFM host: droplet leases in DynamoDB")
     dwfm.add_argument("--host", type=int, required=True,
                       help="host number, 1 to DNSRACE_DWFM_HOSTS")

@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from services.config import Mode, Settings
 from services.control.client import ControlClient
 from services.core import names
+from services.core.population import PopulationOutcome, outcome_of
 from services.report.monitor import Monitor
 from services.report.render import RunRecord, capture, write_report
 from services.runtime.clock import WALL_CLOCK
@@ -61,6 +62,9 @@ class ModeResult:
     """Wall-clock time the operator's repair was committed."""
     record: RunRecord | None = field(default=None, repr=False, compare=False)
     """What the HTML report is drawn from: the run's history and what the monitor saw."""
+    fleet: PopulationOutcome | None = None
+    """The virtual clients' failing share and ramps (None without a fleet)."""
+    resolver: str = "stub"
 
     @property
     def failed_requests(self) -> int:
@@ -163,6 +167,9 @@ async def run_mode(settings: Settings, mode: Mode, workdir: Path, rate: float,
                 result.dns_polls = len(monitor.dns)
                 requests_after, _ = monitor.totals()
                 result.requests = _delta(requests_after, requests_before)
+                result.resolver = settings.resolver
+                if settings.load_clients:
+                    result.fleet = outcome_of(monitor.fleet_history(), settings.load_clients)
                 result.record = await capture(client, monitor, result)
         finally:
             await client.aclose()
@@ -191,6 +198,11 @@ def format_summary(results: list[ModeResult]) -> str:
         ("peak client failure ratio", lambda r: f"{r.failure_ratio_peak:.0%}"),
         ("outage length", lambda r: _fmt(r.outage_s)),
         ("recovery after repair", lambda r: _fmt(r.recovery_s)),
+        ("clients (resolver)", lambda r: f"{r.fleet.clients if r.fleet else 1} ({r.resolver})"),
+        ("fleet peak share failing", lambda r: f"{r.fleet.peak_share:.0%}" if r.fleet else "-"),
+        ("fleet ramp 10 -> 90 % failing", lambda r: _fmt(r.fleet.ramp_s if r.fleet else None)),
+        ("fleet recovery 90 -> 10 %",
+         lambda r: _fmt(r.fleet.recovery_ramp_s if r.fleet else None)),
         ("requests", lambda r: f"{sum(r.requests.values()):.0f}"),
         ("failed requests", lambda r: str(r.failed_requests)),
         ("rejected batches (4 s, by reason)", lambda r: ", ".join(

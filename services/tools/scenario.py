@@ -40,6 +40,7 @@ from services import resources
 from services.config import Mode, Settings
 from services.control.client import ControlClient, ControlError
 from services.core import checker, events, names
+from services.core.population import PopulationOutcome, outcome_of
 from services.errors import DnsraceError
 from services.report.monitor import Monitor
 from services.report.render import RunRecord
@@ -195,6 +196,12 @@ class Outcome:
     restarts: list[str] = field(default_factory=list)
     """Processes the supervisor started again: crashed, or at a crash fault's end."""
     record: RunRecord | None = field(default=None, repr=False, compare=False)
+    resolver: str = "stub"
+    clients: int = 0
+    failing: PopulationOutcome | None = None
+    """The virtual clients' failing share and ramps (None without a fleet)."""
+    nodata_from_cache: float = 0.0
+    """Empty answers Unbound served from its cache during the run."""
 
     @property
     def ok(self) -> bool:
@@ -286,6 +293,11 @@ async def run_scenario(scenario: Scenario, settings: Settings, mode: Mode,
                 outcome.requests = int(sum(after.values()) - sum(before.values()))
                 outcome.failed_requests = int(sum(
                     v - before.get(k, 0) for k, v in after.items() if k != "ok"))
+                outcome.resolver, outcome.clients = settings.resolver, settings.load_clients
+                if settings.load_clients:
+                    outcome.failing = outcome_of(monitor.fleet_history(), settings.load_clients)
+                if monitor.load:
+                    outcome.nodata_from_cache = monitor.load[-1].resolver_nodata_from_cache
             recorded = [e for _, e in await history.RedisHistory(client).read()
                       if e.at_ms >= since_ms]
             outcome.violations = checker.check(recorded)

@@ -87,6 +87,9 @@ class Frame:
     enactors: list[EnactorView]
     faults: list[tuple[str, str]]
     down: list[str] = field(default_factory=list)
+    fleet_clients: int = 0
+    fleet_failing: int = 0
+    """Virtual clients of the fleet, and those whose last request failed (0: no fleet)."""
 
 
 def _delta(cur: Samples, prev: Samples | None, name: str, label: str,
@@ -171,6 +174,8 @@ def build_frame(prev: Snapshot | None, cur: Snapshot, started: float) -> Frame:
         served={k: int(served[k]) for k in NAMED if k in served},
         enactors=enactors, faults=faults,
         down=sorted(name for name, samples in cur.processes.items() if not samples.values),
+        fleet_clients=int(now.sum("dnsrace_client_fleet_clients")),
+        fleet_failing=int(now.sum("dnsrace_client_fleet_failing")),
     )
 
 
@@ -202,6 +207,9 @@ def render(frame: Frame) -> str:
         f"clients        {frame.requests_per_s:.0f} req/s  failing {ratio}"
         + (f"  ({_rates(frame.failures_per_s)})" if frame.failures_per_s else ""),
     ]
+    if frame.fleet_clients:
+        lines.append(f"client fleet   {frame.fleet_failing} of {frame.fleet_clients} clients "
+                     f"failing ({frame.fleet_failing / frame.fleet_clients:.1%})")
     served = "  ".join(
         f"{k} {v}" + (" (EMPTY)" if v == 0 else f" ({frame.newest - v} behind)"
                       if frame.newest - v > 1 else "")

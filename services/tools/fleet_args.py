@@ -1,0 +1,67 @@
+"""``--clients N`` and ``--resolver`` on ``dnsrace demo`` and ``dnsrace run``: the size of the
+client fleet and what it resolves through."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+
+from services.config import Settings
+
+DEMO_CLIENTS = 1000
+"""The demo's fleet unless ``--clients`` or ``DNSRACE_LOAD_CLIENTS`` says otherwise."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--clients", type=_clients, metavar="N",
+        help="virtual clients, each with its own DNS cache, address choice and SDK retries "
+             "(DNSRACE_LOAD_CLIENTS; 0: one shared stub cache as before)")
+    parser.add_argument(
+        "--resolver", choices=("stub", "unbound"),
+        help="stub: each client asks our DNS server; unbound: through a real caching resolver "
+             "(Debian package 'unbound'; DNSRACE_RESOLVER, default stub)")
+
+
+def apply(args: argparse.Namespace, settings: Settings, default: int | None = None) -> Settings:
+    """``settings`` with the fleet size asked for; ``default`` if neither flag nor setting."""
+    clients = getattr(args, "clients", None)
+    if clients is None:
+        clients = settings.load_clients or (default or 0)
+    resolver = getattr(args, "resolver", None) or settings.resolver
+    return settings.replace(load_clients=clients, resolver=resolver)
+
+
+def check(settings: Settings) -> str | None:
+    """What stops the run before it starts (Unbound asked for but missing), or None."""
+    if settings.resolver == "unbound" and not shutil.which("unbound"):
+        return ("--resolver unbound needs Unbound: apt-get install unbound, or use "
+                "--resolver stub")
+    return None
+
+
+def _clients(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--clients takes a whole number, got {text!r}") from None
+    if not 0 <= value <= 100_000:
+        raise argparse.ArgumentTypeError(f"--clients must be between 0 and 100000, got {value}")
+    return value
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """``dnsrace run``'s own: the fleet's, and ``--json``."""
+    add_arguments(parser)
+    parser.add_argument("--json", action="store_true", dest="as_json",
+                        help="print the outcome as one JSON object (resolver, clients, failing)")
+
+
+def prepare(args: argparse.Namespace, settings: Settings, command: str) -> Settings | None:
+    """The settings for ``dnsrace demo|run``, or None after saying on stderr what is wrong."""
+    settings = apply(args, settings, DEMO_CLIENTS if command == "demo" else None)
+    if (problem := check(settings)) is not None:
+        print(f"dnsrace {command}: {problem}", file=sys.stderr)
+        return None
+    return settings

@@ -1,0 +1,55 @@
+"""``dnsrace run SCENARIO --json``: the run's outcome as one JSON object on stdout.
+
+One mode: the object is that mode's outcome.  Several modes: ``{"scenario": ..., "runs": [...]}``
+with one outcome per mode.  Each outcome has ``resolver``, ``clients`` and ``failing``
+(``peak_share``, ``ramp_s``, ``recovery_ramp_s``; null without a fleet).  The cluster's progress
+lines go nowhere; logs stay in the printed ``workdir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from services.config import Settings
+from services.tools.scenario import Outcome, Scenario, ScenarioError, load_file, run_scenario
+
+
+def outcome_json(scenario: Scenario, outcome: Outcome, workdir: Path) -> dict[str, Any]:
+    return {
+        "scenario": scenario.name, "mode": outcome.mode, "ok": outcome.ok,
+        "failures": outcome.failures,
+        "resolver": outcome.resolver, "clients": outcome.clients,
+        "failing": outcome.failing.as_json() if outcome.failing is not None else None,
+        "requests": outcome.requests, "failed_requests": outcome.failed_requests,
+        "failed_share": (round(outcome.failed_requests / outcome.requests, 4)
+                         if outcome.requests else None),
+        "empty_answers": outcome.empty_answers, "outage_s": round(outcome.outage_s, 3),
+        "nodata_from_resolver_cache": outcome.nodata_from_cache,
+        "stale_answers": outcome.stale_answers,
+        "violations": sorted({v.invariant.name for v in outcome.violations}),
+        "converged_after_s": (None if outcome.converged_after_s is None
+                              else round(outcome.converged_after_s, 3)),
+        "restarts": outcome.restarts, "workdir": str(workdir),
+    }
+
+
+def json_command(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        scenario = load_file(args.scenario)
+    except ScenarioError as e:
+        print(f"dnsrace: {e}", file=sys.stderr)
+        return 2
+    modes = args.mode or list(scenario.expect) or [settings.mode]
+    workdir = Path(tempfile.mkdtemp(prefix=f"dnsrace-{scenario.name}-"))
+    outcomes = [asyncio.run(run_scenario(scenario, settings, mode, workdir, quiet=True))
+                for mode in modes]
+    runs = [outcome_json(scenario, o, workdir) for o in outcomes]
+    result = runs[0] if len(runs) == 1 else {"scenario": scenario.name, "runs": runs}
+    sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
+    return 0 if all(o.ok for o in outcomes) else 1

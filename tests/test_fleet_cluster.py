@@ -1,0 +1,42 @@
+"""The client fleet on a whole real cluster (the issue's must-holds, as 'dnsrace run' runs
+them): the race seen through Unbound by 1,000 virtual clients, and one AZ's load balancers
+failing while the clients retry elsewhere."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from services.runtime.redis_server import free_port
+from services.tools.scenario import load_file, run_scenario
+from tests.conftest import cluster_settings, require_tool
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+def test_the_race_through_unbound_ramps_over_the_fleet_and_it_recovers(tmp_path: Path) -> None:
+    require_tool("unbound")
+    require_tool("unbound-control")
+    settings = cluster_settings(tmp_path, resolver="unbound", resolver_port=free_port(),
+                                load_clients=1000)
+    scenario = load_file(SCENARIOS / "race_repair.toml")
+    outcome = asyncio.run(run_scenario(scenario, settings, "legacy", tmp_path / "run",
+                                       quiet=True))
+    assert outcome.ok, outcome.failures
+    assert outcome.resolver == "unbound" and outcome.clients == 1000
+    failing = outcome.failing
+    assert failing is not None
+    assert failing.peak_share >= 0.9
+    assert failing.ramp_s is not None and failing.ramp_s >= 1.0  # a ramp, not a step
+    assert failing.recovery_ramp_s is not None  # the fleet came back after the repair
+    assert outcome.nodata_from_cache > 0  # Unbound served the empty answer from its cache
+
+
+def test_lb_failure_with_a_fleet_fails_under_5_percent_of_requests(tmp_path: Path) -> None:
+    settings = cluster_settings(tmp_path, load_clients=1000)
+    scenario = load_file(SCENARIOS / "lb_failure.toml")
+    outcome = asyncio.run(run_scenario(scenario, settings, "legacy", tmp_path / "run",
+                                       quiet=True))
+    assert outcome.ok, outcome.failures
+    assert outcome.requests > 1000
+    assert outcome.failed_requests < 0.05 * outcome.requests
