@@ -33,6 +33,7 @@ SERVICE_MODULES = {
     "endpoints": "services.fleet.endpoints",
     "control": "services.control.service",
     "ec2-api": "services.ec2.api",
+    "netmgr": "services.ec2.netmgr",
 }
 
 
@@ -337,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run a load generator (options: 'dnsrace loadgen --help')")
     add("control", _serve("control"), "run the control service (fault API)")
     add("ec2-api", _serve("ec2-api"), "run EC2's launch API (RunInstances on leased droplets)")
+    add("netmgr", _serve("netmgr"), "run Network Manager: instances' network-state propagation")
     dwfm = add("dwfm", cmd_dwfm, "run one DWFM host: droplet leases in DynamoDB")
     dwfm.add_argument("--host", type=int, required=True,
                       help="host number, 1 to DNSRACE_DWFM_HOSTS")
