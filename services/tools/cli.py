@@ -34,6 +34,7 @@ SERVICE_MODULES = {
     "control": "services.control.service",
     "ec2-api": "services.ec2.api",
     "netmgr": "services.ec2.netmgr",
+    "instances": "services.ec2.instances",
 }
 
 
@@ -339,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("control", _serve("control"), "run the control service (fault API)")
     add("ec2-api", _serve("ec2-api"), "run EC2's launch API (RunInstances on leased droplets)")
     add("netmgr", _serve("netmgr"), "run Network Manager: instances' network-state propagation")
+    add("instances", _serve("instances"), "run one AZ's instances, each a listener of its own"
+        ).add_argument("--az", required=True, choices=AZS, help="Availability Zone")
     dwfm = add("dwfm", cmd_dwfm, "run one DWFM host: droplet leases in DynamoDB")
     dwfm.add_argument("--host", type=int, required=True,
                       help="host number, 1 to DNSRACE_DWFM_HOSTS")
