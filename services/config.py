@@ -20,8 +20,9 @@ from services.errors import DnsraceError
 Mode = Literal["legacy", "safe"]
 DnsProtection = Literal["fenced_commit", "safe_cleanup", "plan_validation", "self_repair"]
 """The protections of the DNS automation (DESIGN.md section 4)."""
-CascadeProtection = Literal["queue_throttle"]
-"""The protections of what depends on the name (DESIGN.md section 8): EC2's DWFM queue."""
+CascadeProtection = Literal["queue_throttle", "velocity_control"]
+"""The protections of what depends on the name (DESIGN.md section 8): EC2's DWFM and Network
+Manager queues (queue_throttle), NLB AZ failover (velocity_control, issue 15)."""
 Protection = Literal[DnsProtection, CascadeProtection]
 ALL_PROTECTIONS: tuple[Protection, ...] = typing.get_args(Protection)
 DNS_PROTECTIONS: tuple[DnsProtection, ...] = typing.get_args(DnsProtection)

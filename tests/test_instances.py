@@ -9,7 +9,8 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
-from services.ec2.instances import AzInstances, instance_address
+from services.core.addresses import instance_address
+from services.ec2.instances import AzInstances
 from services.ec2.netmgr import PROPAGATED_KEY
 from services.runtime.redis_server import free_port
 from services.store.launches import Launch, append_launch

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Gauge
 from redis.exceptions import RedisError
 
+from services.core.addresses import INSTANCE_PORT, MAX_INSTANCES, instance_address
 from services.core.names import AZS
 from services.ec2.netmgr import PROPAGATED_KEY
 from services.runtime.service import ServiceContext, observability_app, redis_client, start_site
@@ -25,23 +26,11 @@ from services.store import launches
 
 log = logging.getLogger(__name__)
 
-INSTANCE_PORT = 8080
-"""Every instance listens on this port of its own address."""
-MAX_INSTANCES = 250 * 256
 TICK_S = 0.1
 
 WITHOUT_CONNECTIVITY = Gauge("dnsrace_instances_without_connectivity",
                              "Launched instances whose network state has not propagated", ["az"])
 CONNECTED = Gauge("dnsrace_instances_connected", "Instances listening (state propagated)", ["az"])
-
-
-def instance_address(az: str, n: int) -> str:
-    """The ``n``-th instance of ``az``'s loopback address (``127.4x.h.l``, l from 1)."""
-    if az not in AZS:
-        raise ValueError(f"unknown AZ {az!r}; one of {', '.join(AZS)}")
-    if not 0 <= n < MAX_INSTANCES:
-        raise ValueError(f"instance number {n} out of range 0..{MAX_INSTANCES - 1}")
-    return f"127.{40 + AZS.index(az)}.{n // 250}.{n % 250 + 1}"
 
 
 async def _serve_instance(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
