@@ -342,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("netmgr", _serve("netmgr"), "run Network Manager: instances' network-state propagation")
     add("instances", _serve("instances"), "run one AZ's instances, each a listener of its own"
         ).add_argument("--az", required=True, choices=AZS, help="Availability Zone")
+    from services.tools import nlb
+
+    nlb.add_arguments(add("nlb", nlb.command, "the NLB: 'serve' runs it, 'failover off|on'"))
     dwfm = add("dwfm", cmd_dwfm, "run one DWFM host: droplet leases in DynamoDB")
     dwfm.add_argument("--host", type=int, required=True,
                       help="host number, 1 to DNSRACE_DWFM_HOSTS")
