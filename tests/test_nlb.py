@@ -8,17 +8,20 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+import aiohttp
 import redis.asyncio as aioredis
+from aiohttp import web
 
 from services.config import Settings
 from services.core.addresses import node_address
 from services.core.cascade_invariants import check_connectivity, check_velocity
-from services.core.events import InstanceLaunched, NetworkPropagated
+from services.core.events import InstanceLaunched, NetworkPropagated, OperatorAction
 from services.ec2.instances import AzInstances
 from services.ec2.netmgr import PROPAGATED_KEY
-from services.nlb.service import Nlb
+from services.nlb.service import Nlb, routes
 from services.runtime.clock import WALL_CLOCK
 from services.runtime.redis_server import free_port
+from services.runtime.service import start_site
 from services.store import history
 from services.store.launches import Launch, append_launch
 from services.store.zone import ZoneKeys, ZoneStore
@@ -104,3 +107,31 @@ async def test_safe_nlb_waits_for_connectivity_and_keeps_capacity(
     recorded = [e for _, e in await sink.read()]
     assert check_connectivity(recorded).violations == []
     assert check_velocity(recorded) == []
+
+
+async def test_the_operators_turn_failover_off_and_on_over_http(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    sink = history.RedisHistory(redis_client, prefix=prefix, source="nlb", clock=WALL_CLOCK)
+    nlb = Nlb(Settings(mode="legacy"), redis_client, sink,
+              ZoneStore(redis_client, ZoneKeys(prefix), clock=WALL_CLOCK))
+    app = web.Application()
+    routes(app, nlb)
+    port = free_port()
+    runner = await start_site(app, "127.0.0.1", port)
+    url = f"http://127.0.0.1:{port}/nlb/failover"
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(url, json={"enabled": False}) as r:
+                assert r.status == 200 and (await r.json())["failover"] is False
+            assert nlb.failover.enabled is False
+            async with session.post(url, json={"enabled": "no"}) as r:
+                assert r.status == 400 and "enabled" in (await r.json())["error"]
+            assert nlb.failover.enabled is False  # bad input changes nothing
+            async with session.post(url, json={"enabled": True}) as r:
+                assert r.status == 200
+    finally:
+        await runner.cleanup()
+    assert nlb.failover.enabled is True
+    actions = [e for _, e in await sink.read() if isinstance(e, OperatorAction)]
+    assert [a.detail for a in actions] == ["off", "on"]
