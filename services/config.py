@@ -20,8 +20,9 @@ from services.errors import DnsraceError
 Mode = Literal["legacy", "safe"]
 DnsProtection = Literal["fenced_commit", "safe_cleanup", "plan_validation", "self_repair"]
 """The protections of the DNS automation (DESIGN.md section 4)."""
-CascadeProtection = Literal["queue_throttle"]
-"""The protections of what depends on the name (DESIGN.md section 8): EC2's DWFM queue."""
+CascadeProtection = Literal["queue_throttle", "velocity_control"]
+"""The protections of what depends on the name (DESIGN.md section 8): EC2's DWFM and Network
+Manager queues (queue_throttle), NLB AZ failover (velocity_control, issue 15)."""
 Protection = Literal[DnsProtection, CascadeProtection]
 ALL_PROTECTIONS: tuple[Protection, ...] = typing.get_args(Protection)
 DNS_PROTECTIONS: tuple[DnsProtection, ...] = typing.get_args(DnsProtection)
@@ -58,7 +59,8 @@ class Settings:
                               default="")
     metrics_port_base: int = _doc(
         "first /metrics port; planner +0, enactors +1..+3, dns +4, endpoints +5, loadgen +6.., "
-        "DWFM hosts +12.., ec2_api +16, resolver +19, supervisor +20",
+        "DWFM hosts +12.., ec2_api +16, netmgr +17, nlb +18, resolver +19, supervisor +20, "
+        "instances +21..",
         default=9510,
     )
     plan_interval_s: float = _doc("seconds between two plans written by the planner", default=1.0)
@@ -129,6 +131,8 @@ class Settings:
     ec2_netmgr_backlog_limit: int = _doc(
         "under queue_throttle, ec2_api answers RequestLimitExceeded while Network Manager's "
         "backlog (Redis dnsrace:netmgr:backlog) is longer than this", default=200)
+    netmgr_rate_per_s: float = _doc(
+        "Network Manager: network-state propagations finished per second", default=8.0)
     state_dir: str = _doc("where processes keep local state (planner high-water mark, logs)",
                           default=".dnsrace")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _doc("log level", default="INFO")
@@ -162,9 +166,9 @@ class Settings:
              "DNSRACE_LEASE_TTL_S must exceed DNSRACE_DWFM_CHECK_INTERVAL_S (else every lease "
              "expires between two state checks)"),
             (self.ec2_launch_rate >= 0 and 1 <= self.ec2_droplet_capacity <= 1000
-             and self.ec2_netmgr_backlog_limit >= 0,
+             and self.ec2_netmgr_backlog_limit >= 0 and self.netmgr_rate_per_s > 0,
              "DNSRACE_EC2_LAUNCH_RATE must be >= 0, DNSRACE_EC2_DROPLET_CAPACITY between 1 and "
-             "1000, DNSRACE_EC2_NETMGR_BACKLOG_LIMIT >= 0"),
+             "1000, DNSRACE_EC2_NETMGR_BACKLOG_LIMIT >= 0, DNSRACE_NETMGR_RATE_PER_S > 0"),
             (_lb_network_allowed(self.lb_network),
              "DNSRACE_LB_NETWORK must be three octets inside 127.0.0.0/8, or inside "
              "198.18.0.0/15 for --isolate"),
@@ -190,7 +194,8 @@ class Settings:
 
     def metrics_port(self, role: str, index: int = 0) -> int:
         offsets = {"planner": 0, "enactor": 1, "dns": 4, "endpoints": 5, "loadgen": 6,
-                   "dwfm": 12, "ec2_api": 16, "resolver": 19, "supervisor": 20}
+                   "dwfm": 12, "ec2_api": 16, "netmgr": 17, "nlb": 18, "resolver": 19,
+                   "supervisor": 20, "instances": 21}
         if role not in offsets:
             raise ConfigError(f"no metrics port for role {role!r}")
         return self.metrics_port_base + offsets[role] + index

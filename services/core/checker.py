@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.core.cascade_invariants import check_cascade_part2
 from services.core.events import (
     BatchCommitted,
     BatchRejected,
@@ -113,6 +114,7 @@ def check(events: list[Event]) -> list[Violation]:
                 ep = state.setdefault(endpoint, _Endpoint())
                 _observe_answer(ep, event, violations)
     violations += check_leases(events)
+    violations += check_cascade_part2(events)
     violations.sort(key=lambda v: v.at_ms)
     return violations
 

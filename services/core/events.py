@@ -266,6 +266,48 @@ class CollapseSeen(Event):
     lasted_s: float
 
 
+@_event
+@dataclass(frozen=True, kw_only=True)
+class InstanceLaunched(Event):
+    """An instance was launched and queued for Network Manager's propagation (issue 15)."""
+
+    kind: ClassVar[str] = "instance_launched"
+    instance: str
+    az: str
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
+class NetworkPropagated(Event):
+    """Network Manager propagated an instance's network state: it has connectivity."""
+
+    kind: ClassVar[str] = "network_propagated"
+    instance: str
+    az: str
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
+class TargetInService(Event):
+    """The NLB's health checker put a target (an instance) in service."""
+
+    kind: ClassVar[str] = "target_in_service"
+    instance: str
+    az: str
+    nlb: str = ""
+
+
+@_event
+@dataclass(frozen=True, kw_only=True)
+class AzFailedAway(Event):
+    """Automatic AZ DNS failover took ``az``'s node out of the NLB's name (of ``azs`` AZs)."""
+
+    kind: ClassVar[str] = "az_failed_away"
+    nlb: str
+    az: str
+    azs: int
+
+
 def decode(raw: str) -> Event:
     data = json.loads(raw)
     cls = _KINDS[data.pop("kind")]

@@ -29,6 +29,10 @@ class Invariant(StrEnum):
     I3 = "I3"
     C1 = "C1"
     """The cascade's (DESIGN.md section 8): after DNS is repaired, leases recover."""
+    C2 = "C2"
+    """No instance in service before it has connectivity (issue 15)."""
+    C3 = "C3"
+    """AZ failover never removes more than the velocity limit (issue 15)."""
 
     @property
     def heading(self) -> str:
@@ -38,10 +42,12 @@ class Invariant(StrEnum):
 
 _SAYS = {Invariant.I1: "no empty answer", Invariant.I2: "no regression",
          Invariant.I3: "never delete a live tree",
-         Invariant.C1: "leases recover after the DNS repair"}
+         Invariant.C1: "leases recover after the DNS repair",
+         Invariant.C2: "no instance in service without connectivity",
+         Invariant.C3: "AZ failover within the velocity limit"}
 ALL_INVARIANTS: tuple[Invariant, ...] = (Invariant.I1, Invariant.I2, Invariant.I3)
 """The invariants of the DNS automation: what the explorer, Spin and the zone watch check."""
-CASCADE_INVARIANTS: tuple[Invariant, ...] = (Invariant.C1,)
+CASCADE_INVARIANTS: tuple[Invariant, ...] = (Invariant.C1, Invariant.C2, Invariant.C3)
 """The cascade's, judged from the history by ``dnsrace check`` (services.core.leases)."""
 
 

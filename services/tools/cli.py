@@ -4,75 +4,24 @@ Every command imports its own part inside its handler, on purpose: ``dnsrace ena
 once per AZ and on every restart, and must not load the report, the explorer, aiohttp clients
 or the benchmarks it never uses (and their Prometheus metrics must not appear in its /metrics).
 These are the only function-level imports of project modules, with the resolver's in
-``watch``.
+``watch`` and the cluster processes' own in ``services.tools.serve``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from services import config, envfile, resources
 from services.config import ConfigError, Mode, Settings
-from services.core.names import AZS
 from services.errors import DnsraceError
+from services.tools import serve
 
 log = logging.getLogger("dnsrace")
 Handler = Callable[[argparse.Namespace, Settings], int]
-
-
-SERVICE_MODULES = {
-    "planner": "services.planner.service",
-    "enactor": "services.enactor.service",
-    "dns": "dns_server.server",
-    "endpoints": "services.fleet.endpoints",
-    "control": "services.control.service",
-    "ec2-api": "services.ec2.api",
-    "resolver": "services.runtime.resolver_service",
-}
-
-
-def _serve(role: str) -> Handler:
-    """A handler that runs the ``serve`` of one service module until SIGTERM."""
-
-    def run(args: argparse.Namespace, settings: Settings) -> int:
-        from services.runtime.service import run_service
-
-        serve = importlib.import_module(SERVICE_MODULES[role]).serve
-        return run_service(serve, settings, role, getattr(args, "az", None))
-
-    return run
-
-
-def cmd_dwfm(args: argparse.Namespace, settings: Settings) -> int:
-    from services.ec2.host import serve
-    from services.runtime.service import ServiceContext, run_service
-
-    if not 1 <= args.host <= settings.dwfm_hosts:
-        print(f"dnsrace dwfm: --host must be between 1 and DNSRACE_DWFM_HOSTS "
-              f"({settings.dwfm_hosts})", file=sys.stderr)
-        return 2
-
-    async def host(ctx: ServiceContext) -> None:
-        await serve(ctx, args.host)
-
-    return run_service(host, settings, f"dwfm_{args.host}")
-
-
-def cmd_redis(args: argparse.Namespace, settings: Settings) -> int:
-    """The Procfile's Redis: the embedded server, or a placeholder when an external one is set."""
-    from services.runtime.redis_server import exec_foreground
-
-    if settings.embedded_redis:
-        exec_foreground(settings.redis_port, Path(settings.state_dir) / "redis")
-    print(f"using the Redis at {settings.redis_url}; no embedded server started", flush=True)
-    signal.sigwait({signal.SIGTERM, signal.SIGINT})
-    return 0
 
 
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
@@ -341,24 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "protection set of 'explore --matrix' (options: 'dnsrace model-check "
                         "--help')")
     add("config", cmd_config, "list every DNSRACE_* setting with its default and meaning")
-    add("redis", cmd_redis, "run the embedded Redis in the foreground (Procfile entry)")
-    add("planner", _serve("planner"), "run the DNS Planner")
-    enactor = add("enactor", _serve("enactor"), "run the DNS Enactor of one AZ")
-    enactor.add_argument("--az", required=True, choices=AZS, help="Availability Zone")
-    add("dns", _serve("dns"), "run the authoritative DNS server")
-    endpoints = add("endpoints", _serve("endpoints"),
-                    "run the load-balancer fleet (DynamoDB JSON API)")
-    endpoints.add_argument("--az", choices=AZS,
-                           help="serve only this AZ's load balancers (dnsrace up --isolate)")
+    serve.add_commands(add)
     # 'dnsrace loadgen ...' hands every argument to the load generator's own parser (main).
     sub.add_parser("loadgen", add_help=False,
                    help="run a load generator (options: 'dnsrace loadgen --help')")
-    add("control", _serve("control"), "run the control service (fault API)")
-    add("ec2-api", _serve("ec2-api"), "run EC2's launch API (RunInstances on leased droplets)")
-    add("resolver", _serve("resolver"), "run Unbound as the clients' resolver (DNSRACE_RESOLVER)")
-    dwfm = add("dwfm", cmd_dwfm, "run one DWFM host: droplet leases in DynamoDB")
-    dwfm.add_argument("--host", type=int, required=True,
-                      help="host number, 1 to DNSRACE_DWFM_HOSTS")
     return parser
 
 

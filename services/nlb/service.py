@@ -1,0 +1,196 @@
+"""``nlb``: a Network Load Balancer with one proxy node per AZ, health checks and AZ DNS failover.
+
+Targets are the instances ec2_api launches (registered from the launch stream, as an auto-scaling
+group does). Every ``interval_s`` the health checker connects to at most ``checks_per_round``
+targets (a connection refused or not made within ``timeout_s`` fails the check); each AZ's
+healthy share feeds :func:`services.nlb.failover.decide`, and the name's A records follow through
+the zone store (:mod:`services.nlb.name`). Each AZ node (``127.(50 + AZ index).0.1``) forwards a
+connection to a healthy target of its AZ.
+
+Legacy (2025): a target counts in service at registration, before its network state propagated
+(C2 breaks), and failover may remove every AZ (C3 breaks). In ``safe`` mode a target needs
+passing checks first, and ``velocity_control`` limits removals. ``POST /nlb/failover``
+``{"enabled": false|true}`` is the operators' switch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import logging
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from prometheus_client import Gauge
+from redis.exceptions import RedisError
+
+from services.config import Settings
+from services.core import events
+from services.core.addresses import INSTANCE_PORT, instance_address, node_address
+from services.core.names import AZS
+from services.nlb.failover import FailoverSettings, Removal, decide
+from services.nlb.health import HealthChecker, HealthSettings, TargetState
+from services.nlb.name import name_batch
+from services.runtime.clock import WALL_CLOCK
+from services.runtime.service import ServiceContext, observability_app, redis_client, start_site
+from services.store import history, launches
+from services.store.zone import ZoneStore
+
+log = logging.getLogger(__name__)
+
+NLB = "api"
+NODE_PORT = 8081
+HEALTHY = Gauge("dnsrace_nlb_targets_healthy", "Targets in service, per AZ", ["az"])
+AZ_RECORDS = Gauge("dnsrace_nlb_name_az_records", "AZ node records the NLB's DNS name holds")
+
+
+@dataclass
+class Nlb:
+    settings: Settings
+    client: aioredis.Redis
+    sink: history.RedisHistory
+    zone: ZoneStore
+    instance_port: int = INSTANCE_PORT
+    node_port: int = NODE_PORT
+    checker: HealthChecker = field(init=False)
+    failover: FailoverSettings = field(init=False)
+    in_name: tuple[str, ...] = AZS
+    removals: list[Removal] = field(default_factory=list)
+    addresses: dict[str, str] = field(default_factory=dict)
+    after: str = "0-0"
+    counts: dict[str, int] = field(default_factory=dict)
+    rr: itertools.count[int] = field(default_factory=itertools.count)
+
+    def __post_init__(self) -> None:
+        safe = self.settings.mode == "safe"
+        self.checker = HealthChecker(HealthSettings(legacy_in_service_on_register=not safe))
+        self.failover = FailoverSettings(
+            velocity_control="velocity_control" in self.settings.active_protections)
+
+    def now_s(self) -> float:
+        return WALL_CLOCK.now_ms() / 1000
+
+    async def register_launches(self) -> None:
+        for entry_id, launch in await launches.read_launches(self.client, self.after, 1000):
+            self.after = entry_id
+            n = self.counts.get(launch.az, 0)
+            self.counts[launch.az] = n + 1
+            self.addresses[launch.instance_id] = instance_address(launch.az, n)
+            moved = self.checker.register(launch.instance_id, launch.az, self.now_s())
+            if moved is not None:
+                await self.sink.record(events.TargetInService(
+                    instance=launch.instance_id, az=launch.az, nlb=NLB))
+
+    async def check(self, target: str) -> bool:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(
+                self.addresses[target], self.instance_port), self.checker.settings.timeout_s)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        return True
+
+    async def round(self) -> None:
+        due = self.checker.due()
+        results = await asyncio.gather(*(self.check(t) for t in due))
+        for target, passed in zip(due, results, strict=True):
+            moved = self.checker.report(target, passed, self.now_s())
+            if moved is not None and moved.now is TargetState.HEALTHY:
+                await self.sink.record(events.TargetInService(
+                    instance=target, az=moved.az, nlb=NLB))
+        shares = {az: self.checker.healthy_share(az) for az in AZS}
+        for az in AZS:
+            HEALTHY.labels(az).set(len(self.checker.healthy(az)))
+        decision = decide(shares, self.in_name, self.removals, self.now_s(), self.failover)
+        for az in decision.removed:
+            self.removals.append(Removal(az, self.now_s()))
+            await self.sink.record(events.AzFailedAway(nlb=NLB, az=az, azs=len(AZS)))
+        if decision.in_name != self.in_name:
+            await self.write_name(decision.in_name)
+
+    async def write_name(self, in_name: tuple[str, ...]) -> None:
+        await self.zone.apply(name_batch(NLB, in_name, {az: node_address(az) for az in AZS}))
+        self.in_name = in_name
+        AZ_RECORDS.set(len(in_name))
+        log.info("%s's name holds %s", NLB, ", ".join(in_name) or "no AZ")
+
+    async def forward_from(self, az: str, reader: asyncio.StreamReader,
+                           writer: asyncio.StreamWriter) -> None:
+        healthy = self.checker.healthy(az)
+        try:
+            if not healthy:
+                return
+            target = healthy[next(self.rr) % len(healthy)]
+            up_r, up_w = await asyncio.wait_for(asyncio.open_connection(
+                self.addresses[target], self.instance_port), 2.0)
+            async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+                with contextlib.suppress(ConnectionError):
+                    while data := await r.read(65536):
+                        w.write(data)
+                        await w.drain()
+                    w.close()
+            await asyncio.wait_for(asyncio.gather(pipe(reader, up_w), pipe(up_r, writer)), 10)
+        except (OSError, TimeoutError):
+            pass  # the client sees its connection closed: a failed call it counts
+        finally:
+            writer.close()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        nodes = [await asyncio.start_server(
+            functools.partial(self.forward_from, az), node_address(az), self.node_port)
+            for az in AZS]
+        last = await self.client.xrevrange(launches.LAUNCHES_STREAM, count=1)
+        self.after = last[0][0] if last else "0-0"
+        await self.write_name(AZS)
+        try:
+            while not stopping.is_set():
+                try:
+                    await self.register_launches()
+                    await self.round()
+                except RedisError as e:
+                    log.warning("Redis call failed, retrying: %s", e)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), self.checker.settings.interval_s)
+        finally:
+            for node in nodes:
+                node.close()
+
+
+def routes(app: web.Application, nlb: Nlb) -> None:
+    async def failover(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            enabled = body["enabled"]
+            if not isinstance(enabled, bool):
+                raise TypeError("enabled must be true or false")
+        except (ValueError, KeyError, TypeError) as e:
+            return web.json_response({"error": f'want {{"enabled": true|false}}: {e}'}, status=400)
+        nlb.failover = FailoverSettings(enabled=enabled,
+                                        velocity_control=nlb.failover.velocity_control)
+        await nlb.sink.record(events.OperatorAction(
+            action="nlb_failover", target=NLB, detail="on" if enabled else "off"))
+        return web.json_response({"nlb": NLB, "failover": enabled})
+
+    app.router.add_post("/nlb/failover", failover)
+
+
+async def serve(ctx: ServiceContext) -> None:
+    settings = ctx.settings
+    client = redis_client(settings)
+    site = None
+    try:
+        nlb = Nlb(settings, client, history.RedisHistory(client, source="nlb", clock=WALL_CLOCK),
+                  ZoneStore(client, clock=WALL_CLOCK))
+        app = observability_app(ctx)
+        routes(app, nlb)
+        site = await start_site(app, "127.0.0.1", settings.metrics_port("nlb"))
+        ctx.ready = True
+        await nlb.run(ctx.stopping)
+    finally:
+        ctx.ready = False
+        await client.aclose()
+        if site is not None:
+            await site.cleanup()
