@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,28 @@ def matrix_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _span(values: Iterable[int]) -> str:
+    counts = list(values)
+    low, high = min(counts), max(counts)
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def nemesis_summary(result: dict[str, Any]) -> str:
+    """Every run of the nemesis in safe mode, in one sentence."""
+    runs = [o for run in result["runs"] for o in run]
+    met = sum(1 for o in runs if o["ok"])
+    failed = [o["failed_requests"] / o["requests"] for o in runs if o["requests"]]
+    return (f"{met} of {len(runs)} runs of 120 s met every expectation: "
+            f"{sum(o['empty_answers'] for o in runs)} empty and "
+            f"{sum(o['stale_answers'] for o in runs)} stale answers, "
+            f"{sum(len(o['violations']) for o in runs)} violations, "
+            f"{_span(len(o['restarts']) for o in runs)} processes killed or restarted per run "
+            f"(all by the supervisor), converged "
+            f"{max(o['converged_after_s'] for o in runs):.2f} s or less after the last fault; "
+            f"{min(failed):.1%}-{max(failed):.1%} of client requests failed, while the load "
+            f"balancers were killed or unhealthy (no answer was empty or stale)")
+
+
 def blocks(results: Path = RESULTS) -> dict[str, str]:
     """Every README block, by name, from the committed results."""
     out = {}
@@ -74,6 +97,9 @@ def blocks(results: Path = RESULTS) -> dict[str, str]:
     matrix = results / "matrix.json"
     if matrix.exists():
         out["matrix table"] = matrix_table(json.loads(matrix.read_text())["runs"][0])
+    nemesis = results / "nemesis.json"
+    if nemesis.exists():
+        out["nemesis summary"] = nemesis_summary(json.loads(nemesis.read_text()))
     explorer = results / "explorer.json"
     if explorer.exists():
         out["explorer table"] = explorer_table(json.loads(explorer.read_text())["runs"][0])
