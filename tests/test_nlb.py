@@ -95,8 +95,10 @@ async def test_safe_nlb_waits_for_connectivity_and_keeps_capacity(
         await _until(lambda: _true(az.started.is_set() and bool(nlb.in_name)), 10, "started")
         await sink.record(InstanceLaunched(instance=instance, az="use1-az1"))
         await append_launch(redis_client, Launch(instance, "use1-az1", "d-1", 0))
-        await _until(lambda: _true(len(nlb.removals) == 1), 20, "use1-az1 failed away")
-        assert len(nlb.in_name) == 2  # velocity control: one AZ per window, never more
+        # the name is written after the removal is decided: wait for the name itself
+        await _until(lambda: _true("use1-az1" not in nlb.in_name), 20, "use1-az1 failed away")
+        # velocity control: one AZ per window, never more (check_velocity below: ever)
+        assert len(nlb.removals) == 1 and len(nlb.in_name) == 2
         await sink.record(NetworkPropagated(instance=instance, az="use1-az1"))
         await redis_client.hset(PROPAGATED_KEY, instance, "1")
         await _until(lambda: _true(nlb.checker.healthy("use1-az1") == [instance]), 20,
