@@ -82,3 +82,13 @@ def test_two_load_generators_split_the_clients_and_together_serve_the_rate(
     # together the configured rate (each taking the whole rate would make 600/s)
     assert 0.8 * rate <= sum(per_copy) <= 1.2 * rate, per_copy
     assert all(0.8 * rate / 2 <= r <= 1.2 * rate / 2 for r in per_copy), per_copy
+
+
+def test_dnsrace_up_refuses_more_load_generators_than_ports(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from services.tools.up import run_up
+
+    settings = load({}, state_dir=str(tmp_path / "state"))
+    assert run_up(settings, None, MAX_LOADGENS + 1, None, False) == 2
+    assert "--loadgen must be between 1 and 6, got 7" in capsys.readouterr().err
+    assert not (tmp_path / "state").exists()  # nothing started
