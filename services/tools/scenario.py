@@ -342,10 +342,10 @@ def _time_events(outcome: Outcome, monitor: Monitor, origin: float,
     until = repair_at if repair_at is not None else float("inf")
     cached = [s.resolver_nodata_from_cache for s in monitor.load
               if empty[0] <= s.at - origin <= until]
-    if cached:
+    if cached:  # a running total; max() skips a scrape the resolver did not answer (0)
         before = [s.resolver_nodata_from_cache for s in monitor.load
                   if s.at - origin < empty[0]]
-        outcome.nodata_from_cache_in_outage = cached[-1] - (before[-1] if before else 0.0)
+        outcome.nodata_from_cache_in_outage = max(cached) - max(before, default=0.0)
 
 
 def _judge(expect: Expectations, outcome: Outcome) -> None:
