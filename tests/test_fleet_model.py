@@ -144,3 +144,22 @@ def test_a_fleet_that_never_fails_or_never_recovers_has_no_such_times() -> None:
     stuck = fleet_events([1.0], [(2.0, 0.95), (9.0, 0.6)], repair_at_s=5.0)
     assert stuck.failing_90_at_s == 2.0 and stuck.recovered_at_s is None
     assert fleet_events([1.0], [(2.0, 1.0), (3.0, 0.0)], None).recovered_at_s is None
+
+
+def test_run_json_carries_the_event_times_and_the_ttls_to_judge_them() -> None:
+    from pathlib import Path
+
+    from services.config import load
+    from services.core.population import FleetEvents
+    from services.tools.fleet_outcome import event_keys, outcome_json
+    from services.tools.scenario import Outcome, parse
+
+    scenario = parse('name = "x"\n[load]\nrate = 10\n')
+    outcome = Outcome("legacy", events=FleetEvents(9.2194, 14.4241, 24.0, None),
+                      nodata_from_cache_in_outage=3026.0)
+    found = outcome_json(scenario, outcome, Path("/tmp/w")) | event_keys(
+        load({}, ttl_s=5, negative_ttl_s=7))
+    assert (found["empty_at_s"], found["failing_90_at_s"]) == (9.219, 14.424)
+    assert (found["repair_at_s"], found["recovered_at_s"]) == (24.0, None)
+    assert (found["ttl_s"], found["negative_ttl_s"]) == (5, 7)
+    assert found["nodata_from_resolver_cache_in_outage"] == 3026.0
