@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from services.config import Settings
+from services.core.population import FleetEvents
 from services.tools.scenario import Outcome, Scenario, ScenarioError, load_file, run_scenario
 
 
@@ -35,7 +36,7 @@ def outcome_json(scenario: Scenario, outcome: Outcome, workdir: Path) -> dict[st
         "empty_answers": outcome.empty_answers, "outage_s": round(outcome.outage_s, 3),
         "nodata_from_resolver_cache": outcome.nodata_from_cache,
         "stale_answers": outcome.stale_answers,
-        **(outcome.events.as_json() if outcome.events is not None else {}),
+        **(outcome.events or FleetEvents(None, None, None, None)).as_json(),
         "nodata_from_resolver_cache_in_outage": outcome.nodata_from_cache_in_outage,
         "violations": sorted({v.invariant.name for v in outcome.violations}),
         "converged_after_s": (None if outcome.converged_after_s is None
