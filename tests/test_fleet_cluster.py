@@ -5,6 +5,7 @@ failing while the clients retry elsewhere."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 from services.runtime.redis_server import free_port
@@ -14,12 +15,25 @@ from tests.conftest import cluster_settings, require_tool
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
 
+def resolver_ports() -> int:
+    """A free port whose next one (Unbound's control port) is free too."""
+    for _ in range(100):
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two consecutive free ports on 127.0.0.1")
+
+
 def test_the_race_through_unbound_ramps_over_the_fleet_and_it_recovers(tmp_path: Path) -> None:
     """The must-holds, each timed from its event (the first empty answer DNS polling saw, the
     operators' repair), not from the scenario's start."""
     require_tool("unbound")
     require_tool("unbound-control")
-    settings = cluster_settings(tmp_path, resolver="unbound", resolver_port=free_port(),
+    settings = cluster_settings(tmp_path, resolver="unbound", resolver_port=resolver_ports(),
                                 load_clients=1000)
     scenario = load_file(SCENARIOS / "race_repair.toml")
     outcome = asyncio.run(run_scenario(scenario, settings, "legacy", tmp_path / "run",
