@@ -5,10 +5,10 @@ failing while the clients retry elsewhere."""
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from pathlib import Path
 
-from services.runtime.redis_server import free_port
 from services.tools.scenario import load_file, run_scenario
 from tests.conftest import cluster_settings, require_tool
 
@@ -16,14 +16,19 @@ SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
 
 def resolver_ports() -> int:
-    """A free port whose next one (Unbound's control port) is free too."""
-    for _ in range(100):
-        port = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
+    """A port for Unbound (UDP and TCP) whose next one (its control port) is free too, below
+    the ephemeral range: a free_port() there can be taken by one of the cluster's own outgoing
+    connections before Unbound binds it (seen twice in one session)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(12000, 19990)
+        try:
+            for kind, at in ((socket.SOCK_STREAM, port), (socket.SOCK_DGRAM, port),
+                             (socket.SOCK_STREAM, port + 1)):
+                with socket.socket(socket.AF_INET, kind) as probe:
+                    probe.bind(("127.0.0.1", at))
+        except OSError:
+            continue
         return port
     raise AssertionError("no two consecutive free ports on 127.0.0.1")
 
