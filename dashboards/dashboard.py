@@ -146,6 +146,15 @@ ROWS = [
               (Query("max by (type, target) (dnsrace_fault_active)", "{{type}} {{target}}"),),
               kind="state-timeline", width=24, height=6),
     ]),
+    Row("Client fleet", [
+        Panel("Share of the client fleet failing",
+              "Virtual clients whose last request failed, as a share of the fleet (every load "
+              "generator): it ramps up as the clients' and the resolver's caches let the empty "
+              "answer through, and down after the repair as their negative caching expires.",
+              (Query("sum(dnsrace_client_fleet_failing) / sum(dnsrace_client_fleet_clients)",
+                     "failing share"),),
+              unit="percentunit", max_value=1.0, width=24, height=6),
+    ]),
 ]
 
 

@@ -137,6 +137,10 @@ class Settings:
                           default=".dnsrace")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _doc("log level", default="INFO")
     log_json: bool = _doc("log one JSON object per line", default=False)
+    load_rate_per_process: float = _doc(
+        "load generator: requests/s one process is given; the cluster starts "
+        "ceil(load_rate / this) copies (at most 6), splitting the rate and the clients",
+        default=2000.0)
 
     def __post_init__(self) -> None:
         checks = [
@@ -151,6 +155,7 @@ class Settings:
             (3 <= self.lb_count <= 250, "DNSRACE_LB_COUNT must be between 3 and 250"),
             (self.ttl_s >= 0 and self.negative_ttl_s >= 0, "TTLs must be >= 0"),
             (self.load_rate >= 0, "DNSRACE_LOAD_RATE must be >= 0"),
+            (self.load_rate_per_process > 0, "DNSRACE_LOAD_RATE_PER_PROCESS must be > 0"),
             (self.resolver in ("stub", "unbound"), "DNSRACE_RESOLVER must be stub or unbound"),
             (0 <= self.load_clients <= 100_000, "DNSRACE_LOAD_CLIENTS must be between 0 and "
                                                 "100000"),

@@ -42,6 +42,8 @@ from services.tools.demo import ModeResult, run_mode
 from tests.conftest import cluster_settings
 
 RATE = 150.0
+CLIENTS = 200
+"""A fleet of virtual clients (issue 19), so the dashboard's fleet panel has data."""
 Series = list[dict[str, Any]]
 
 
@@ -222,7 +224,7 @@ async def _run(obs: Observed, root: Path, server: PrometheusServer | None) -> No
 
 def run_observed(root: Path) -> Observed:
     started = time.monotonic()
-    obs = Observed(cluster_settings(root))
+    obs = Observed(cluster_settings(root, load_clients=CLIENTS))
     server = None
     if shutil.which("prometheus") is not None:
         server = start_prometheus(obs.settings, port=free_port(), workdir=root / "prometheus")

@@ -100,6 +100,7 @@ def test_panels_are_well_formed_and_tile_the_grid() -> None:
     ("Rejected batches by reason", "dnsrace_enactor_batches_rejected_total"),
     ("Clean-up deletions", "dnsrace_enactor_trees_deleted_total"),
     ("Active faults", "dnsrace_fault_active"),
+    ("Share of the client fleet failing", "dnsrace_client_fleet_failing"),
 ])
 def test_the_story_has_its_panels(title: str, metric: str) -> None:
     panel = next(p for p in PANELS if p["title"] == title)

@@ -12,7 +12,7 @@ from loadgen.fleet import VirtualClient
 from loadgen.outcome import Outcome
 from loadgen.resolver import StubResolver
 from loadgen.retry import StandardRetry
-from services.core.population import Population, outcome_of
+from services.core.population import Population, fleet_events, outcome_of
 
 
 def test_a_step_failure_has_no_ramp_and_a_gradual_one_has_its_length() -> None:
@@ -124,3 +124,42 @@ def test_dnsrace_watch_shows_the_share_of_the_fleet_failing() -> None:
                   served={}, enactors=[], faults=[], fleet_clients=1000, fleet_failing=250)
     assert "250 of 1000 clients failing (25.0%)" in render(frame)
     assert "client fleet" not in render(dataclasses.replace(frame, fleet_clients=0))
+
+
+def test_fleet_events_are_timed_from_the_empty_answer_and_the_repair() -> None:
+    history = [(1.0, 0.05), (3.0, 0.5), (5.0, 0.95), (8.0, 1.0), (11.0, 0.4), (12.5, 0.08),
+               (14.0, 0.0)]
+    events = fleet_events([2.0, 2.2, 9.0], history, repair_at_s=10.0)
+    assert (events.empty_at_s, events.failing_90_at_s) == (2.0, 5.0)
+    assert (events.repair_at_s, events.recovered_at_s) == (10.0, 12.5)
+    # a share below 10 % before the repair is not a recovery from the repair
+    early = fleet_events([2.0], [(5.0, 0.95), (6.0, 0.05), (7.0, 0.95), (12.0, 0.0)], 10.0)
+    assert early.recovered_at_s == 12.0
+
+
+def test_a_fleet_that_never_fails_or_never_recovers_has_no_such_times() -> None:
+    calm = fleet_events([], [(1.0, 0.0), (2.0, 0.3)], repair_at_s=5.0)
+    assert calm.empty_at_s is None and calm.failing_90_at_s is None
+    assert calm.recovered_at_s is None
+    stuck = fleet_events([1.0], [(2.0, 0.95), (9.0, 0.6)], repair_at_s=5.0)
+    assert stuck.failing_90_at_s == 2.0 and stuck.recovered_at_s is None
+    assert fleet_events([1.0], [(2.0, 1.0), (3.0, 0.0)], None).recovered_at_s is None
+
+
+def test_run_json_carries_the_event_times_and_the_ttls_to_judge_them() -> None:
+    from pathlib import Path
+
+    from services.config import load
+    from services.core.population import FleetEvents
+    from services.tools.fleet_outcome import event_keys, outcome_json
+    from services.tools.scenario import Outcome, parse
+
+    scenario = parse('name = "x"\n[load]\nrate = 10\n')
+    outcome = Outcome("legacy", events=FleetEvents(9.2194, 14.4241, 24.0, None),
+                      nodata_from_cache_in_outage=3026.0)
+    found = outcome_json(scenario, outcome, Path("/tmp/w")) | event_keys(
+        load({}, ttl_s=5, negative_ttl_s=7))
+    assert (found["empty_at_s"], found["failing_90_at_s"]) == (9.219, 14.424)
+    assert (found["repair_at_s"], found["recovered_at_s"]) == (24.0, None)
+    assert (found["ttl_s"], found["negative_ttl_s"]) == (5, 7)
+    assert found["nodata_from_resolver_cache_in_outage"] == 3026.0

@@ -37,7 +37,7 @@ def test_config_scrapes_every_process_of_a_cluster_on_its_own_ports(tmp_path: Pa
     assert set(addresses) == wanted and all(a.startswith("127.0.0.1:") for a in addresses)
     assert {labels["process"] for labels in addresses.values()} == {
         "planner", "enactor_az1", "enactor_az2", "enactor_az4", "dns", "endpoints", "control",
-        "loadgen", "dwfm_1", "dwfm_2", "ec2_api"}
+        "loadgen", "dwfm_1", "dwfm_2", "ec2_api", "resolver"}
     assert sorted(labels["az"] for labels in addresses.values() if "az" in labels) == sorted(
         names.AZS)
     assert len(targets(settings, loadgens=3)) == len(targets(settings)) + 2
@@ -107,7 +107,7 @@ def test_prometheus_sees_every_target_up(observed: Observed) -> None:
     labels = [t["labels"] for t in observed.targets]
     assert {lb["process"] for lb in labels} == {
         "planner", "enactor_az1", "enactor_az2", "enactor_az4", "dns", "endpoints", "control",
-        "loadgen", "dwfm_1", "dwfm_2", "ec2_api"}
+        "loadgen", "dwfm_1", "dwfm_2", "ec2_api", "resolver"}
     assert {lb["az"] for lb in labels if "az" in lb} == set(names.AZS)
 
 
@@ -138,6 +138,20 @@ def test_failure_ratio_is_zero_before_the_outage_and_above_90_percent_during_it(
     by_outcome = {s["metric"]["outcome"]: max((v for _, v in _points([s])), default=0.0)
                   for s in observed.panels[("Client failure ratio", "B")]}
     assert by_outcome["dns_nodata"] > 0.9
+
+
+@pytest.mark.cluster
+def test_fleet_panel_shows_no_client_failing_before_the_outage_and_most_during_it(
+        observed: Observed) -> None:
+    share = _points(observed.panels[("Share of the client fleet failing", "A")])
+    deleted = next(e for e in observed.events if isinstance(e, events.TreeDeleted)
+                   and e.live and e.endpoint == names.REGIONAL).at_ms / 1000
+    # from the race's first fault (the demo had seen healthy traffic) to the deletion: a few
+    # stragglers whose last request failed at start-up (on a loaded machine) ask again, and
+    # none is failing when the tree is deleted
+    before = [v for t, v in share if _first(observed.events, events.FaultStarted) <= t < deleted]
+    assert len(before) >= 2 and max(before) <= 0.1 and before[-1] == 0.0, before
+    assert max(v for t, v in share if t >= deleted) >= 0.9
 
 
 @pytest.mark.cluster

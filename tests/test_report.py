@@ -7,6 +7,7 @@ the module), write the report from what they recorded, and ask headless Chromium
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import re
 import struct
@@ -339,3 +340,21 @@ def test_browser_draws_the_legacy_race_in_order_and_nothing_for_safe(
     header = png.read_bytes()[:24]
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", header[16:24]) == (1400, 2400)
+
+
+def test_the_report_shows_the_fleets_peak_share_and_ramps() -> None:
+    record = legacy_record().named("fleet")
+    clients = 100
+    shares = {4.5: 0.1, 5.0: 0.4, 5.5: 0.8, 6.0: 0.95, 7.0: 1.0, 7.5: 0.9, 8.0: 0.5, 8.5: 0.05}
+    record.load = [dataclasses.replace(s, fleet_clients=clients,
+                                       fleet_failing=clients * shares.get(s.at, 0.0))
+                   for s in record.load]
+    fleet = figures(record).fleet
+    assert fleet is not None and fleet.clients == clients and fleet.peak_share == 1.0
+    assert fleet.ramp_s == pytest.approx(1.5) and fleet.recovery_ramp_s == pytest.approx(1.0)
+    assert figures(legacy_record()).fleet is None  # no fleet, no figures
+    page = render("demo", [record, safe_record()])
+    assert "peak share of the fleet failing" in page and "fleet recovery ramp" in page
+    row = page.split('data-run="fleet"', 1)[1].split("</tr>", 1)[0]
+    assert "<td>100</td>" in row and ">100%</td>" in row and "1.5 s" in row and "1.0 s" in row
+    assert 'class="mark fleet-share"' in page.split('<section id="run-1"', 1)[0]

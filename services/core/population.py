@@ -95,3 +95,38 @@ def outcome_of(history: list[tuple[float, float]], clients: int) -> PopulationOu
                 recovery_s = t - last_high
         # a later relapse to 90 % without coming back down leaves recovery_s None
     return PopulationOutcome(clients, peak, ramp_s, recovery_s)
+
+
+@dataclass(frozen=True)
+class FleetEvents:
+    """When the outage reached the fleet and when the fleet came back, in seconds on the
+    run's clock, measured from the events rather than from the scenario's start.
+
+    - ``empty_at_s``: the first empty answer DNS polling saw (our server, no cache);
+    - ``failing_90_at_s``: the first moment 90 % or more of the fleet was failing;
+    - ``repair_at_s``: when the operators' repair was done;
+    - ``recovered_at_s``: the first moment at or after the repair, once the fleet had reached
+      90 % failing, that 10 % or fewer were failing.
+    """
+
+    empty_at_s: float | None
+    failing_90_at_s: float | None
+    repair_at_s: float | None
+    recovered_at_s: float | None
+
+    def as_json(self) -> dict[str, float | None]:
+        return {key: None if value is None else round(value, 3)
+                for key, value in vars(self).items()}
+
+
+def fleet_events(empty_polls: list[float], history: list[tuple[float, float]],
+                 repair_at_s: float | None) -> FleetEvents:
+    """The fleet's event times from the empty polls' times, the share-over-time ``history``
+    (time, share failing) and the repair's time (None: no repair)."""
+    empty_at = min(empty_polls, default=None)
+    high_at = next((t for t, share in history if share >= FAILING_HIGH), None)
+    recovered_at: float | None = None
+    if high_at is not None and repair_at_s is not None:
+        recovered_at = next((t for t, share in history
+                             if t >= max(repair_at_s, high_at) and share <= RECOVERED_LOW), None)
+    return FleetEvents(empty_at, high_at, repair_at_s, recovered_at)

@@ -210,12 +210,22 @@ def clients(record: RunRecord, frame: Frame) -> str:
     else:
         parts.append(text(PLOT[0] + 10, top + 24, "no client metrics in this record", 11,
                           fill="#a00"))
+    fleet = [(s.at, s.fleet_failing / s.fleet_clients) for s in record.load
+             if s.fleet_clients and x.domain[0] <= s.at <= x.domain[1]]
+    if fleet:
+        parts.append(el("path", {"class_": "mark fleet-share",
+                                 "d": line_path(fleet, x, ratio_y), "fill": "none",
+                                 "stroke": COLORS["fleet"], "stroke_width": 1.8,
+                                 "stroke_dasharray": "4 2"},
+                        title="share of the virtual clients whose last request failed"))
     body = chart("clients", frame, bottom, parts, top=top, axes=[grid(y, ticks)],
                  labels=labels,
                  title="Client requests per second, by outcome; failure ratio (right axis)")
     present = {o for i in seconds for o, v in i.counts.items() if v > 0}
     return body + legend([("box", COLORS.get(o, "#999"), o) for o in OUTCOMES if o in present]
-                         + [("line", COLORS["ratio"], "failure ratio")])
+                         + [("line", COLORS["ratio"], "failure ratio")]
+                         + ([("dash", COLORS["fleet"], "share of the fleet failing")]
+                            if fleet else []))
 
 
 def latency(record: RunRecord, frame: Frame) -> str:

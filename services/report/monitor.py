@@ -67,12 +67,16 @@ class Monitor:
     name: str = names.REGIONAL
     dns_every_s: float = 0.2
     metrics_every_s: float = 0.5
+    fleet_every_s: float = 0.2
+    """With a client fleet, the load generators alone are read this often (the fleet's ramp)."""
     print_every_s: float = 1.0
     out: Callable[[str], None] = print
     label: str = ""
     started: float = field(default_factory=time.monotonic)
     dns: list[DnsSample] = field(default_factory=list)
     load: list[LoadSample] = field(default_factory=list)
+    fleet: list[tuple[float, float]] = field(default_factory=list)
+    """(time, share of the virtual clients failing) when every load generator answered."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _session: aiohttp.ClientSession | None = None
@@ -94,6 +98,8 @@ class Monitor:
         self._tasks = [asyncio.create_task(self._poll_dns()),
                        asyncio.create_task(self._poll_metrics()),
                        asyncio.create_task(self._print())]
+        if self.settings.load_clients:
+            self._tasks.append(asyncio.create_task(self._poll_fleet()))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -136,6 +142,18 @@ class Monitor:
             self._changed.set()
             await asyncio.sleep(self.metrics_every_s)
 
+    async def _poll_fleet(self) -> None:
+        urls = [url for name, url in metrics_urls(self.settings).items()
+                if name.startswith("loadgen")]
+        assert self._session is not None
+        while True:
+            samples = await scrape(self._session, urls, timeout_s=0.5)
+            clients = samples.sum("dnsrace_client_fleet_clients")
+            if clients == self.settings.load_clients:  # a copy that did not answer: skip
+                self.fleet.append((self.now(), samples.sum("dnsrace_client_fleet_failing")
+                                   / clients))
+            await asyncio.sleep(self.fleet_every_s)
+
     def failure_ratio(self, window_s: float = 1.0, at: float | None = None) -> float | None:
         """Share of client requests that failed over the last ``window_s`` (None: no traffic)."""
         points = self.load if at is None else [p for p in self.load if p.at <= at]
@@ -168,7 +186,10 @@ class Monitor:
         return self.load[-1].requests, self.load[-1].rejected
 
     def fleet_history(self) -> list[tuple[float, float]]:
-        """(time, share of the virtual clients failing) at each metrics sample."""
+        """(time, share of the virtual clients failing): the load generators' own samples
+        (every ``fleet_every_s``), else every metrics sample's."""
+        if self.fleet:
+            return list(self.fleet)
         return [(s.at, s.fleet_failing / s.fleet_clients) for s in self.load if s.fleet_clients]
 
     async def _print(self) -> None:

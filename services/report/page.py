@@ -119,6 +119,7 @@ def summary_table(rows: Sequence[Figures]) -> str:
     """One row per run: what a user saw, what the history says, what the checker found."""
     show_converged = any(f.converged is not None for f in rows)
     show_stale = any(f.stale_answers is not None for f in rows)
+    show_fleet = any(f.fleet is not None for f in rows)
     header = ["run", "name went empty", "time to empty", "outage length",
               "empty answers (I1)", "stale flips (I2)", "live trees deleted (I3)",
               "violations I1 / I2 / I3", "rejected batches", "requests", "failed requests",
@@ -127,6 +128,9 @@ def summary_table(rows: Sequence[Figures]) -> str:
         header.insert(5, "stale answers seen")
     if show_converged:
         header.append("converged (I4)")
+    if show_fleet:
+        header += ["clients in the fleet", "peak share of the fleet failing",
+                   "fleet ramp (10 % to 90 % failing)", "fleet recovery ramp (90 % to 10 %)"]
     lines = [el("tr", {}, *[el("th", {}, esc(h)) for h in header])]
     for f in rows:
         rejected = sum(f.rejected_batches.values())
@@ -154,6 +158,8 @@ def summary_table(rows: Sequence[Figures]) -> str:
         if show_converged:
             cells.append(("-" if f.converged is None else "yes" if f.converged else "no",
                           f.converged is False))
+        if show_fleet:
+            cells += _fleet_cells(f)
         tds = [el("td", {"class_": "bad" if bad else "zero" if bad is False else None},
                   esc(value)) for value, bad in cells]
         lines.append(el("tr", {"data_run": f.label}, *tds))
@@ -162,9 +168,20 @@ def summary_table(rows: Sequence[Figures]) -> str:
         "Time to empty: from the deletion of the tree the regional alias named to the first "
         "empty answer DNS polling saw. Outage length: first empty answer to the first answer "
         "with addresses after the last one. Requests: counted from the first second of "
-        "healthy traffic. Violations: dnsrace check on the run's history."))
+        "healthy traffic. Violations: dnsrace check on the run's history. Fleet: the share "
+        "of the virtual clients whose last request failed; its ramp runs from the last moment "
+        "10 % or fewer were failing to 90 % failing, its recovery ramp from the last moment "
+        "90 % were failing to 10 % or fewer (- : the share never got there)."))
     return (el("table", {"class_": "summary"}, *lines) + notes
             + (el("ul", {"class_": "problems"}, *problems) if problems else ""))
+
+
+def _fleet_cells(f: Figures) -> list[tuple[str, bool | None]]:
+    if f.fleet is None:
+        return [("-", None)] * 4
+    fleet = f.fleet
+    return [(str(fleet.clients), None), (f"{fleet.peak_share:.0%}", fleet.peak_share > 0),
+            (_seconds(fleet.ramp_s), None), (_seconds(fleet.recovery_ramp_s), None)]
 
 
 def violations_section(record: RunRecord, violations: list[checker.Violation]) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from services.core import checker, events, names
+from services.core.population import PopulationOutcome, outcome_of
 from services.report.model import (
     RunRecord,
     empty_runs,
@@ -103,6 +104,8 @@ class Figures:
     converged: bool | None = None
     stale_answers: int | None = None
     """Answers naming an older plan, seen by DNS polling and the clients (scenario runs)."""
+    fleet: PopulationOutcome | None = None
+    """The virtual clients' peak failing share, ramp and recovery ramp (None: no fleet)."""
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -130,6 +133,7 @@ def figures(record: RunRecord, violations: list[checker.Violation] | None = None
         if cause is not None:
             f.time_to_empty_s = max(0.0, empty[0].start - record.t(cause))
     _load_figures(record, f, empty[-1].end if empty and not empty[-1].open else None)
+    f.fleet = fleet_outcome(record)
     result = record.result
     if result is not None:
         if hasattr(result, "converged_after_s"):
@@ -158,6 +162,19 @@ def _load_figures(record: RunRecord, f: Figures, answering_at: float | None) -> 
             failure_ratio(i.counts) or 0.0) < 0.01 and i.total > 0), None)
         if recovered is not None:
             f.recovery_s = recovered - answering_at
+
+
+def fleet_share(record: RunRecord) -> list[tuple[float, float]]:
+    """(time, share of the virtual clients failing) at each scrape that saw a fleet."""
+    return [(s.at, s.fleet_failing / s.fleet_clients) for s in record.load if s.fleet_clients]
+
+
+def fleet_outcome(record: RunRecord) -> PopulationOutcome | None:
+    """The fleet's peak share and ramps over the record (None: the run had no fleet)."""
+    share = fleet_share(record)
+    if not share:
+        return None
+    return outcome_of(share, int(max(s.fleet_clients for s in record.load)))
 
 
 def failure_ratio(counts: dict[str, float]) -> float | None:

@@ -30,7 +30,7 @@ COLORS = {
     "ok": "#2ca02c", "dns_nodata": "#d62728", "dns_nxdomain": "#8c1c13",
     "dns_timeout": "#9a9a9a", "dns_servfail": "#e377c2", "connect_error": "#ff7f0e",
     "http_error": "#bcbd22", "timeout": "#6f6f6f", "ratio": "#111111",
-    "p50": "#1f77b4", "p90": "#ff7f0e", "p99": "#d62728",
+    "p50": "#1f77b4", "p90": "#ff7f0e", "p99": "#d62728", "fleet": "#9467bd",
 }
 MOMENT_COLORS = {
     MomentKind.STALE_CHECK: "#6c757d", MomentKind.STALE_FLIP: "#f07d1a",

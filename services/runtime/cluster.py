@@ -29,6 +29,7 @@ from services.config import Settings
 from services.core.names import AZS
 from services.errors import DnsraceError
 from services.resources import procfile_text
+from services.runtime.load_split import copy_args, copy_name, loadgen_count
 from services.runtime.processes import terminate
 from services.runtime.redis_server import port_answers
 
@@ -68,6 +69,8 @@ def health_url(name: str, settings: Settings) -> str | None:
         port = settings.control_port
     elif name in ("planner", "dns", "endpoints", "loadgen"):
         port = settings.metrics_port(name)
+    elif name.startswith("loadgen.") and name.removeprefix("loadgen.").isdigit():
+        port = settings.metrics_port("loadgen", int(name.removeprefix("loadgen.")) - 1)
     else:
         return None
     return f"http://127.0.0.1:{port}/healthz"
@@ -92,7 +95,9 @@ class Cluster:
     echo: Callable[[str, bytes], None] | None = None
     """Also hand every line a process prints to this (``dnsrace up``: prefixed on the terminal)."""
     copies: dict[str, int] = field(default_factory=dict)
-    """More than one of a Procfile entry (``loadgen`` 3: ``loadgen``, ``loadgen.2``, ...)."""
+    """More than one of a Procfile entry (``loadgen`` 3: ``loadgen``, ``loadgen.2``, ...).
+    Without ``loadgen`` here, as many load generators as the rate needs (load_split.py); the
+    copies of ``loadgen`` split the rate and the clients."""
     _stopped: set[str] = field(default_factory=set)
 
     def commands(self) -> dict[str, list[str]]:
@@ -103,9 +108,18 @@ class Cluster:
                 raise ClusterError(f"no such process in the Procfile: {', '.join(unknown)}")
             commands = {k: v for k, v in commands.items() if k in self.only}
         for name, count in self.copies.items():
-            if name in commands:
+            if name in commands and name != "loadgen":
                 commands.update({f"{name}.{i}": commands[name] for i in range(2, count + 1)})
+        loadgens = self.loadgens()
+        if "loadgen" in commands and loadgens > 1:
+            base = commands["loadgen"]
+            commands.update({copy_name(i): base + copy_args(self.settings, loadgens, i)
+                             for i in range(loadgens)})
         return commands
+
+    def loadgens(self) -> int:
+        """Load generator processes: as ``copies`` says, else as many as the rate needs."""
+        return self.copies.get("loadgen") or loadgen_count(self.settings)
 
     def ports(self) -> dict[int, str]:
         """Every TCP port the cluster listens on 127.0.0.1, with what listens there."""
@@ -224,7 +238,8 @@ class Cluster:
     def stop(self) -> None:
         # Clients first, Redis last, so nobody counts a failure or a lost connection on the way
         # out that the system under test did not cause.
-        order = sorted(self.processes, key=lambda n: (n != "loadgen", n == "redis", n))
+        order = sorted(self.processes,
+                       key=lambda n: (not n.startswith("loadgen"), n == "redis", n))
         for name in order:
             self.stop_one(name)
 

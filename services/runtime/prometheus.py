@@ -51,7 +51,7 @@ class Target:
     az: str | None = None
 
 
-def targets(settings: Settings, loadgens: int = 1) -> list[Target]:
+def targets(settings: Settings, loadgens: int | None = None) -> list[Target]:
     """One scrape target per process, from the same table the cluster harness uses."""
     out = []
     for name, url in metrics_urls(settings, loadgens).items():
@@ -62,7 +62,7 @@ def targets(settings: Settings, loadgens: int = 1) -> list[Target]:
     return out
 
 
-def scrape_config(settings: Settings, loadgens: int = 1) -> dict[str, Any]:
+def scrape_config(settings: Settings, loadgens: int | None = None) -> dict[str, Any]:
     """The Prometheus configuration, as data."""
     static = []
     for target in targets(settings, loadgens):
@@ -128,7 +128,7 @@ def to_yaml(value: Any, indent: int = 0) -> str:
     return "\n".join(lines)
 
 
-def render_config(settings: Settings, loadgens: int = 1) -> str:
+def render_config(settings: Settings, loadgens: int | None = None) -> str:
     return HEADER + to_yaml(scrape_config(settings, loadgens)) + "\n"
 
 
@@ -266,7 +266,7 @@ def find_binary() -> str:
     return binary
 
 
-def start_prometheus(settings: Settings, port: int = DEFAULT_PORT, loadgens: int = 1,
+def start_prometheus(settings: Settings, port: int = DEFAULT_PORT, loadgens: int | None = None,
                      workdir: Path | None = None, timeout_s: float = 20.0,
                      wait_scraping: bool = True) -> PrometheusServer:
     """Start Prometheus on 127.0.0.1:``port`` scraping the cluster ``settings`` describes.
@@ -298,7 +298,7 @@ def start_prometheus(settings: Settings, port: int = DEFAULT_PORT, loadgens: int
 
 
 @contextlib.contextmanager
-def prometheus_alongside(settings: Settings, port: int = DEFAULT_PORT, loadgens: int = 1,
+def prometheus_alongside(settings: Settings, port: int = DEFAULT_PORT, loadgens: int | None = None,
                          workdir: Path | None = None, wait_scraping: bool = True
                          ) -> Iterator[PrometheusServer]:
     """For ``dnsrace up --with-prometheus``: Prometheus for as long as the block runs."""

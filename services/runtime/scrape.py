@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.config import Settings
 from services.core.names import AZS
+from services.runtime.load_split import loadgen_count
 
 Labels = frozenset[tuple[str, str]]
 
@@ -52,8 +53,11 @@ def parse(text: str) -> Samples:
     return samples
 
 
-def metrics_urls(settings: Settings, loadgens: int = 1) -> dict[str, str]:
-    """Where every process of the cluster serves /metrics, by process name."""
+def metrics_urls(settings: Settings, loadgens: int | None = None) -> dict[str, str]:
+    """Where every process of the cluster serves /metrics, by process name; ``loadgens``
+    load generators (None: as many as the cluster starts for the rate)."""
+    if loadgens is None:
+        loadgens = loadgen_count(settings)
     base = "http://127.0.0.1:{}/metrics"
     urls = {
         "planner": base.format(settings.metrics_port("planner")),

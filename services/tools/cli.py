@@ -197,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = add("up", cmd_up, "run the whole cluster in the foreground; a process that exits "
                            "is started again")
     up.add_argument("--mode", choices=("legacy", "safe"), help="enactor mode for this run")
-    up.add_argument("--loadgen", type=int, default=1, help="number of load generators")
+    up.add_argument("--loadgen", type=int, help="number of load generators; they split the "
+                    "rate and the clients (default: one per DNSRACE_LOAD_RATE_PER_PROCESS)")
     up.add_argument("--with-prometheus", action="store_true",
                     help="also run Prometheus (Debian package 'prometheus') scraping every process")
     up.add_argument("--prometheus-port", type=int, default=9090)

@@ -40,7 +40,7 @@ from services import resources
 from services.config import Mode, Settings
 from services.control.client import ControlClient, ControlError
 from services.core import checker, events, names
-from services.core.population import PopulationOutcome, outcome_of
+from services.core.population import FleetEvents, PopulationOutcome, fleet_events, outcome_of
 from services.errors import DnsraceError
 from services.report.monitor import Monitor
 from services.report.render import RunRecord
@@ -202,6 +202,11 @@ class Outcome:
     """The virtual clients' failing share and ramps (None without a fleet)."""
     nodata_from_cache: float = 0.0
     """Empty answers Unbound served from its cache during the run."""
+    events: FleetEvents | None = None
+    """When the empty answer, 90 % failing, the repair and recovery happened (s from the
+    timeline's start)."""
+    nodata_from_cache_in_outage: float = 0.0
+    """Of those, the ones served from the first empty answer to the repair (or the end)."""
 
     @property
     def ok(self) -> bool:
@@ -263,16 +268,19 @@ async def run_scenario(scenario: Scenario, settings: Settings, mode: Mode,
             out = (lambda _: None) if quiet else print
             async with Monitor(settings, label=f"[{scenario.name}/{mode}] ",
                                out=out) as monitor:
-                await monitor.wait_until(
-                    lambda: monitor.dns_answers() and monitor.failure_ratio() == 0.0, 15,
+                await monitor.wait_until(  # generous: 1,000 clients start slowly on a busy box
+                    lambda: monitor.dns_answers() and monitor.failure_ratio() == 0.0, 30,
                     "healthy traffic")
                 before, _ = monitor.totals()
                 stale_before = monitor.client_stale_answers()
                 since_ms = WALL_CLOCK.now_ms()
-                t0 = time.monotonic()
+                t0, origin = time.monotonic(), monitor.now()
+                repair_at: float | None = None
                 for step in scenario.timeline:
                     await asyncio.sleep(max(0.0, step.at_s - (time.monotonic() - t0)))
                     await _play(step, settings, client, monitor)
+                    if step.action == "repair" and repair_at is None:
+                        repair_at = monitor.now() - origin
                 # Convergence counts from the end of the last fault.
                 ends = max((s.at_s + float(s.fault.get("duration_s", 0))
                             for s in scenario.timeline), default=0.0)
@@ -298,6 +306,7 @@ async def run_scenario(scenario: Scenario, settings: Settings, mode: Mode,
                     outcome.failing = outcome_of(monitor.fleet_history(), settings.load_clients)
                 if monitor.load:
                     outcome.nodata_from_cache = monitor.load[-1].resolver_nodata_from_cache
+                _time_events(outcome, monitor, origin, repair_at)
             recorded = [e for _, e in await history.RedisHistory(client).read()
                       if e.at_ms >= since_ms]
             outcome.violations = checker.check(recorded)
@@ -319,6 +328,24 @@ async def run_scenario(scenario: Scenario, settings: Settings, mode: Mode,
         outcome.restarts = [f"{e.process} ({e.why})" for e in supervisor.restarted]
     _judge(expect, outcome)
     return outcome
+
+
+def _time_events(outcome: Outcome, monitor: Monitor, origin: float,
+                 repair_at: float | None) -> None:
+    """The fleet's event times on the timeline's clock, and Unbound's empty answers from its
+    cache between the first empty answer and the repair."""
+    empty = [d.at - origin for d in monitor.dns if d.empty and d.at >= origin]
+    shares = [(t - origin, share) for t, share in monitor.fleet_history() if t >= origin]
+    outcome.events = fleet_events(empty, shares, repair_at)
+    if not empty:
+        return
+    until = repair_at if repair_at is not None else float("inf")
+    cached = [s.resolver_nodata_from_cache for s in monitor.load
+              if empty[0] <= s.at - origin <= until]
+    if cached:  # a running total; max() skips a scrape the resolver did not answer (0)
+        before = [s.resolver_nodata_from_cache for s in monitor.load
+                  if s.at - origin < empty[0]]
+        outcome.nodata_from_cache_in_outage = max(cached) - max(before, default=0.0)
 
 
 def _judge(expect: Expectations, outcome: Outcome) -> None:

@@ -21,6 +21,7 @@ from prometheus_client import start_http_server
 
 from services.config import Mode, Settings
 from services.runtime.cluster import Cluster, ClusterError, cluster_env
+from services.runtime.load_split import MAX_LOADGENS
 from services.runtime.prometheus import PrometheusError, prometheus_alongside
 from services.tools.supervisor import Supervisor
 
@@ -45,9 +46,14 @@ class Output:
         self.line("supervisor", text)
 
 
-def run_up(settings: Settings, mode: Mode | None, loadgens: int, prometheus_port: int | None,
+def run_up(settings: Settings, mode: Mode | None, loadgens: int | None,
+           prometheus_port: int | None,
            isolate: bool) -> int:
     settings = settings.replace(mode=mode or settings.mode)
+    if loadgens is not None and not 1 <= loadgens <= MAX_LOADGENS:
+        print(f"dnsrace up: --loadgen must be between 1 and {MAX_LOADGENS}, got {loadgens}",
+              file=sys.stderr)
+        return 2
     log_dir = Path(settings.state_dir).resolve() / "logs"
     cluster: Cluster
     if isolate:
@@ -62,15 +68,17 @@ def run_up(settings: Settings, mode: Mode | None, loadgens: int, prometheus_port
             return 1
     else:
         cluster = Cluster(settings, cluster_env(settings), log_dir,
-                          copies={"loadgen": loadgens} if loadgens > 1 else {})
+                          copies={"loadgen": loadgens} if loadgens else {})
     output = Output(list(cluster.commands()))
     cluster.echo = output.line
     supervisor = Supervisor(cluster, say=output.say)
-    return asyncio.run(_supervise(supervisor, output, prometheus_port, loadgens))
+    isolated = hasattr(cluster, "topo")  # its load generators are one per AZ, not copies
+    return asyncio.run(_supervise(supervisor, output, prometheus_port,
+                                  (loadgens or 1) if isolated else cluster.loadgens()))
 
 
 async def _supervise(supervisor: Supervisor, output: Output, prometheus_port: int | None,
-                     loadgens: int) -> int:
+                     loadgens: int | None) -> int:
     cluster = supervisor.cluster
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -254,7 +254,8 @@ class WatchOptions:
     seconds: float = 0.0
     """Stop after this long; 0: until interrupted."""
     once: bool = False
-    loadgens: int = 1
+    loadgens: int | None = None
+    """Load generators to read; None: as many as the cluster starts for the rate."""
     probe: bool = True
 
 
@@ -307,15 +308,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"time between frames (default {REFRESH_S})")
     parser.add_argument("--window", type=float, default=WINDOW_S, metavar="SECONDS",
                         help=f"rates are taken over this long (default {WINDOW_S})")
-    parser.add_argument("--loadgen", type=int, default=1, metavar="N",
-                        help="number of load generators to read (default 1)")
+    parser.add_argument("--loadgen", type=int, metavar="N",
+                        help="number of load generators to read (default: as many as the "
+                             "cluster starts for DNSRACE_LOAD_RATE)")
 
 
 def options_from(args: argparse.Namespace) -> WatchOptions:
     for name in ("refresh", "window"):
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name} must be > 0")
-    if args.seconds < 0 or args.loadgen < 1:
+    if args.seconds < 0 or (args.loadgen is not None and args.loadgen < 1):
         raise ValueError("--seconds must be >= 0 and --loadgen >= 1")
     return WatchOptions(refresh_s=args.refresh, window_s=args.window, seconds=args.seconds,
                         once=args.once, loadgens=args.loadgen)
