@@ -64,6 +64,8 @@ class Observed:
     targets: list[dict[str, Any]] = field(default_factory=list)
     panels: dict[tuple[str, str], Series] = field(default_factory=dict)
     annotation: Series = field(default_factory=list)
+    alerts: Series = field(default_factory=list)
+    """``ALERTS{alertstate="firing"}`` over the race (dashboards/alerts.yml's rules)."""
     once_rc: int | None = None
     once_output: str = ""
     live_rc: int | None = None
@@ -196,6 +198,7 @@ def _evaluate(obs: Observed, server: PrometheusServer) -> None:
             obs.panels[(title, ref)] = server.api.query_range(dashboard.expand(expr), start, end)
     annotation = next(a for a in model["annotations"]["list"] if a.get("expr"))
     obs.annotation = server.api.query_range(dashboard.expand(annotation["expr"]), start, end)
+    obs.alerts = server.api.query_range('ALERTS{alertstate="firing"}', start, end)
 
 
 async def _read_history(obs: Observed, root: Path) -> None:

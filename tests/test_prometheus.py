@@ -163,3 +163,18 @@ def test_fault_annotation_query_returns_the_stall_window(observed: Observed) -> 
     assert all(b - a <= 1.01 for a, b in itertools.pairwise(times)), "a gap"
     others = {(s["metric"]["type"], s["metric"]["target"]) for s in observed.annotation}
     assert others <= {("enactor_stall", az) for az in names.AZS}
+
+
+@pytest.mark.cluster
+def test_the_i1_alert_fires_once_the_regional_name_answers_empty(observed: Observed) -> None:
+    regional_tree = next(e for e in observed.events if isinstance(e, events.TreeDeleted)
+                         and e.live and e.endpoint == names.REGIONAL)
+    deleted = regional_tree.at_ms / 1000
+    fired = [float(t) for s in observed.alerts
+             if s["metric"]["alertname"] == "RegionalNameAnsweredEmpty" for t, _ in s["values"]]
+    assert fired, "the I1 alert never fired"
+    # A client's empty answer, one scrape and one rule evaluation (1 s each) after the deletion.
+    assert deleted <= min(fired) <= deleted + 5.0
+    names_fired = {s["metric"]["alertname"] for s in observed.alerts}
+    assert not names_fired & {"InstancesInServiceWithoutConnectivity",
+                              "AzFailoverBeyondVelocityLimit"}  # no NLB runs in the race
