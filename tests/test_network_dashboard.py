@@ -114,17 +114,20 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                     port=settings.metrics_port("supervisor"))]}
     if HAS_SERVICE_LOAD:
         commands |= {"dns": _command("dns"), "service_load": _command("service-load")}
-    server = start_prometheus(settings, port=free_port(), workdir=root / "prometheus",
-                              network=True, supervisor=True)
     children: list[subprocess.Popen[bytes]] = []
+    server: PrometheusServer | None = None
     try:
         for name, command in commands.items():
             with open(root / f"{name}.log", "wb") as log:
                 children.append(subprocess.Popen(command, env=env, stdout=log,
                                                  stderr=subprocess.STDOUT, cwd=root))
+        # Prometheus starts while the processes import (it scrapes them once they listen).
+        server = start_prometheus(settings, port=free_port(), workdir=root / "prometheus",
+                                  network=True, supervisor=True)
         urls = {name: url for name, url in network_metrics_urls(settings).items()
                 if name in commands}
         urls["supervisor"] = f"http://127.0.0.1:{settings.metrics_port('supervisor')}/metrics"
+
         def serving() -> bool:
             for name, child in zip(commands, children, strict=True):
                 if child.poll() is not None:  # e.g. an NLB node address already taken
@@ -183,7 +186,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-        server.stop()
+        if server is not None:
+            server.stop()
         store.stop()
 
 
