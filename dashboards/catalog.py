@@ -28,7 +28,8 @@ ROLES: dict[str, tuple[str, ...]] = {
     "planner": ("planner",), "enactor": ENACTORS, "dns": ("dns",),
     "endpoints": ("endpoints",), "control": ("control",), "loadgen": ("loadgen",),
     "dwfm": DWFM_HOSTS, "ec2-api": ("ec2_api",), "resolver": ("resolver",),
-    "up": ("supervisor",),
+    "up": ("supervisor",), "netmgr": ("netmgr",),
+    "instances": ("instances_az1", "instances_az2", "instances_az4"), "nlb": ("nlb",),
 }
 """Each ``dnsrace <role>`` command and the Procfile processes that run it; ``dnsrace up`` is
 the supervisor itself, which serves its own metrics beside the cluster's processes."""
@@ -38,7 +39,8 @@ ROLE_MODULES = {
     "control": "services.control.service",
     "loadgen": "loadgen.__main__", "dwfm": "services.ec2.host",
     "ec2-api": "services.ec2.api", "resolver": "services.runtime.resolver_service",
-    "up": "services.tools.up",
+    "up": "services.tools.up", "netmgr": "services.ec2.netmgr",
+    "instances": "services.ec2.instances", "nlb": "services.nlb.service",
 }
 """The module each ``dnsrace <role>`` command runs (besides services.tools.cli and runtime)."""
 DECLARED_ONLY = {"control": "dnsrace_enactor_"}

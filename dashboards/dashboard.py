@@ -48,6 +48,9 @@ class Panel:
     height: int = 8
     max_value: float | None = None
     stacked: bool = False
+    needs: tuple[str, ...] = ()
+    """Processes it reads besides the race cluster's (issue 15's: netmgr, nlb, instances_*,
+    service_load); the race-only tests leave such a panel to the test that runs them."""
 
 
 @dataclass
@@ -139,6 +142,44 @@ ROWS = [
               (Query(f"sum by (outcome) (rate(dnsrace_ec2_launches_total{RATE}))",
                      "{{outcome}}"),),
               unit="ops", width=8, stacked=True),
+    ]),
+    Row("Network state and NLB (the cascade, part 2)", [
+        Panel("Network Manager: propagation backlog",
+              "Launched instances waiting for their network state, and propagations finished "
+              "per second (Network Manager's finite throughput).",
+              (Query("sum(dnsrace_netmgr_backlog)", "waiting"),
+               Query(f"sum(rate(dnsrace_netmgr_propagated_total{RATE}))", "propagated /s")),
+              width=8, needs=("netmgr",)),
+        Panel("Oldest wait for network state",
+              "How long the oldest waiting instance has run without connectivity.",
+              (Query("max(dnsrace_netmgr_oldest_wait_seconds)", "oldest wait"),),
+              unit="s", width=8, needs=("netmgr",)),
+        Panel("Instances without connectivity",
+              "Launched instances whose network state has not propagated, by AZ; and the "
+              "targets the NLB put in service before theirs had (C2).",
+              (Query(f"sum by (az) (dnsrace_instances_without_connectivity{{{AZ}}})",
+                     "{{az}}"),
+               Query("sum(dnsrace_nlb_in_service_without_connectivity_total)",
+                     "in service without connectivity (C2)")),
+              width=8, needs=("instances_az1", "instances_az2", "instances_az4", "nlb")),
+        Panel("NLB targets in service by AZ",
+              "Targets the NLB's health checker holds in service, by AZ: checks of instances "
+              "without connectivity flap.",
+              (Query(f"sum by (az) (dnsrace_nlb_targets_healthy{{{AZ}}})", "{{az}}"),),
+              width=8, stacked=True, needs=("nlb",)),
+        Panel("NLB name's AZ records",
+              "A records (one per AZ node) the NLB's DNS name holds; AZs automatic failover "
+              "removed within the velocity window, against the velocity limit (C3).",
+              (Query("max(dnsrace_nlb_name_az_records)", "AZ records"),
+               Query("max(dnsrace_nlb_azs_removed_in_window)", "removed in window"),
+               Query("max(dnsrace_nlb_velocity_limit)", "velocity limit")),
+              width=8, needs=("nlb",)),
+        Panel("Service success ratio",
+              "Share of the calls to the service behind the NLB (resolved through our DNS) "
+              "that succeeded.",
+              (Query(f'sum(rate(dnsrace_service_requests_total{{outcome="ok"}}{RATE})) / '
+                     f"sum(rate(dnsrace_service_requests_total{RATE}))", "ok"),),
+              unit="percentunit", width=8, max_value=1.0, needs=("service_load", "nlb")),
     ]),
     Row("Faults", [
         Panel("Active faults",
@@ -273,6 +314,12 @@ def dashboard_provisioning() -> dict[str, Any]:
             "options": {"path": DASHBOARDS_PATH, "foldersFromFilesStructure": False},
         }],
     }
+
+
+def panel_needs() -> dict[str, tuple[str, ...]]:
+    """Panel title -> the processes it needs besides the race cluster's (panels that need
+    none are left out)."""
+    return {p.title: p.needs for row in ROWS for p in row.panels if p.needs}
 
 
 def panel_queries(dashboard: dict[str, Any]) -> list[tuple[str, str, str]]:

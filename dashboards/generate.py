@@ -30,7 +30,8 @@ def dashboard_json() -> str:
 def files() -> dict[Path, Callable[[], str]]:
     """Every generated file and the function that makes its content."""
     return {
-        ROOT / "prometheus.yml": lambda: render_config(Settings()),
+        ROOT / "prometheus.yml": lambda: render_config(Settings(), network=True,
+                                                       supervisor=True),
         PROVISIONING / "datasources" / "dnsrace.yml":
             lambda: YAML_HEADER + to_yaml(dashboard.datasource_provisioning()) + "\n",
         PROVISIONING / "dashboards" / "dnsrace.yml":

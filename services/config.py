@@ -200,7 +200,7 @@ class Settings:
     def metrics_port(self, role: str, index: int = 0) -> int:
         offsets = {"planner": 0, "enactor": 1, "dns": 4, "endpoints": 5, "loadgen": 6,
                    "dwfm": 12, "ec2_api": 16, "netmgr": 17, "nlb": 18, "resolver": 19,
-                   "supervisor": 20, "instances": 21}
+                   "supervisor": 20, "instances": 21, "service_load": 24}
         if role not in offsets:
             raise ConfigError(f"no metrics port for role {role!r}")
         return self.metrics_port_base + offsets[role] + index

@@ -40,3 +40,8 @@ def version() -> str:
         return metadata.version("dnsrace")
     except metadata.PackageNotFoundError:
         return "unknown (not installed)"
+
+
+def alerts_text() -> str:
+    """The Prometheus alerting rules (dashboards/alerts.yml)."""
+    return resources.files(DATA).joinpath("alerts.yml").read_text()

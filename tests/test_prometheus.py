@@ -18,7 +18,13 @@ from dashboards import generate
 from services.config import Settings
 from services.core import events, names
 from services.runtime import prometheus
-from services.runtime.prometheus import PrometheusError, render_config, scrape_config, targets
+from services.runtime.prometheus import (
+    PrometheusError,
+    render_config,
+    scrape_config,
+    targets,
+    write_config,
+)
 from services.runtime.scrape import metrics_urls
 from tests.conftest import cluster_settings, require_tool
 from tests.observed_race import Observed, Series, observed_race
@@ -45,8 +51,9 @@ def test_config_scrapes_every_process_of_a_cluster_on_its_own_ports(tmp_path: Pa
 
 def test_committed_config_is_the_one_for_the_default_ports() -> None:
     text = (generate.ROOT / "prometheus.yml").read_text()
-    assert text == render_config(Settings())
+    assert text == render_config(Settings(), network=True, supervisor=True)
     assert "127.0.0.1:9510" in text and "127.0.0.1:8600" in text
+    assert "rule_files: [alerts.yml]" in text and "127.0.0.1:9530" in text  # the supervisor
 
 
 @pytest.mark.parametrize("which", ["committed", "cluster"])
@@ -54,8 +61,7 @@ def test_promtool_accepts_the_config(which: str, tmp_path: Path) -> None:
     promtool = require_tool("promtool")
     path = generate.ROOT / "prometheus.yml"
     if which == "cluster":
-        path = tmp_path / "prometheus.yml"
-        path.write_text(render_config(cluster_settings(tmp_path), loadgens=2))
+        path = write_config(tmp_path, cluster_settings(tmp_path), loadgens=2)
     out = subprocess.run([promtool, "check", "config", str(path)], capture_output=True,
                          text=True, timeout=30)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -171,3 +177,18 @@ def test_fault_annotation_query_returns_the_stall_window(observed: Observed) -> 
     assert all(b - a <= 1.01 for a, b in itertools.pairwise(times)), "a gap"
     others = {(s["metric"]["type"], s["metric"]["target"]) for s in observed.annotation}
     assert others <= {("enactor_stall", az) for az in names.AZS}
+
+
+@pytest.mark.cluster
+def test_the_i1_alert_fires_once_the_regional_name_answers_empty(observed: Observed) -> None:
+    regional_tree = next(e for e in observed.events if isinstance(e, events.TreeDeleted)
+                         and e.live and e.endpoint == names.REGIONAL)
+    deleted = regional_tree.at_ms / 1000
+    fired = [float(t) for s in observed.alerts
+             if s["metric"]["alertname"] == "RegionalNameAnsweredEmpty" for t, _ in s["values"]]
+    assert fired, "the I1 alert never fired"
+    # A client's empty answer, one scrape and one rule evaluation (1 s each) after the deletion.
+    assert deleted <= min(fired) <= deleted + 5.0
+    names_fired = {s["metric"]["alertname"] for s in observed.alerts}
+    assert not names_fired & {"InstancesInServiceWithoutConnectivity",
+                              "AzFailoverBeyondVelocityLimit"}  # no NLB runs in the race

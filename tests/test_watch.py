@@ -148,3 +148,52 @@ def test_live_view_refreshes_several_times_a_second(observed: Observed) -> None:
     frames = observed.live_output.count("dnsrace watch  +")
     assert frames >= 3, observed.live_output
     assert "not answering" not in observed.live_output
+
+
+NETWORK_BEFORE = {
+    "netmgr": "dnsrace_netmgr_backlog 40\ndnsrace_netmgr_oldest_wait_seconds 2.5\n"
+              "dnsrace_netmgr_propagated_total 10\n",
+    "instances_az1": 'dnsrace_instances_without_connectivity{az="use1-az1"} 12\n',
+    "instances_az2": 'dnsrace_instances_without_connectivity{az="use1-az2"} 0\n',
+    "nlb": 'dnsrace_nlb_name_az_records 1\ndnsrace_nlb_targets_healthy{az="use1-az1"} 0\n'
+           'dnsrace_nlb_targets_healthy{az="use1-az2"} 7\n'
+           "dnsrace_nlb_azs_removed_in_window 2\ndnsrace_nlb_velocity_limit 1\n"
+           'dnsrace_nlb_in_service_without_connectivity_total{az="use1-az1"} 12\n',
+    "service_load": 'dnsrace_service_requests_total{outcome="ok"} 100\n'
+                    'dnsrace_service_requests_total{outcome="dns_nodata"} 0\n',
+}
+NETWORK_AFTER = {
+    **NETWORK_BEFORE,
+    "netmgr": NETWORK_BEFORE["netmgr"].replace("propagated_total 10", "propagated_total 18"),
+    "service_load": 'dnsrace_service_requests_total{outcome="ok"} 105\n'
+                    'dnsrace_service_requests_total{outcome="dns_nodata"} 15\n',
+}
+
+
+def test_network_lines_show_backlog_capacity_removed_and_broken_invariants() -> None:
+    before = snapshot(10.0, {**BEFORE, **NETWORK_BEFORE}, None)
+    after = snapshot(11.0, {**AFTER, **NETWORK_AFTER, "instances_az4": ""}, None)
+    frame = watch.build_frame(before, after, started=0.0)
+    assert frame.network is not None and frame.network.netmgr is not None
+    assert frame.network.netmgr.propagated_per_s == pytest.approx(8.0)
+    assert frame.network.service is not None
+    assert frame.network.service.ok_ratio == pytest.approx(0.25)
+    text = watch.render(frame)
+    assert "40 instances waiting for propagation (oldest 2.5 s), 8 propagated/s" in text
+    assert "without connectivity: use1-az1 12  use1-az2 0  <== NO CONNECTIVITY" in text
+    assert "name holds 1 of 3 AZ records  <== CAPACITY REMOVED" in text
+    assert "in service: use1-az1 0  use1-az2 7" in text
+    assert "removed 2 AZs in the velocity window (limit 1)  <== C3 BROKEN" in text
+    assert "without connectivity 12  <== C2 BROKEN" in text
+    assert "20 calls/s through the NLB's name, succeeding 25.0%" in text
+    assert "not answering  enactor_az4\n" in text + "\n"  # instances_az4 is no process of the race
+
+
+def test_network_lines_stay_away_while_none_of_those_processes_answers() -> None:
+    quiet = {name: "" for name in ("netmgr", "nlb", "instances_az1", "service_load")}
+    frame = watch.build_frame(snapshot(10.0, {**BEFORE, **quiet}, None),
+                              snapshot(11.0, {**AFTER, **quiet}, None), started=0.0)
+    assert frame.network is None
+    text = watch.render(frame)
+    assert "network state" not in text and "nlb " not in text and "service " not in text
+    assert "not answering  enactor_az4" in text and "netmgr" not in text

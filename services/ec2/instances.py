@@ -2,7 +2,8 @@
 
 Every launch in the AZ (from ec2_api's launch stream) gets a loopback address
 (:func:`instance_address`: ``127.(40 + AZ index).h.l``). The instance accepts connections only
-once Network Manager has propagated its network state (:data:`~services.ec2.netmgr.PROPAGATED_KEY`);
+once Network Manager has propagated its network state
+(:data:`~services.store.launches.PROPAGATED_KEY`);
 until then nothing listens there and a connection is refused, as an instance without
 connectivity answers no one. Once up, it answers any HTTP request with ``200`` and its id.
 """
@@ -20,9 +21,9 @@ from redis.exceptions import RedisError
 
 from services.core.addresses import INSTANCE_PORT, MAX_INSTANCES, instance_address
 from services.core.names import AZS
-from services.ec2.netmgr import PROPAGATED_KEY
 from services.runtime.service import ServiceContext, observability_app, redis_client, start_site
 from services.store import launches
+from services.store.launches import PROPAGATED_KEY
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from services.store import history, launches
 
 log = logging.getLogger(__name__)
 
-PROPAGATED_KEY = "dnsrace:netmgr:propagated"
+PROPAGATED_KEY = launches.PROPAGATED_KEY
 """A Redis hash: instance id -> ms (Network Manager's clock) its network state propagated."""
 TICK_S = 0.1
 

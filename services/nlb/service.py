@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 from aiohttp import web
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 from redis.exceptions import RedisError
 
 from services.config import Settings
 from services.core import events
 from services.core.addresses import INSTANCE_PORT, instance_address, node_address
+from services.core.cascade_invariants import C3_WINDOW_S, velocity_budget
 from services.core.names import AZS
 from services.nlb.failover import FailoverSettings, Removal, decide
 from services.nlb.health import HealthChecker, HealthSettings, TargetState
@@ -45,6 +46,20 @@ NLB = "api"
 NODE_PORT = 8081
 HEALTHY = Gauge("dnsrace_nlb_targets_healthy", "Targets in service, per AZ", ["az"])
 AZ_RECORDS = Gauge("dnsrace_nlb_name_az_records", "AZ node records the NLB's DNS name holds")
+WITHOUT_CONNECTIVITY = Counter(
+    "dnsrace_nlb_in_service_without_connectivity",
+    "Targets the NLB put in service before Network Manager propagated their network state (C2)",
+    ["az"])
+AZ_REMOVALS = Counter("dnsrace_nlb_az_removals",
+                      "AZs automatic failover took out of the NLB's DNS name", ["az"])
+REMOVED_IN_WINDOW = Gauge("dnsrace_nlb_azs_removed_in_window",
+                          "AZs failover removed from the NLB's name within the last velocity "
+                          "window (C3's window)")
+VELOCITY_LIMIT = Gauge("dnsrace_nlb_velocity_limit",
+                       "AZs failover may remove within one velocity window (C3's limit)")
+for _az in AZS:  # series from the start: 0 before any removal, not "no data"
+    WITHOUT_CONNECTIVITY.labels(_az)
+    AZ_REMOVALS.labels(_az)
 
 
 @dataclass
@@ -81,8 +96,13 @@ class Nlb:
             self.addresses[launch.instance_id] = instance_address(launch.az, n)
             moved = self.checker.register(launch.instance_id, launch.az, self.now_s())
             if moved is not None:
-                await self.sink.record(events.TargetInService(
-                    instance=launch.instance_id, az=launch.az, nlb=NLB))
+                await self.put_in_service(launch.instance_id, launch.az)
+
+    async def put_in_service(self, target: str, az: str) -> None:
+        """Record a target going in service; count it (C2) if its state has not propagated."""
+        await self.sink.record(events.TargetInService(instance=target, az=az, nlb=NLB))
+        if await self.client.hget(launches.PROPAGATED_KEY, target) is None:
+            WITHOUT_CONNECTIVITY.labels(az).inc()
 
     async def check(self, target: str) -> bool:
         try:
@@ -99,8 +119,7 @@ class Nlb:
         for target, passed in zip(due, results, strict=True):
             moved = self.checker.report(target, passed, self.now_s())
             if moved is not None and moved.now is TargetState.HEALTHY:
-                await self.sink.record(events.TargetInService(
-                    instance=target, az=moved.az, nlb=NLB))
+                await self.put_in_service(target, moved.az)
         shares = {az: self.checker.healthy_share(az) for az in AZS}
         for az in AZS:
             HEALTHY.labels(az).set(len(self.checker.healthy(az)))
@@ -108,6 +127,9 @@ class Nlb:
         for az in decision.removed:
             self.removals.append(Removal(az, self.now_s()))
             await self.sink.record(events.AzFailedAway(nlb=NLB, az=az, azs=len(AZS)))
+            AZ_REMOVALS.labels(az).inc()
+        now = self.now_s()
+        REMOVED_IN_WINDOW.set(sum(1 for r in self.removals if now - r.at_s < C3_WINDOW_S))
         if decision.in_name != self.in_name:
             await self.write_name(decision.in_name)
 
@@ -144,6 +166,7 @@ class Nlb:
             for az in AZS]
         last = await self.client.xrevrange(launches.LAUNCHES_STREAM, count=1)
         self.after = last[0][0] if last else "0-0"
+        VELOCITY_LIMIT.set(velocity_budget(len(AZS)))
         await self.write_name(AZS)
         try:
             while not stopping.is_set():

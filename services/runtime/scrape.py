@@ -77,6 +77,24 @@ def metrics_urls(settings: Settings, loadgens: int | None = None) -> dict[str, s
     return urls
 
 
+NETWORK_PROCESSES = ("netmgr", "nlb", "instances_az1", "instances_az2", "instances_az4",
+                     "service_load")
+"""Issue 15's processes (Network Manager, the NLB, the instances, the NLB's clients): not part
+of the race-only cluster, so read apart from :func:`metrics_urls`."""
+
+
+def network_metrics_urls(settings: Settings) -> dict[str, str]:
+    """Where each of :data:`NETWORK_PROCESSES` serves /metrics, by process name."""
+    base = "http://127.0.0.1:{}/metrics"
+    urls = {"netmgr": base.format(settings.metrics_port("netmgr")),
+            "nlb": base.format(settings.metrics_port("nlb"))}
+    for i, az in enumerate(AZS):
+        urls[f"instances_{az.removeprefix('use1-')}"] = base.format(
+            settings.metrics_port("instances", i))
+    urls["service_load"] = base.format(settings.metrics_port("service_load"))
+    return urls
+
+
 async def scrape(session: aiohttp.ClientSession, urls: Iterable[str],
                  timeout_s: float = 1.0) -> Samples:
     """One scrape of every URL, merged; a process that does not answer adds nothing."""

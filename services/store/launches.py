@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 LAUNCHES_STREAM = "dnsrace:ec2:launches"
 NETMGR_BACKLOG_KEY = "dnsrace:netmgr:backlog"
+PROPAGATED_KEY = "dnsrace:netmgr:propagated"
+"""A Redis hash Network Manager writes: instance id -> ms its network state propagated (the
+instances and the NLB read it)."""
 STREAM_MAXLEN = 100_000
 """The stream is capped at about this many launches (XADD MAXLEN ~)."""
 

@@ -100,7 +100,7 @@ async def _supervise(supervisor: Supervisor, output: Output, prometheus_port: in
             try:
                 server = stack.enter_context(prometheus_alongside(
                     cluster.settings, port=prometheus_port, loadgens=loadgens,
-                    wait_scraping=False))
+                    wait_scraping=False, network="nlb" in cluster.commands()))
             except PrometheusError as e:
                 print(f"dnsrace up: {e}", file=sys.stderr)
                 return 1

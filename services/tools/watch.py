@@ -22,7 +22,14 @@ import aiohttp
 
 from services.config import Settings
 from services.core import names
-from services.runtime.scrape import Samples, metrics_urls, scrape
+from services.runtime.scrape import (
+    NETWORK_PROCESSES,
+    Samples,
+    metrics_urls,
+    network_metrics_urls,
+    scrape,
+)
+from services.tools.watch_network import NetworkView, network_view, render_network
 
 if TYPE_CHECKING:  # the resolver registers client metrics: import it only where it runs
     from loadgen.resolver import StubResolver
@@ -90,6 +97,8 @@ class Frame:
     fleet_clients: int = 0
     fleet_failing: int = 0
     """Virtual clients of the fleet, and those whose last request failed (0: no fleet)."""
+    network: NetworkView | None = None
+    """Network Manager, instances, NLB and its clients, when any of them answers."""
 
 
 def _delta(cur: Samples, prev: Samples | None, name: str, label: str,
@@ -173,9 +182,11 @@ def build_frame(prev: Snapshot | None, cur: Snapshot, started: float) -> Frame:
         newest=int(now.sum("dnsrace_planner_newest_generation")),
         served={k: int(served[k]) for k in NAMED if k in served},
         enactors=enactors, faults=faults,
-        down=sorted(name for name, samples in cur.processes.items() if not samples.values),
+        down=sorted(name for name, samples in cur.processes.items()
+                    if not samples.values and name not in NETWORK_PROCESSES),
         fleet_clients=int(now.sum("dnsrace_client_fleet_clients")),
         fleet_failing=int(now.sum("dnsrace_client_fleet_failing")),
+        network=network_view(cur.processes, now, before, span),
     )
 
 
@@ -227,6 +238,7 @@ def render(frame: Frame) -> str:
                      f"{e.plans_per_s:>7.1f}  {lost:<14} {rejected}{errors}")
     faults = ", ".join(f"{kind} on {target}" for kind, target in frame.faults)
     lines.append(f"faults         {faults or 'none'}")
+    lines += render_network(frame.network)
     if frame.down:
         lines.append(f"not answering  {', '.join(frame.down)}")
     return "\n".join(lines)
@@ -260,7 +272,7 @@ class WatchOptions:
 
 
 async def watch(settings: Settings, options: WatchOptions, out: TextIO) -> int:
-    urls = metrics_urls(settings, options.loadgens)
+    urls = metrics_urls(settings, options.loadgens) | network_metrics_urls(settings)
     from loadgen.resolver import StubResolver  # here only: it registers client metrics
 
     resolver = (StubResolver(settings.dns_host, settings.dns_port, timeout_s=0.5, cache=False)
