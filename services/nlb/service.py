@@ -8,8 +8,9 @@ the zone store (:mod:`services.nlb.name`). Each AZ node (``127.(50 + AZ index).0
 connection to a healthy target of its AZ.
 
 Legacy (2025): a target counts in service at registration, before its network state propagated
-(C2 breaks), and failover may remove every AZ (C3 breaks). In ``safe`` mode a target needs
-passing checks first, and ``velocity_control`` limits removals. ``POST /nlb/failover``
+(C2 breaks), and failover may remove every AZ (C3 breaks). With ``velocity_control`` in force
+(the NLB's protection, whatever else is on) a target needs passing checks first, and failover
+removes at most the velocity limit. ``POST /nlb/failover``
 ``{"enabled": false|true}`` is the operators' switch.
 """
 
@@ -29,7 +30,7 @@ from redis.exceptions import RedisError
 
 from services.config import Settings
 from services.core import events
-from services.core.addresses import INSTANCE_PORT, instance_address, node_address
+from services.core.addresses import INSTANCE_PORT, NODE_PORT, instance_address, node_address
 from services.core.names import AZS
 from services.nlb.failover import FailoverSettings, Removal, decide
 from services.nlb.health import HealthChecker, HealthSettings, TargetState
@@ -42,7 +43,6 @@ from services.store.zone import ZoneStore
 log = logging.getLogger(__name__)
 
 NLB = "api"
-NODE_PORT = 8081
 HEALTHY = Gauge("dnsrace_nlb_targets_healthy", "Targets in service, per AZ", ["az"])
 AZ_RECORDS = Gauge("dnsrace_nlb_name_az_records", "AZ node records the NLB's DNS name holds")
 
@@ -65,10 +65,11 @@ class Nlb:
     rr: itertools.count[int] = field(default_factory=itertools.count)
 
     def __post_init__(self) -> None:
-        safe = self.settings.mode == "safe"
-        self.checker = HealthChecker(HealthSettings(legacy_in_service_on_register=not safe))
-        self.failover = FailoverSettings(
-            velocity_control="velocity_control" in self.settings.active_protections)
+        # velocity_control is the NLB's protection: capacity moves only on checks (a target
+        # enters service after passing ones) and failover removes at most the velocity limit.
+        guarded = "velocity_control" in self.settings.active_protections
+        self.checker = HealthChecker(HealthSettings(legacy_in_service_on_register=not guarded))
+        self.failover = FailoverSettings(velocity_control=guarded)
 
     def now_s(self) -> float:
         return WALL_CLOCK.now_ms() / 1000
