@@ -28,7 +28,9 @@ ROLES: dict[str, tuple[str, ...]] = {
     "planner": ("planner",), "enactor": ENACTORS, "dns": ("dns",),
     "endpoints": ("endpoints",), "control": ("control",), "loadgen": ("loadgen",),
     "dwfm": DWFM_HOSTS, "ec2-api": ("ec2_api",), "resolver": ("resolver",),
-    "up": ("supervisor",),
+    "up": ("supervisor",), "netmgr": ("netmgr",),
+    "instances": ("instances_az1", "instances_az2", "instances_az4"), "nlb": ("nlb",),
+    "service-load": ("service_load",),
 }
 """Each ``dnsrace <role>`` command and the Procfile processes that run it; ``dnsrace up`` is
 the supervisor itself, which serves its own metrics beside the cluster's processes."""
@@ -38,12 +40,15 @@ ROLE_MODULES = {
     "control": "services.control.service",
     "loadgen": "loadgen.__main__", "dwfm": "services.ec2.host",
     "ec2-api": "services.ec2.api", "resolver": "services.runtime.resolver_service",
-    "up": "services.tools.up",
+    "up": "services.tools.up", "netmgr": "services.ec2.netmgr",
+    "instances": "services.ec2.instances", "nlb": "services.nlb.service",
+    "service-load": "loadgen.service_load",
 }
 """The module each ``dnsrace <role>`` command runs (besides services.tools.cli and runtime)."""
-DECLARED_ONLY = {"control": "dnsrace_enactor_"}
+DECLARED_ONLY = {"control": "dnsrace_enactor_", "instances": "dnsrace_netmgr_"}
 """Families a process declares but never records: control imports services.enactor.enactor only for
-a constant, so it serves the enactor families' HELP and TYPE lines without samples."""
+a constant, so it serves the enactor families' HELP and TYPE lines without samples; the instances
+import services.ec2.netmgr for the key of propagated instances, and serve its families alike."""
 
 LABELS: dict[str, str] = {
     "az": "Availability Zone of an enactor or a droplet: use1-az1, use1-az2, use1-az4",

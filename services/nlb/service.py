@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import itertools
 import logging
@@ -69,7 +70,8 @@ class Nlb:
         # enters service after passing ones) and failover removes at most the velocity limit.
         guarded = "velocity_control" in self.settings.active_protections
         self.checker = HealthChecker(HealthSettings(legacy_in_service_on_register=not guarded))
-        self.failover = FailoverSettings(velocity_control=guarded)
+        self.failover = FailoverSettings(threshold=self.settings.nlb_failover_threshold,
+                                         velocity_control=guarded)
 
     def now_s(self) -> float:
         return WALL_CLOCK.now_ms() / 1000
@@ -169,8 +171,7 @@ def routes(app: web.Application, nlb: Nlb) -> None:
                 raise TypeError("enabled must be true or false")
         except (ValueError, KeyError, TypeError) as e:
             return web.json_response({"error": f'want {{"enabled": true|false}}: {e}'}, status=400)
-        nlb.failover = FailoverSettings(enabled=enabled,
-                                        velocity_control=nlb.failover.velocity_control)
+        nlb.failover = dataclasses.replace(nlb.failover, enabled=enabled)
         await nlb.sink.record(events.OperatorAction(
             action="nlb_failover", target=NLB, detail="on" if enabled else "off"))
         return web.json_response({"nlb": NLB, "failover": enabled})
