@@ -134,8 +134,10 @@ def find_stages(timeline: Timeline, facts: RunFacts) -> list[Stage]:
     found["leases_lost"] = (lost, back)
     repair = action_times(timeline, "dns_repair")
     if repair:
-        answers = first(samples, lambda s: s.dns_answers, repair[0])
-        found["dns_repair"] = (repair[0], answers)
+        # The repair's writes land before the run logs the action: its onset is whichever
+        # came first, its end the first sample answering after it.
+        began = min(repair[0], outage[1]) if outage else repair[0]
+        found["dns_repair"] = (began, first(samples, lambda s: s.dns_answers, began))
     else:
         found["dns_repair"] = (None, None)
     collapse = longest_collapse(timeline, facts.healthy_goodput, facts.leases_total)
@@ -145,18 +147,21 @@ def find_stages(timeline: Timeline, facts: RunFacts) -> list[Stage]:
         found["dwfm_collapse"] = (None, None)
     procedure = action_times(timeline, "throttle") + action_times(timeline, "restart")
     found["throttle_restarts"] = (min(procedure), back) if procedure else (None, None)
-    surge_from = back if back is not None else race
-    surge = next((s.t_s for s, r in rates(samples, "launches_ok")
+    # What follows the DNS repair: the surge of launches once leases come back, and what it
+    # does to Network Manager and the NLB (earlier blips of failover are not this cascade).
+    surge_from = found["dns_repair"][0] if repair else race
+    surge = next((s.t_s for (s, r), before in zip(rates(samples, "launches_ok"), samples,
+                                                  strict=False)
                   if surge_from is not None and s.t_s >= surge_from
-                  and r > 1.5 * facts.launch_rate and s.get("launches_pending") > 0), None)
+                  and r > 1.5 * facts.launch_rate and before.get("launches_pending") > 0), None)
     found["launch_surge"] = (surge, first(samples, lambda s: s.get("launches_pending") == 0,
                                           surge) if surge is not None else None)
     behind = BACKLOG_SECONDS * facts.netmgr_rate
-    backlog = first(samples, lambda s: s.get("backlog") > behind, race)
+    backlog = first(samples, lambda s: s.get("backlog") > behind, surge_from)
     found["propagation_backlog"] = (backlog, first(samples, lambda s: s.get("backlog") <= 1,
                                                    backlog) if backlog is not None else None)
     dark = first(samples, lambda s: in_service_without_connectivity(s)
-                 >= WITHOUT_CONNECTIVITY_MIN, race)
+                 >= WITHOUT_CONNECTIVITY_MIN, surge_from)
     found["in_service_without_connectivity"] = (dark, first(
         samples, lambda s: in_service_without_connectivity(s) < WITHOUT_CONNECTIVITY_MIN,
         dark) if dark is not None else None)
@@ -166,7 +171,7 @@ def find_stages(timeline: Timeline, facts: RunFacts) -> list[Stage]:
              and any(s.get(f"healthy_{az}") < before.get(f"healthy_{az}") for az in AZS)]
     found["health_checks_flapping"] = (falls[0], falls[-1]) if falls else (None, None)
     removed = first(samples, lambda s: 0 <= s.get("az_records") < len(AZS)
-                    and "az_records" in s.values, race)
+                    and "az_records" in s.values, surge_from)
     found["az_failover"] = (removed, first(samples, lambda s: s.get("az_records") == len(AZS),
                                            removed) if removed is not None else None)
     off = action_times(timeline, "nlb_failover", "off")

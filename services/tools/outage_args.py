@@ -27,9 +27,10 @@ def register(add: Callable[[str, Handler, str], argparse.ArgumentParser]) -> Non
     parser = add("outage", cmd_outage, "the whole incident in one run: race, leases, DWFM, "
                  "Network Manager, NLB failover, recovery, beside AWS's timeline")
     parser.add_argument("--mode", choices=("legacy", "safe"), default="legacy")
-    parser.add_argument("--collapse-watch", type=float, default=20.0, dest="collapse_watch_s",
+    parser.add_argument("--collapse-watch", type=float, default=25.0, dest="collapse_watch_s",
                         metavar="SECONDS", help="legacy: how long to watch DWFM's collapse "
-                        "before the operators throttle and restart it (default 20)")
+                        "before the operators throttle and restart it (default 25; a collapse "
+                        "counts from 20 s)")
     parser.add_argument("--failover-watch", type=float, default=2.0, dest="failover_watch_s",
                         metavar="SECONDS", help="legacy: how long failover keeps AZs out of "
                         "the NLB's name before the operators turn it off (default 2)")
