@@ -53,7 +53,8 @@ import services.ec2.netmgr for the key of propagated instances, and serve its fa
 LABELS: dict[str, str] = {
     "az": "Availability Zone of an enactor or a droplet: use1-az1, use1-az2, use1-az4",
     "mode": "enactor algorithm of the cluster: legacy or safe",
-    "role": "what the process does: planner, enactor, dns, endpoints, control, loadgen, dwfm",
+    "role": "what the process does: planner, enactor, dns, endpoints, control, loadgen, dwfm, "
+            "netmgr, instances, nlb, service-load",
     "version": "dnsrace version",
     "outcome": "how something ended: a client outcome (ok, dns_nodata, dns_nxdomain, "
                "dns_timeout, dns_servfail, connect_error, http_error, timeout), a lock "

@@ -116,7 +116,9 @@ def action_times(timeline: Timeline, action: str, detail: str | None = None) -> 
 
 def in_service_without_connectivity(s: Sample) -> float:
     """At least this many targets are in service without connectivity (in service beyond the
-    instances listening)."""
+    instances listening); 0 when a scrape missed the NLB or an AZ's instances."""
+    if "connected" not in s.values or "healthy" not in s.values:
+        return 0.0
     return s.get("healthy") - s.get("connected")
 
 

@@ -69,7 +69,9 @@ class Nlb:
         # velocity_control is the NLB's protection: capacity moves only on checks (a target
         # enters service after passing ones) and failover removes at most the velocity limit.
         guarded = "velocity_control" in self.settings.active_protections
-        self.checker = HealthChecker(HealthSettings(legacy_in_service_on_register=not guarded))
+        self.checker = HealthChecker(HealthSettings(
+            interval_s=self.settings.nlb_check_interval_s,
+            legacy_in_service_on_register=not guarded))
         self.failover = FailoverSettings(threshold=self.settings.nlb_failover_threshold,
                                          velocity_control=guarded)
 
