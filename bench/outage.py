@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +25,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.cascade_bench import metrics_base
 from bench.common import PYTHON, REPO, free_port, load_average, machine
 
 RUNS: dict[str, dict[str, str]] = {
@@ -31,6 +32,21 @@ RUNS: dict[str, dict[str, str]] = {
     "safe": {"DNSRACE_PROTECTIONS": "queue_throttle,velocity_control"},
 }
 """Each ``--mode`` and its extra settings."""
+
+
+def metrics_base(span: int = 30) -> int:
+    """A first /metrics port with ``span`` free ports after it, below the ephemeral range (the
+    run's health checks and calls leave thousands of local ports there in TIME_WAIT)."""
+    for base in random.sample(range(20000, 32000, span), 100):
+        try:
+            for port in range(base, base + span):
+                with socket.socket() as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no run of free ports for the cluster's /metrics")
 
 
 def run(mode: str, extra: dict[str, str]) -> dict[str, Any]:

@@ -115,7 +115,8 @@ def test_legacy_outage_every_stage_in_aws_order_and_recovery_after_the_operators
         assert summary["invariants"][inv]["witness"]
     # The NLB's name lost at least 2 of its 3 AZ records, and the service's clients failed.
     assert summary["nlb_min_az_records"] <= 1
-    assert summary["service_success_ratio_after_repair"] < 0.99
+    assert summary["service_calls_failed_after_repair"] >= 20  # a second of calls at least
+    assert summary["service_success_ratio_after_repair"] < 1.0
     # The operators' actions, then everything recovers.
     actions = [a["action"] for a in summary["operator_actions"]]
     assert actions == ["dns_repair", "throttle", "restart", "restart", "nlb_failover",

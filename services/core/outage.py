@@ -217,6 +217,14 @@ def success_ratio_after(timeline: Timeline, after_s: float | None) -> float | No
     return round(ok / (ok + failed), 4) if ok + failed > 0 else None
 
 
+def failed_after(timeline: Timeline, after_s: float | None) -> int | None:
+    """The service's calls that failed from ``after_s`` to the end."""
+    rows = timeline.between(after_s, None)
+    if after_s is None or len(rows) < 2:
+        return None
+    return int(rows[-1].get("service_failed") - rows[0].get("service_failed"))
+
+
 def format_timeline(stages: list[Stage]) -> str:
     """The closing timeline: each stage's emulated onset and end beside AWS's (PDT)."""
     by_key = {s.key: s for s in stages}

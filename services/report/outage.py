@@ -47,8 +47,7 @@ DWFM: dict[str, Series] = {"leases held": _value("leases_held"),
                            "lease work waiting": _value("queue_depth"),
                            "goodput /s": _value("goodput")}
 NAME: dict[str, Series] = {"regional name answers (1/0)": lambda s, b: float(s.dns_answers)}
-NLB_NAME: dict[str, Series] = {"NLB name's AZ records": _value("az_records"),
-                               "service calls ok %": _ok_percent}
+NLB_NAME: dict[str, Series] = {"NLB name's AZ records": _value("az_records")}
 CHARTS: dict[str, dict[str, Series]] = {
     "race": NAME, "empty_name": NAME, "dns_repair": NAME,
     "leases_lost": DWFM, "dwfm_collapse": DWFM, "throttle_restarts": DWFM,
@@ -61,7 +60,8 @@ CHARTS: dict[str, dict[str, Series]] = {
         "in service beyond connected": lambda s, b: max(
             0.0, model.in_service_without_connectivity(s))},
     "health_checks_flapping": {f"in service {az}": _value(f"healthy_{az}") for az in AZS},
-    "az_failover": NLB_NAME, "failover_disabled": NLB_NAME, "recovery": NLB_NAME,
+    "az_failover": NLB_NAME, "failover_disabled": NLB_NAME,
+    "recovery": {"service calls ok %": _ok_percent},
 }
 
 

@@ -297,6 +297,8 @@ def summarize(settings: Settings, mode: str, run: Run, dwfm: DwfmStage,
                        for inv in Invariant},
         "service_success_ratio_after_repair": model.success_ratio_after(
             run.timeline, run.timeline.marks.get("dns_repaired")),
+        "service_calls_failed_after_repair": model.failed_after(
+            run.timeline, run.timeline.marks.get("dns_repaired")),
         "sizing": SIZING,
         "launch_surge_source": "launches refused during the outage, retried by the launch load "
                                f"as an auto-scaling group at up to "
