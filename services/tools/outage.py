@@ -33,7 +33,6 @@ from loadgen.resolver import StubResolver
 from services.config import Settings
 from services.core import cascade, checker
 from services.core import outage as model
-from services.core.cascade_invariants import check_connectivity, check_velocity
 from services.core.invariants import Invariant, Violation
 from services.core.names import AZS
 from services.report.outage import write_outage_report
@@ -223,7 +222,7 @@ async def outage_script(run: Run, mode: str, collapse_watch_s: float,
         events = [e for _, e in await sink.read()]
     finally:
         await client.aclose()
-    return checker.check(events) + check_connectivity(events).violations + check_velocity(events)
+    return checker.check(events)  # I1-I3, C1, and C2/C3 (services.core.cascade_invariants)
 
 
 def invariants(violations: list[Violation]) -> dict[str, dict[str, Any]]:
