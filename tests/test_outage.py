@@ -26,10 +26,11 @@ from typing import Any
 
 import pytest
 
+from services.config import Settings
 from services.core import outage as model
 from services.core.cascade import Action, Sample, Timeline
 from services.core.names import AZS
-from services.runtime.cluster import REPO, cluster_env
+from services.runtime.cluster import OUTAGE_PROCESSES, REPO, Cluster, cluster_env
 from tests.conftest import cluster_settings
 
 FACTS = model.RunFacts(leases_total=10, healthy_goodput=10.0, launch_rate=2.0, netmgr_rate=5.0)
@@ -75,6 +76,15 @@ def test_failover_stages_come_from_the_name_and_the_operators_switch() -> None:
     text = model.format_timeline(list(stages.values())).splitlines()
     assert len(text) == 1 + len(model.STAGES)
     assert "9:36 AM" in text[1 + model.ORDER.index("failover_disabled")]
+
+
+def test_the_outage_processes_start_only_when_a_run_names_them(tmp_path: Path) -> None:
+    everything = Cluster(Settings(), {}, tmp_path).commands()
+    assert not set(OUTAGE_PROCESSES) & set(everything)  # the race's runs keep their processes
+    assert "dwfm_1" in everything and "loadgen" in everything
+    named = Cluster(Settings(), {}, tmp_path, only=("redis", *OUTAGE_PROCESSES)).commands()
+    assert set(named) == {"redis", *OUTAGE_PROCESSES}
+    assert named["service_load"][-1] == "service-load" and named["nlb"][-2:] == ["nlb", "serve"]
 
 
 def outage(tmp_path: Path, *args: str, **settings: Any) -> tuple[dict[str, Any], str, float]:

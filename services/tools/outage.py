@@ -182,7 +182,10 @@ def service_ok_now(run: Run) -> bool:
 
 async def nlb_operators(run: Run, failover_watch_s: float) -> bool:
     """Legacy: once failover has taken two of the NLB's AZs out of its name, the operators
-    watch ``failover_watch_s`` and turn automatic failover off. True once they did."""
+    watch ``failover_watch_s`` and turn automatic failover off. True once they did. They watch
+    from the DNS repair on (a blip of failover among the first few targets is not the day's)."""
+    while "dns_repaired" not in run.timeline.marks:
+        await asyncio.sleep(0.2)
     taken = await run.until(lambda x: "az_records" in x.values and x.get("az_records") <= 1,
                             600, "failover taking two AZs out of the NLB's name")
     if taken is None:
