@@ -1,9 +1,10 @@
 """``service_load``: the clients of a service behind the NLB, calling it through its DNS name.
 
 Each call resolves ``<nlb>.elb.us-east-1.amazonaws.com`` through our DNS with the load
-generator's stub resolver (answers cached for their TTL, empty answers for the negative TTL, as
-a client host does), picks one of the AZ nodes the name holds and sends it an HTTP request; the
-NLB node forwards the connection to a healthy instance of its AZ. Calls go out at
+generator's stub resolver of one of :data:`CLIENTS` client hosts (each its own cache: answers
+for their TTL, empty answers for the negative TTL), picks one of the AZ nodes the name holds
+and sends it an HTTP request; the NLB node forwards the connection to a healthy instance of
+its AZ. Calls go out at
 ``service_load_rate`` a second (open model, at most ``MAX_IN_FLIGHT`` outstanding; beyond that a
 call is dropped and counted as ``timeout``) until the process is stopped. Outcomes are counted in
 ``dnsrace_service_requests_total{outcome}``: ``ok``, the DNS outcomes (``dns_nodata`` when
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 NLB = "api"
 """The NLB the service sits behind (the nlb process's)."""
+CLIENTS = 20
+"""Client hosts, each with its own stub resolver cache; calls go to them in turn."""
 MAX_IN_FLIGHT = 64
 REQUEST_TIMEOUT_S = 2.0
 
@@ -75,12 +78,13 @@ async def run_service_load(settings: Settings, stop: asyncio.Event,
     """Call the service at ``rate`` a second (default ``service_load_rate``) until ``stop``."""
     rate = settings.service_load_rate if rate is None else rate
     name = nlb_name()
-    resolver = StubResolver(settings.dns_host, settings.dns_port, timeout_s=1.0)
+    resolvers = [StubResolver(settings.dns_host, settings.dns_port, timeout_s=1.0)
+                 for _ in range(CLIENTS)]
     in_flight: set[asyncio.Task[None]] = set()
     picks = itertools.count()
 
-    async def one() -> None:
-        outcome = await call_once(session, resolver, name, next(picks))
+    async def one(k: int) -> None:
+        outcome = await call_once(session, resolvers[k % CLIENTS], name, next(picks))
         SERVICE_REQUESTS.labels(outcome.value).inc()
 
     start = time.monotonic()
@@ -97,14 +101,14 @@ async def run_service_load(settings: Settings, stop: asyncio.Event,
                 if len(in_flight) >= MAX_IN_FLIGHT:
                     SERVICE_REQUESTS.labels(Outcome.TIMEOUT.value).inc()
                     continue
-                task = asyncio.create_task(one())
+                task = asyncio.create_task(one(k))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
         finally:
             for task in list(in_flight):
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
-            await resolver.aclose()
+            await asyncio.gather(*(r.aclose() for r in resolvers))
 
 
 async def serve(ctx: ServiceContext) -> None:
