@@ -218,7 +218,7 @@ async def outage_script(run: Run, mode: str, collapse_watch_s: float,
             with contextlib.suppress(asyncio.CancelledError):
                 await operators
     await run.until(lambda x: service_ok_now(run), 45, "the service answering again")
-    await asyncio.sleep(3.0)  # a window of calls after the recovery
+    await asyncio.sleep(1.0)  # a last window of calls after the recovery
     client = redis_client(run.settings, retries=3)
     try:
         sink = history.RedisHistory(client, source="outage", clock=WALL_CLOCK)
