@@ -9,6 +9,7 @@ the same order.
 Values the samples carry (each a sum over the processes that serve it): ``leases_held``,
 ``goodput``, ``launches_ok``, ``launches_pending``, ``backlog`` (Network Manager's),
 ``connected`` (instances listening), ``healthy`` and ``healthy_<az>`` (NLB targets in service),
+``targets_failed`` (targets taken out of service by failing checks, cumulative),
 ``az_records`` (A records of the NLB's name), ``service_ok`` and ``service_failed`` (the service
 clients' calls, cumulative).
 """
@@ -170,7 +171,7 @@ def find_stages(timeline: Timeline, facts: RunFacts) -> list[Stage]:
     falls = [s.t_s for before, s in itertools.pairwise(samples)
              if surge_from is not None and s.t_s >= surge_from
              and "az_records" in s.values and "az_records" in before.values
-             and any(s.get(f"healthy_{az}") < before.get(f"healthy_{az}") for az in AZS)]
+             and s.get("targets_failed") > before.get("targets_failed")]
     found["health_checks_flapping"] = (falls[0], falls[-1]) if falls else (None, None)
     removed = first(samples, lambda s: 0 <= s.get("az_records") < len(AZS)
                     and "az_records" in s.values, surge_from)

@@ -35,6 +35,7 @@ from services.core.addresses import INSTANCE_PORT, NODE_PORT, instance_address, 
 from services.core.names import AZS
 from services.nlb.failover import FailoverSettings, Removal, decide
 from services.nlb.health import HealthChecker, HealthSettings, TargetState
+from services.nlb.metrics import TARGETS_FAILED
 from services.nlb.name import name_batch
 from services.runtime.clock import WALL_CLOCK
 from services.runtime.service import ServiceContext, observability_app, redis_client, start_site
@@ -103,6 +104,8 @@ class Nlb:
         results = await asyncio.gather(*(self.check(t) for t in due))
         for target, passed in zip(due, results, strict=True):
             moved = self.checker.report(target, passed, self.now_s())
+            if moved is not None and moved.was is TargetState.HEALTHY:
+                TARGETS_FAILED.inc()
             if moved is not None and moved.now is TargetState.HEALTHY:
                 await self.sink.record(events.TargetInService(
                     instance=target, az=moved.az, nlb=NLB))

@@ -59,7 +59,8 @@ CHARTS: dict[str, dict[str, Series]] = {
         "instances without connectivity": _value("without_connectivity"),
         "in service beyond connected": lambda s, b: max(
             0.0, model.in_service_without_connectivity(s))},
-    "health_checks_flapping": {f"in service {az}": _value(f"healthy_{az}") for az in AZS},
+    "health_checks_flapping": {**{f"in service {az}": _value(f"healthy_{az}") for az in AZS},
+                               "taken out of service /s": _rate("targets_failed")},
     "az_failover": NLB_NAME, "failover_disabled": NLB_NAME,
     "recovery": {"service calls ok %": _ok_percent},
 }

@@ -138,6 +138,7 @@ class NlbStage:
         if any(n == "dnsrace_nlb_name_az_records" for n, _ in samples.values):
             values["az_records"] = samples.sum("dnsrace_nlb_name_az_records")
             values["healthy"] = samples.sum("dnsrace_nlb_targets_healthy")
+            values["targets_failed"] = samples.sum("dnsrace_nlb_targets_failed_total")
             for az in AZS:
                 values[f"healthy_{az}"] = samples.sum("dnsrace_nlb_targets_healthy", az=az)
         return values
