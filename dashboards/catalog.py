@@ -30,6 +30,7 @@ ROLES: dict[str, tuple[str, ...]] = {
     "dwfm": DWFM_HOSTS, "ec2-api": ("ec2_api",), "resolver": ("resolver",),
     "up": ("supervisor",), "netmgr": ("netmgr",),
     "instances": ("instances_az1", "instances_az2", "instances_az4"), "nlb": ("nlb",),
+    "service-load": ("service_load",),
 }
 """Each ``dnsrace <role>`` command and the Procfile processes that run it; ``dnsrace up`` is
 the supervisor itself, which serves its own metrics beside the cluster's processes."""
@@ -41,6 +42,7 @@ ROLE_MODULES = {
     "ec2-api": "services.ec2.api", "resolver": "services.runtime.resolver_service",
     "up": "services.tools.up", "netmgr": "services.ec2.netmgr",
     "instances": "services.ec2.instances", "nlb": "services.nlb.service",
+    "service-load": "loadgen.service_load",
 }
 """The module each ``dnsrace <role>`` command runs (besides services.tools.cli and runtime)."""
 DECLARED_ONLY = {"control": "dnsrace_enactor_"}
@@ -50,7 +52,8 @@ a constant, so it serves the enactor families' HELP and TYPE lines without sampl
 LABELS: dict[str, str] = {
     "az": "Availability Zone of an enactor or a droplet: use1-az1, use1-az2, use1-az4",
     "mode": "enactor algorithm of the cluster: legacy or safe",
-    "role": "what the process does: planner, enactor, dns, endpoints, control, loadgen, dwfm",
+    "role": "what the process does: planner, enactor, dns, endpoints, control, loadgen, dwfm, "
+            "netmgr, instances, nlb, service-load",
     "version": "dnsrace version",
     "outcome": "how something ended: a client outcome (ok, dns_nodata, dns_nxdomain, "
                "dns_timeout, dns_servfail, connect_error, http_error, timeout), a lock "

@@ -3,6 +3,11 @@
 One launch at each intended time, whatever earlier ones are doing, over the three AZs in
 turn; at most ``max_in_flight`` outstanding (more are dropped and counted as errors).
 Outcomes are counted in ``dnsrace_ec2_launches_total{outcome}`` and returned.
+
+With ``ec2_launch_retry_rate`` above 0 the load behaves as an auto-scaling group short of its
+desired capacity: a launch that failed stays *pending* (``dnsrace_ec2_launches_pending``) and is
+retried at up to that rate besides the steady launches, so the launches refused while leases
+were lost come back as a surge once capacity returns (at most :data:`MAX_PENDING` wait).
 """
 
 from __future__ import annotations
@@ -15,13 +20,16 @@ from collections import Counter
 
 import aiohttp
 
-from loadgen.metrics import LAUNCHES
+from loadgen.metrics import LAUNCHES, LAUNCHES_PENDING
 from loadgen.schedule import arrival_time
 from services.config import Settings
 from services.core.launch import RUN_INSTANCES_PATH, LaunchOutcome, outcome_of
 from services.core.names import AZS
 
 log = logging.getLogger(__name__)
+
+MAX_PENDING = 2000
+"""Failed launches kept for retry at most (the group's shortfall it remembers)."""
 
 
 async def launch_once(
@@ -56,17 +64,32 @@ async def run_launches(
         return counts
     url = f"http://127.0.0.1:{settings.metrics_port('ec2_api')}{RUN_INSTANCES_PATH}"
     in_flight: set[asyncio.Task[None]] = set()
+    retry_rate = settings.ec2_launch_retry_rate
+    pending: list[str] = []  # AZs of failed launches waiting for a retry
 
     async def one(az: str) -> None:
         outcome = await launch_once(session, url, az)
         counts[outcome] += 1
         LAUNCHES.labels(outcome.value).inc()
+        if outcome is not LaunchOutcome.OK and retry_rate > 0 and len(pending) < MAX_PENDING:
+            pending.append(az)
+        LAUNCHES_PENDING.set(len(pending))
+
+    async def retrying() -> None:
+        while True:
+            await asyncio.sleep(1.0 / retry_rate)
+            if pending and len(in_flight) < max_in_flight:
+                task = asyncio.create_task(one(pending.pop(0)))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+                LAUNCHES_PENDING.set(len(pending))
 
     start = time.monotonic()
     k = 0
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=max_in_flight)
     ) as session:
+        retries = asyncio.create_task(retrying()) if retry_rate > 0 else None
         try:
             while not stop.is_set():
                 due = start + arrival_time(k, rate, 0.0)
@@ -84,6 +107,9 @@ async def run_launches(
                     task.add_done_callback(in_flight.discard)
                 k += 1
         finally:
+            if retries is not None:
+                retries.cancel()
+                await asyncio.gather(retries, return_exceptions=True)
             for task in list(in_flight):
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)

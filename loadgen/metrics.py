@@ -52,6 +52,9 @@ LAUNCHES = Counter("dnsrace_ec2_launches",
                    ["outcome"])
 for _launch in LaunchOutcome:
     LAUNCHES.labels(_launch.value)
+LAUNCHES_PENDING = Gauge(
+    "dnsrace_ec2_launches_pending",
+    "Launches that failed and wait to be retried (DNSRACE_EC2_LAUNCH_RETRY_RATE)")
 
 FLEET_CLIENTS = Gauge("dnsrace_client_fleet_clients",
                       "Virtual clients in this load generator's fleet (0: one shared cache)")

@@ -60,7 +60,7 @@ class Settings:
     metrics_port_base: int = _doc(
         "first /metrics port; planner +0, enactors +1..+3, dns +4, endpoints +5, loadgen +6.., "
         "DWFM hosts +12.., ec2_api +16, netmgr +17, nlb +18, resolver +19, supervisor +20, "
-        "instances +21..",
+        "instances +21..+23, service_load +24",
         default=9510,
     )
     plan_interval_s: float = _doc("seconds between two plans written by the planner", default=1.0)
@@ -133,6 +133,19 @@ class Settings:
         "backlog (Redis dnsrace:netmgr:backlog) is longer than this", default=200)
     netmgr_rate_per_s: float = _doc(
         "Network Manager: network-state propagations finished per second", default=8.0)
+    ec2_launch_retry_rate: float = _doc(
+        "launch load: launches that failed stay pending and are retried at up to this many a "
+        "second, as an auto-scaling group keeps asking for its desired capacity (0: never)",
+        default=0.0)
+    nlb_check_interval_s: float = _doc(
+        "NLB: seconds between two rounds of health checks (each checks at most 64 targets)",
+        default=1.0)
+    nlb_failover_threshold: float = _doc(
+        "NLB: automatic failover takes an AZ out of the name when fewer than this share of its "
+        "targets are in service", default=0.5)
+    service_load_rate: float = _doc(
+        "service_load: calls a second to the NLB's name (resolved through our DNS)",
+        default=20.0)
     state_dir: str = _doc("where processes keep local state (planner high-water mark, logs)",
                           default=".dnsrace")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _doc("log level", default="INFO")
@@ -174,6 +187,11 @@ class Settings:
              and self.ec2_netmgr_backlog_limit >= 0 and self.netmgr_rate_per_s > 0,
              "DNSRACE_EC2_LAUNCH_RATE must be >= 0, DNSRACE_EC2_DROPLET_CAPACITY between 1 and "
              "1000, DNSRACE_EC2_NETMGR_BACKLOG_LIMIT >= 0, DNSRACE_NETMGR_RATE_PER_S > 0"),
+            (0 <= self.ec2_launch_retry_rate <= 200 and 0 < self.service_load_rate <= 500
+             and 0 <= self.nlb_failover_threshold <= 1 and 0 < self.nlb_check_interval_s <= 60,
+             "DNSRACE_EC2_LAUNCH_RETRY_RATE must be between 0 and 200, "
+             "DNSRACE_SERVICE_LOAD_RATE above 0 and at most 500, DNSRACE_NLB_FAILOVER_THRESHOLD "
+             "between 0 and 1, DNSRACE_NLB_CHECK_INTERVAL_S above 0 and at most 60"),
             (_lb_network_allowed(self.lb_network),
              "DNSRACE_LB_NETWORK must be three octets inside 127.0.0.0/8, or inside "
              "198.18.0.0/15 for --isolate"),

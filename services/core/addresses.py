@@ -6,6 +6,8 @@ from services.core.names import AZS
 
 INSTANCE_PORT = 8080
 """Every instance listens on this port of its own address."""
+NODE_PORT = 8081
+"""Every NLB node listens on this port of its own address."""
 MAX_INSTANCES = 250 * 256
 """Instances one AZ can address."""
 

@@ -8,8 +8,9 @@ the zone store (:mod:`services.nlb.name`). Each AZ node (``127.(50 + AZ index).0
 connection to a healthy target of its AZ.
 
 Legacy (2025): a target counts in service at registration, before its network state propagated
-(C2 breaks), and failover may remove every AZ (C3 breaks). In ``safe`` mode a target needs
-passing checks first, and ``velocity_control`` limits removals. ``POST /nlb/failover``
+(C2 breaks), and failover may remove every AZ (C3 breaks). With ``velocity_control`` in force
+(the NLB's protection, whatever else is on) a target needs passing checks first, and failover
+removes at most the velocity limit. ``POST /nlb/failover``
 ``{"enabled": false|true}`` is the operators' switch.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import itertools
 import logging
@@ -29,11 +31,12 @@ from redis.exceptions import RedisError
 
 from services.config import Settings
 from services.core import events
-from services.core.addresses import INSTANCE_PORT, instance_address, node_address
+from services.core.addresses import INSTANCE_PORT, NODE_PORT, instance_address, node_address
 from services.core.cascade_invariants import C3_WINDOW_S, velocity_budget
 from services.core.names import AZS
 from services.nlb.failover import FailoverSettings, Removal, decide
 from services.nlb.health import HealthChecker, HealthSettings, TargetState
+from services.nlb.metrics import TARGETS_FAILED
 from services.nlb.name import name_batch
 from services.runtime.clock import WALL_CLOCK
 from services.runtime.service import ServiceContext, observability_app, redis_client, start_site
@@ -43,7 +46,6 @@ from services.store.zone import ZoneStore
 log = logging.getLogger(__name__)
 
 NLB = "api"
-NODE_PORT = 8081
 HEALTHY = Gauge("dnsrace_nlb_targets_healthy", "Targets in service, per AZ", ["az"])
 AZ_RECORDS = Gauge("dnsrace_nlb_name_az_records", "AZ node records the NLB's DNS name holds")
 WITHOUT_CONNECTIVITY = Counter(
@@ -80,10 +82,14 @@ class Nlb:
     rr: itertools.count[int] = field(default_factory=itertools.count)
 
     def __post_init__(self) -> None:
-        safe = self.settings.mode == "safe"
-        self.checker = HealthChecker(HealthSettings(legacy_in_service_on_register=not safe))
-        self.failover = FailoverSettings(
-            velocity_control="velocity_control" in self.settings.active_protections)
+        # velocity_control is the NLB's protection: capacity moves only on checks (a target
+        # enters service after passing ones) and failover removes at most the velocity limit.
+        guarded = "velocity_control" in self.settings.active_protections
+        self.checker = HealthChecker(HealthSettings(
+            interval_s=self.settings.nlb_check_interval_s,
+            legacy_in_service_on_register=not guarded))
+        self.failover = FailoverSettings(threshold=self.settings.nlb_failover_threshold,
+                                         velocity_control=guarded)
 
     def now_s(self) -> float:
         return WALL_CLOCK.now_ms() / 1000
@@ -118,6 +124,8 @@ class Nlb:
         results = await asyncio.gather(*(self.check(t) for t in due))
         for target, passed in zip(due, results, strict=True):
             moved = self.checker.report(target, passed, self.now_s())
+            if moved is not None and moved.was is TargetState.HEALTHY:
+                TARGETS_FAILED.inc()
             if moved is not None and moved.now is TargetState.HEALTHY:
                 await self.put_in_service(target, moved.az)
         shares = {az: self.checker.healthy_share(az) for az in AZS}
@@ -191,8 +199,7 @@ def routes(app: web.Application, nlb: Nlb) -> None:
                 raise TypeError("enabled must be true or false")
         except (ValueError, KeyError, TypeError) as e:
             return web.json_response({"error": f'want {{"enabled": true|false}}: {e}'}, status=400)
-        nlb.failover = FailoverSettings(enabled=enabled,
-                                        velocity_control=nlb.failover.velocity_control)
+        nlb.failover = dataclasses.replace(nlb.failover, enabled=enabled)
         await nlb.sink.record(events.OperatorAction(
             action="nlb_failover", target=NLB, detail="on" if enabled else "off"))
         return web.json_response({"nlb": NLB, "failover": enabled})

@@ -40,13 +40,23 @@ class ClusterError(DnsraceError, RuntimeError):
     pass
 
 
-def procfile_commands(path: Path | None = None) -> dict[str, list[str]]:
+OUTAGE_PROCESSES = ("netmgr", "instances_az1", "instances_az2", "instances_az4", "nlb",
+                    "service_load")
+"""Issue 15's processes (Network Manager, instances, the NLB, its clients): in the Procfile for
+``honcho start``, but started by this harness only when named in ``only=`` (``dnsrace outage``),
+so the race-only runs and tests keep their process sets and their share of the 2 cores."""
+
+
+def procfile_commands(path: Path | None = None, outage: bool = False) -> dict[str, list[str]]:
     """Procfile entries as argument lists; ``dnsrace`` runs through this interpreter.
 
-    The packaged Procfile (services/resources.py) unless ``path`` names another."""
+    The packaged Procfile (services/resources.py) unless ``path`` names another; without
+    ``outage``, the :data:`OUTAGE_PROCESSES` are left out."""
     parsed = parse_procfile(procfile_text() if path is None else path.read_text())
     commands = {}
     for name, process in parsed.processes.items():
+        if name in OUTAGE_PROCESSES and not outage:
+            continue
         args = shlex.split(process)
         if args and args[0] == "dnsrace":
             args = [sys.executable, "-m", "services.tools.cli", *args[1:]]
@@ -65,6 +75,11 @@ def health_url(name: str, settings: Settings) -> str | None:
         port = settings.metrics_port("ec2_api")
     elif name == "resolver":
         port = settings.metrics_port("resolver")
+    elif name.startswith("instances_"):
+        port = settings.metrics_port("instances", AZS.index("use1-" + name.removeprefix(
+            "instances_")))
+    elif name in ("netmgr", "nlb", "service_load"):
+        port = settings.metrics_port(name)
     elif name == "control":
         port = settings.control_port
     elif name in ("planner", "dns", "endpoints", "loadgen"):
@@ -101,7 +116,7 @@ class Cluster:
     _stopped: set[str] = field(default_factory=set)
 
     def commands(self) -> dict[str, list[str]]:
-        commands = procfile_commands()
+        commands = procfile_commands(outage=self.only is not None)
         if self.only is not None:
             unknown = set(self.only) - set(commands)
             if unknown:

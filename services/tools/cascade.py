@@ -165,6 +165,8 @@ class Run:
     violations: list[Violation] = field(default_factory=list)
     ec2_status: list[dict[str, Any]] = field(default_factory=list)
     """What 'dnsrace ec2 status --json' said at the end."""
+    extra_urls: tuple[str, ...] = ()
+    """/metrics of processes besides the cluster's usual ones (dnsrace outage's)."""
 
     def now(self) -> float:
         return round(time.monotonic() - self.started, 2)
@@ -175,7 +177,7 @@ class Run:
     async def sample(
         self, session: aiohttp.ClientSession, resolver: StubResolver
     ) -> cascade.Sample:
-        urls = [u for n, u in metrics_urls(self.settings).items()]
+        urls = [*metrics_urls(self.settings).values(), *self.extra_urls]
         samples, answer = await asyncio.gather(
             scrape(session, urls), resolver.query(names.REGIONAL)
         )

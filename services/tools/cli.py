@@ -242,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cascade_args.add_arguments(add("cascade", cmd_cascade,
                                    "the race, then what the empty name did to EC2 (DWFM leases)"))
+    from services.tools import outage_args
+
+    outage_args.register(add)
     add("repair", cmd_repair, "the operators' manual fix: restore every broken endpoint")
     automation = add("automation", cmd_automation,
                      "turn the DNS automation off (the enactors stop applying plans) or on")

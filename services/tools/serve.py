@@ -30,6 +30,7 @@ SERVICE_MODULES = {
     "resolver": "services.runtime.resolver_service",
     "netmgr": "services.ec2.netmgr",
     "instances": "services.ec2.instances",
+    "service-load": "loadgen.service_load",
 }
 
 
@@ -99,6 +100,8 @@ def add_commands(add: Add) -> None:
     action.add_parser("failover", help="turn the NLB's automatic AZ DNS failover off or on"
                       ).add_argument("state", choices=("off", "on"))
     action.add_parser("serve", help="run the NLB process (AZ nodes, health checks, failover)")
+    add("service-load", _serve("service-load"),
+        "run the service's clients: calls to the NLB through its DNS name")
     dwfm = add("dwfm", cmd_dwfm, "run one DWFM host: droplet leases in DynamoDB")
     dwfm.add_argument("--host", type=int, required=True,
                       help="host number, 1 to DNSRACE_DWFM_HOSTS")

@@ -1,0 +1,100 @@
+"""The whole outage's figures: ``dnsrace outage --json``, legacy and safe.
+
+    .venv/bin/python -m bench.outage [--only legacy|safe]
+
+Runs the command as a user does, on ports of its own (never a running cluster's), in legacy
+and in safe with ``DNSRACE_PROTECTIONS=queue_throttle,velocity_control`` (no DNS protection: the
+race still empties the name), and writes each JSON object with the command's wall time, the
+machine, its load, the tool versions and the commit to
+``bench/results/issue15-outage-<mode>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench.common import PYTHON, REPO, free_port, load_average, machine
+
+RUNS: dict[str, dict[str, str]] = {
+    "legacy": {},
+    "safe": {"DNSRACE_PROTECTIONS": "queue_throttle,velocity_control"},
+}
+"""Each ``--mode`` and its extra settings."""
+
+
+def metrics_base(span: int = 30) -> int:
+    """A first /metrics port with ``span`` free ports after it, below the ephemeral range (the
+    run's health checks and calls leave thousands of local ports there in TIME_WAIT)."""
+    for base in random.sample(range(20000, 32000, span), 100):
+        try:
+            for port in range(base, base + span):
+                with socket.socket() as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no run of free ports for the cluster's /metrics")
+
+
+def run(mode: str, extra: dict[str, str]) -> dict[str, Any]:
+    state = Path(tempfile.mkdtemp(prefix=f"dnsrace-bench-outage-{mode}-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")}
+    env.update(extra)
+    env.update({
+        "DNSRACE_REDIS_PORT": str(free_port()), "DNSRACE_DNS_PORT": str(free_port()),
+        "DNSRACE_CONTROL_PORT": str(free_port()), "DNSRACE_LB_PORT": str(free_port()),
+        "DNSRACE_METRICS_PORT_BASE": str(metrics_base(30)), "DNSRACE_LB_NETWORK": "127.0.23",
+        "DNSRACE_STATE_DIR": str(state / "state")})
+    load = load_average()
+    started = time.monotonic()
+    done = subprocess.run(
+        [PYTHON, "-m", "services.tools.cli", "outage", "--json", "--mode", mode,
+         "--report-dir", str(state / "reports")],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
+    wall = time.monotonic() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{mode}: exit {done.returncode}\n{done.stderr[-3000:]}")
+    summary: dict[str, Any] = json.loads(done.stdout)
+    summary.pop("report", None)
+    return {"benchmark": f"dnsrace outage --mode {mode} --json", "machine": machine(),
+            "versions": {p: metadata.version(p) for p in ("aiohttp", "redis", "dnslib")},
+            "settings": extra, "command_wall_s": round(wall, 1), "loadavg_at_start": load,
+            "loadavg_at_end": load_average(), "summary": summary}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.outage", description=__doc__)
+    parser.add_argument("--only", choices=tuple(RUNS))
+    args = parser.parse_args(argv)
+    for mode, extra in RUNS.items():
+        if args.only and mode != args.only:
+            continue
+        result = run(mode, extra)
+        out = REPO / f"bench/results/issue15-outage-{mode}.json"
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        s = result["summary"]
+        print(f"{mode:<7} wall {result['command_wall_s']:6.1f} s  in AWS's order "
+              f"{s['in_aws_order']}  missing {s['stages_missing']}  invariants "
+              f"{ {k: v['held'] for k, v in s['invariants'].items()} }  NLB min AZ records "
+              f"{s['nlb_min_az_records']}  service ok after repair "
+              f"{s['service_success_ratio_after_repair']}")
+        print(s["timeline"])
+        print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
