@@ -19,9 +19,10 @@ Every process keeps listening on its container's 127.0.0.1 as it does on a lapto
 container's entry point (:mod:`services.containers.entry`) relays the ports it serves from
 each of the container's addresses to that loopback. Redis and DNS, the busy ones, listen on
 their regional address themselves; only their addresses in the AZ networks are relayed.
-The DNS server answers on port 53 of every network it is in, so each container's resolv.conf (``--dns``) names our DNS server on
-its own network. Redis and DNS are reached by each container at their address on its own
-network: an AZ is cut off (``az_partition``) by disconnecting them from the AZ's network.
+The DNS server answers on port 53 of every network it is in, so each container's
+resolv.conf (``--dns``) names our DNS server on its own network. Redis and DNS are reached by
+each container at their address on its own network: an AZ is cut off (``az_partition``) by
+disconnecting them from the AZ's network.
 
 The data plane (the load balancers' endpoints, the load generator, DWFM, ec2_api, the
 resolver) shares one network namespace, as the containers of a Kubernetes pod do: they reach
