@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from services.containers.compose import (
+    COMPOSE_FILE,
+    PROMETHEUS_FILE,
+    document,
+    render,
+    render_prometheus,
+)
 from services.containers.engine import Engine
 from services.containers.plan import LABEL
 from services.core import names
@@ -51,8 +59,8 @@ def ours() -> list[str]:
     return found.split() + nets.split()
 
 
-def dig_inside(container: str) -> str:
-    done = subprocess.run(["podman", "exec", f"dnsrace-{container}", "dig", "+tries=1",
+def dig_inside(container: str, prefix: str = "dnsrace-") -> str:
+    done = subprocess.run(["podman", "exec", prefix + container, "dig", "+tries=1",
                            "+time=1", "+noall", "+comments", "+answer", names.REGIONAL + ".",
                            "A"], capture_output=True, text=True, timeout=15)
     return classify(done.stdout)[0]
@@ -70,8 +78,8 @@ def test_demo_in_containers_dig_inside_the_az1_enactor_sees_the_empty_name_then_
         boxed: dict[str, str], image: str, tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "services.tools.cli", "demo", "--containers", "--legacy-only",
-         "--image", image], env=boxed, cwd=tmp_path, capture_output=True, text=True,
-        timeout=400)
+         "--image", image, "--clients", "0", "--rate", "100"], env=boxed, cwd=tmp_path,
+        capture_output=True, text=True, timeout=400)
     out = done.stdout
     assert done.returncode == 0, out[-4000:] + done.stderr[-2000:]
     assert "inside dnsrace-enactor_az1 (its resolv.conf): NOERROR with no address" in out
@@ -122,3 +130,62 @@ def test_a_crashed_runs_leftovers_are_swept_by_label(image: str) -> None:
     removed = Engine("podman").sweep()
     assert "dnsrace-leftover" in removed
     assert ours() == []
+
+
+def compose_container(service: str) -> str:
+    names_ = podman("ps", "--filter", "label=io.podman.compose.project=dnsrace", "--filter",
+                    f"label=io.podman.compose.service={service}", "--format",
+                    "{{.Names}}").stdout.split()
+    return names_[0] if names_ else ""
+
+
+def test_the_compose_file_runs_with_healthchecks_and_the_az1_enactor_resolves_through_dns(
+        boxed: dict[str, str], image: str) -> None:
+    compose = shutil.which("podman-compose") or str(Path(sys.executable).parent /
+                                                   "podman-compose")
+    if not Path(compose).exists():
+        pytest.skip("podman-compose is not installed (pip install -e '.[test]')")
+    env = {**boxed, "COMPOSE_DNSRACE_IMAGE": image, "COMPOSE_DNSRACE_DNS_PORT": "45300",
+           "COMPOSE_DNSRACE_CONTROL_PORT": "48600", "COMPOSE_DNSRACE_REDIS_PORT": "46390"}
+    run = [compose, "-f", str(COMPOSE_FILE), "-p", "dnsrace"]
+    up = subprocess.run([*run, "up", "-d"], env=env, capture_output=True, text=True,
+                        timeout=300)
+    try:
+        assert up.returncode == 0, up.stderr[-3000:]
+        checked = [name for name, service in document()["services"].items()
+                   if "healthcheck" in service and "profiles" not in service]
+        deadline = time.monotonic() + 120
+        for service in checked:  # podman 4.3 runs healthchecks only when asked (no systemd)
+            container = compose_container(service)
+            while podman("healthcheck", "run", container, check=False).returncode != 0:
+                assert time.monotonic() < deadline, f"{service} never healthy: " + podman(
+                    "logs", container, check=False).stderr[-2000:]
+                time.sleep(0.5)
+        enactor = compose_container("enactor_az1")
+        networks = json.loads(podman("inspect", "--format", "{{json .NetworkSettings.Networks}}",
+                                     enactor).stdout)
+        assert list(networks) == ["dnsrace_use1-az1"]
+        deadline = time.monotonic() + 60
+        while dig_inside(enactor, prefix="") != "answers":
+            assert time.monotonic() < deadline, "dig inside the AZ-1 enactor never resolved"
+            time.sleep(0.5)
+    finally:
+        down = subprocess.run([*run, "down", "-t", "2"], env=env, capture_output=True,
+                              text=True, timeout=180)
+    assert down.returncode == 0, down.stderr[-2000:]
+    assert podman("ps", "-a", "-q", "--filter", "label=io.podman.compose.project=dnsrace"
+                  ).stdout.split() == []
+    assert [n for n in podman("network", "ls", "--format", "{{.Name}}").stdout.split()
+            if n.startswith("dnsrace_")] == []
+
+
+def test_the_compose_file_is_generated_from_the_plan() -> None:
+    assert COMPOSE_FILE.read_text() == render(), (
+        "docker-compose.yml is stale: run python -m services.containers.compose")
+    assert PROMETHEUS_FILE.read_text() == render_prometheus()
+    services = document()["services"]
+    assert services["enactor_az1"]["networks"] == {"use1-az1": {"ipv4_address":
+                                                                "198.19.101.11"}}
+    assert services["enactor_az1"]["depends_on"]["redis"] == {"condition": "service_healthy"}
+    assert services["loadgen"]["network_mode"] == "service:dataplane"
+    assert [n for n, s in services.items() if "build" in s] == ["redis"]

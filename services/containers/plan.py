@@ -145,14 +145,14 @@ class Plan:
 
     def shared(self) -> tuple[Container, ...]:
         """Containers in every AZ's network too (Redis, DNS): an AZ partition cuts them off."""
-        return tuple(c for c in self.containers
-                     if any(n != REGIONAL_NETWORK for n, _ in c.networks) and c.az is None)
+        return tuple(c for c in self.containers if len(c.networks) > 1)
 
 
-def networks() -> tuple[Network, ...]:
-    regional = Network(REGIONAL_NETWORK, "198.19.0.0/24", "198.19.0.1")
-    zonal = tuple(Network(f"{PREFIX}{az}", f"198.19.{_az_number(az)}.0/24",
-                          f"198.19.{_az_number(az)}.1", az) for az in AZS)
+def networks(base: int = 0, prefix: str = PREFIX) -> tuple[Network, ...]:
+    """The regional network at 198.19.<base>.0/24, AZ N's at 198.19.<base + N>.0/24."""
+    regional = Network(prefix + "regional", f"198.19.{base}.0/24", f"198.19.{base}.1")
+    zonal = tuple(Network(f"{prefix}{az}", f"198.19.{base + _az_number(az)}.0/24",
+                          f"198.19.{base + _az_number(az)}.1", az) for az in AZS)
     return (regional, *zonal)
 
 
@@ -183,9 +183,9 @@ def in_dataplane(name: str) -> bool:
                for p in DATAPLANE_PROCESSES)
 
 
-def plan(settings: Settings, procfile: str) -> Plan:
+def plan(settings: Settings, procfile: str, nets: tuple[Network, ...] | None = None) -> Plan:
     """Containers for every entry of ``procfile`` (see the module's table)."""
-    nets = networks()
+    nets = nets or networks()
     regional = nets[0]
     everywhere = tuple((n.name, n.address(HOST_SUFFIX["redis"])) for n in nets)
     redis_at = {n.name: n.address(HOST_SUFFIX["redis"]) for n in nets}
@@ -210,7 +210,7 @@ def plan(settings: Settings, procfile: str) -> Plan:
                                         low_ports=True))
         elif name.startswith("enactor_"):
             az = next(az for az in AZS if short(az) == name.removeprefix("enactor_"))
-            network = f"{PREFIX}{az}"
+            network = next(n.name for n in nets if n.az == az)
             address = dict((n.name, n) for n in nets)[network].address(ENACTOR_SUFFIX)
             containers.append(Container(name, args, ((network, address),), dns=dns_at[network],
                                         env=peers(network), serves=serves, az=az))
