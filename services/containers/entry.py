@@ -4,17 +4,29 @@
 dnsrace dns``: every ``--serve`` port of 127.0.0.1 (where the process listens, as on a laptop)
 is relayed from every ``--address`` of the container, then the command runs; SIGTERM and
 SIGINT are passed on to it, and the entry point exits with its exit status.
+
+Under Kubernetes (deploy/kubernetes/) the pod's address is not known in advance:
+``--address auto`` is the address the pod's host name has (its /etc/hosts line), and peers
+named by host name in ``DNSRACE_REDIS_URL`` and ``DNSRACE_DNS_HOST`` (the Services ``redis``
+and ``dns``) are resolved to an address before the process starts, since it wants addresses.
+``podman kube play`` runs no Services: its DNS knows a one-replica Deployment's pod as
+``NAME-pod-0``, which is tried when ``NAME`` does not resolve.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
+import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import FrameType
+from urllib.parse import urlsplit, urlunsplit
 
 from services import config
 from services.isolate.relay import Relay, Route
@@ -46,6 +58,48 @@ def redis_command(address: str) -> list[str]:
     return args
 
 
+PEER_WAIT_S = 120.0
+
+
+def lookup(name: str) -> str | None:
+    """``name``'s IPv4 address, or its ``podman kube play`` pod's (``NAME-pod-0``), or None."""
+    for candidate in (name, f"{name}-pod-0"):
+        with contextlib.suppress(OSError):
+            return socket.gethostbyname(candidate)
+    return None
+
+
+def resolve_peers(environ: dict[str, str], wait_s: float = PEER_WAIT_S) -> dict[str, str]:
+    """``environ`` with host names in the Redis URL and the DNS host replaced by addresses
+    (waiting up to ``wait_s`` for a peer whose name is not known yet)."""
+    out = dict(environ)
+    url = urlsplit(out.get("DNSRACE_REDIS_URL", ""))
+    wanted = {"DNSRACE_DNS_HOST": out.get("DNSRACE_DNS_HOST", ""),
+              "DNSRACE_REDIS_URL": url.hostname or ""}
+    deadline = time.monotonic() + wait_s
+    for key, host in wanted.items():
+        if not host or _is_address(host) or host == "localhost":
+            continue
+        while (address := lookup(host)) is None:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"entry: {key} names {host!r}, which does not resolve")
+            time.sleep(0.5)
+        if key == "DNSRACE_DNS_HOST":
+            out[key] = address
+        else:
+            netloc = address + (f":{url.port}" if url.port else "")
+            out[key] = urlunsplit(url._replace(netloc=netloc))
+    return out
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.containers.entry")
     parser.add_argument("--address", action="append", default=[])
@@ -55,10 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command after --")
-    if command == ["dnsrace", "redis"] and args.address:
-        command = redis_command(args.address[0])
-    with Relay(routes(args.address, args.serve)):
-        child = subprocess.Popen(command)
+    addresses = [socket.gethostbyname(socket.gethostname()) if a == "auto" else a
+                 for a in args.address]
+    env = resolve_peers(dict(os.environ))
+    os.environ.update(env)  # redis_command reads the settings
+    if command == ["dnsrace", "redis"] and addresses:
+        command = redis_command(addresses[0])
+    with Relay(routes(addresses, args.serve)):
+        child = subprocess.Popen(command, env=env)
 
         def forward(signum: int, frame: FrameType | None) -> None:
             with contextlib.suppress(ProcessLookupError):
