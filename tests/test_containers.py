@@ -92,9 +92,10 @@ def test_up_in_containers_partitions_an_az_by_network_and_leaves_nothing(
         boxed: dict[str, str], image: str, tmp_path: Path) -> None:
     log = tmp_path / "up.log"
     with log.open("wb") as out:
+        # Safe mode: an AZ cut off and back must not empty the name (legacy mode may race).
         up = subprocess.Popen([sys.executable, "-m", "services.tools.cli", "up", "--containers",
-                               "--image", image], env=boxed, cwd=tmp_path, stdout=out,
-                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                               "--mode", "safe", "--image", image], env=boxed, cwd=tmp_path,
+                              stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         wait_for("every process healthy", lambda: b"every process is healthy" in log.read_bytes(),
                  180, log)

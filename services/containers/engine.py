@@ -124,7 +124,7 @@ class Engine:
         nets = self.run("network", "ls", "-q", "--filter", f"label={LABEL}=1",
                         "--format", "{{.Name}}", check=False).stdout.split()
         for net in nets:
-            self.run("network", "rm", "-f", net, check=False)
+            self.run("network", "rm", net, check=False)  # no -f: never what is not ours
         return names + nets
 
     def exec_args(self, container: str, *command: str) -> list[str]:
