@@ -33,12 +33,16 @@ def build(folder: Path = FOLDER) -> list[dict[str, Any]]:
     return documents
 
 
-def for_podman(documents: list[dict[str, Any]], image: str) -> list[dict[str, Any]]:
+def for_podman(documents: list[dict[str, Any]], image: str, dns_port: int = 5300,
+               ) -> list[dict[str, Any]]:
     played = []
     for original in documents:
         document = copy.deepcopy(original)
         if document["kind"] == "Service":
             continue
+        if document["kind"] == "ConfigMap" and "DNSRACE_DNS_PORT" in document["data"]:
+            # No Service maps 53 to the DNS pod's port: the clients ask that port itself.
+            document["data"]["DNSRACE_DNS_PORT"] = str(dns_port)
         if document["kind"] == "StatefulSet":
             spec = document["spec"]
             claims = spec.pop("volumeClaimTemplates", [])

@@ -31,9 +31,7 @@ from services.containers.engine import Engine
 from services.containers.plan import LABEL
 from services.core import names
 from services.tools.containers_demo import classify
-from tests.images import image, podman, ulimits
-
-__all__ = ["image"]
+from tests.images import podman, ulimits
 
 PORTS = {"DNSRACE_METRICS_PORT_BASE": "29510", "DNSRACE_DNS_PORT": "25300",
          "DNSRACE_REDIS_PORT": "26390", "DNSRACE_CONTROL_PORT": "28600"}

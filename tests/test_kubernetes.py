@@ -20,10 +20,9 @@ import yaml
 
 from services.containers.kube import FOLDER, ZONE_KEY, render_all
 from services.core import names
-from tests.images import image, podman
+from tests.images import podman
 from tests.kube import build, for_podman
 
-__all__ = ["image"]
 NETWORK = "dnsrace-kube"
 
 
@@ -79,7 +78,7 @@ def test_podman_kube_play_runs_the_manifests_and_dns_answers_inside(image: str,
         deadline = time.monotonic() + 90
         while True:
             dig = subprocess.run(["podman", "exec", enactor, "dig", "+short", "+tries=1",
-                                  "+time=2", "@dns-pod-0", names.REGIONAL], env=env,
+                                  "+time=2", "-p", "5300", "@dns-pod-0", names.REGIONAL], env=env,
                                  capture_output=True, text=True, timeout=20)
             if dig.returncode == 0 and dig.stdout.split():
                 break

@@ -4,7 +4,8 @@
     python -m services.containers.kube --check   # exit 1 if they differ
 
 Plain manifests that ``kustomization.yaml`` lists (``kubectl apply -k deploy/kubernetes``):
-Redis as a StatefulSet with its Service; DNS with a Service for UDP and TCP port 53; planner
+Redis as a StatefulSet with its Service; DNS with a Service for UDP and TCP port 53 (to the
+server's unprivileged port in its pod); planner
 and control (with a Service); one enactor Deployment per AZ, pinned by node affinity on
 ``topology.kubernetes.io/zone`` (the AZ ids here, ``use1-az1`` ...; patch them to your zone
 names); the data plane (endpoints, DWFM hosts, ec2_api: they talk over the pod's 127.0.0.1);
@@ -82,11 +83,12 @@ def deployment(name: str, containers: list[dict[str, Any]], scrape: int | None,
                      "template": _pod(name, containers, scrape, extra)}}
 
 
-def service(name: str, ports: list[tuple[str, int, str]]) -> dict[str, Any]:
+def service(name: str, ports: list[tuple[str, int, str, int]]) -> dict[str, Any]:
+    """(name, port, protocol, the pod's port) for each port."""
     return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
             "spec": {"selector": {"app": name},
-                     "ports": [{"name": n, "port": p, "targetPort": p, "protocol": proto}
-                               for n, p, proto in ports]}}
+                     "ports": [{"name": n, "port": p, "targetPort": t, "protocol": proto}
+                               for n, p, proto, t in ports]}}
 
 
 def documents(settings: Settings) -> dict[str, list[dict[str, Any]]]:
@@ -110,16 +112,18 @@ def documents(settings: Settings) -> dict[str, list[dict[str, Any]]]:
                      "metadata": {"name": "data"},
                      "spec": {"accessModes": ["ReadWriteOnce"],
                               "resources": {"requests": {"storage": "1Gi"}}}}]}}
-    dns = _container("dns", ["dns"], [Serve(DNS_PORT), Serve(DNS_PORT, udp=True),
+    # The server keeps its unprivileged port in the pod; the Service answers on 53.
+    inner = settings.dns_port
+    dns = _container("dns", ["dns"], [Serve(inner), Serve(inner, udp=True),
                                       Serve(port("dns"))], port("dns"),
-                     {"DNSRACE_DNS_HOST": "127.0.0.1"})
-    low_ports = {"securityContext": {"sysctls": [
-        {"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}]}}
+                     {"DNSRACE_DNS_HOST": "127.0.0.1", "DNSRACE_DNS_PORT": str(inner)})
     files: dict[str, list[dict[str, Any]]] = {
         "settings.yaml": [config],
-        "redis.yaml": [statefulset, service("redis", [("redis", settings.redis_port, "TCP")])],
-        "dns.yaml": [deployment("dns", [dns], port("dns"), extra=low_ports),
-                     service("dns", [("dns-udp", DNS_PORT, "UDP"), ("dns-tcp", DNS_PORT, "TCP")])],
+        "redis.yaml": [statefulset, service("redis", [("redis", settings.redis_port, "TCP",
+                                                         settings.redis_port)])],
+        "dns.yaml": [deployment("dns", [dns], port("dns")),
+                     service("dns", [("dns-udp", DNS_PORT, "UDP", inner),
+                                     ("dns-tcp", DNS_PORT, "TCP", inner)])],
         "planner.yaml": [deployment("planner", [_container(
             "planner", ["planner"], [Serve(port("planner"))], port("planner"))],
             port("planner"))],
@@ -127,7 +131,8 @@ def documents(settings: Settings) -> dict[str, list[dict[str, Any]]]:
             deployment("control", [_container("control", ["control"],
                                               [Serve(settings.control_port)],
                                               settings.control_port)], settings.control_port),
-            service("control", [("http", settings.control_port, "TCP")])],
+            service("control", [("http", settings.control_port, "TCP",
+                                 settings.control_port)])],
     }
     enactors = []
     for i, az in enumerate(AZS):
