@@ -40,9 +40,6 @@ def for_podman(documents: list[dict[str, Any]], image: str, dns_port: int = 5300
         document = copy.deepcopy(original)
         if document["kind"] == "Service":
             continue
-        if document["kind"] == "ConfigMap" and "DNSRACE_DNS_PORT" in document["data"]:
-            # No Service maps 53 to the DNS pod's port: the clients ask that port itself.
-            document["data"]["DNSRACE_DNS_PORT"] = str(dns_port)
         if document["kind"] == "StatefulSet":
             spec = document["spec"]
             claims = spec.pop("volumeClaimTemplates", [])
@@ -53,6 +50,10 @@ def for_podman(documents: list[dict[str, Any]], image: str, dns_port: int = 5300
         if document["kind"] == "Deployment":
             for container in document["spec"]["template"]["spec"]["containers"]:
                 container["image"] = image
+                for variable in container.get("env", []):
+                    # No Service maps 53 to the DNS pod's port: the clients ask that port.
+                    if variable["name"] == "DNSRACE_DNS_PORT":
+                        variable["value"] = str(dns_port)
                 # podman 4.3 publishes every containerPort on the host's every address.
                 container.pop("ports", None)
         played.append(document)

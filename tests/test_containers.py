@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -64,11 +64,12 @@ def dig_inside(container: str, prefix: str = "dnsrace-") -> str:
     return classify(done.stdout)[0]
 
 
-def wait_for(condition: str, check: object, timeout_s: float, log: Path) -> None:
+def wait_for(condition: str, check: Callable[[], bool], timeout_s: float, log: Path,
+             why: Callable[[], str] | None = None) -> None:
     deadline = time.monotonic() + timeout_s
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"{condition} not within {timeout_s:.0f} s:\n" + \
-            log.read_text()[-3000:]
+    while not check():
+        assert time.monotonic() < deadline, f"{condition} not within {timeout_s:.0f} s:\n" + (
+            why() if why else log.read_text()[-3000:])
         time.sleep(0.3)
 
 
@@ -108,7 +109,9 @@ def test_up_in_containers_partitions_an_az_by_network_and_leaves_nothing(
         assert fault.returncode == 0, fault.stderr
         wait_for("use1-az1 cut off", lambda: dig_inside("enactor_az1") == "no answer", 15, log)
         assert dig_inside("planner") == "answers"  # the region still resolves
-        wait_for("use1-az1 healed", lambda: dig_inside("enactor_az1") == "answers", 30, log)
+        wait_for("use1-az1 healed", lambda: dig_inside("enactor_az1") == "answers", 45, log,
+                 lambda: dig_inside("enactor_az1") + "; partition lines:\n" + "\n".join(
+                     line for line in log.read_text().splitlines() if "az_partition" in line))
         assert b"use1-az1 back with Redis and DNS" in log.read_bytes()
     finally:
         up.send_signal(signal.SIGTERM)
@@ -164,9 +167,13 @@ def test_the_compose_file_runs_with_healthchecks_and_the_az1_enactor_resolves_th
         networks = json.loads(podman("inspect", "--format", "{{json .NetworkSettings.Networks}}",
                                      enactor).stdout)
         assert list(networks) == ["dnsrace_use1-az1"]
-        deadline = time.monotonic() + 60
-        while dig_inside(enactor, prefix="") != "answers":
-            assert time.monotonic() < deadline, "dig inside the AZ-1 enactor never resolved"
+        deadline = time.monotonic() + 90
+        while (seen := dig_inside(enactor, prefix="")) != "answers":
+            assert time.monotonic() < deadline, (
+                f"dig inside the AZ-1 enactor: {seen}\n" + "\n".join(
+                    (lambda d: d.stdout + d.stderr)(podman("logs", "--tail", "5",
+                                                           compose_container(s), check=False))
+                    for s in ("dns", "planner", "enactor_az1")))
             time.sleep(0.5)
     finally:
         down = subprocess.run([*run, "down", "-t", "2"], env=env, capture_output=True,

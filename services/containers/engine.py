@@ -7,6 +7,7 @@ except for a container's networks, for which it wants ``--network name=N,ip=A`` 
 
 from __future__ import annotations
 
+import json
 import logging
 import resource
 import shutil
@@ -130,10 +131,20 @@ class Engine:
     def exec_args(self, container: str, *command: str) -> list[str]:
         return [self.kind, "exec", PREFIX + container, *command]
 
+    def networks_of(self, container: Container) -> set[str]:
+        done = self.run("inspect", "--format", "{{json .NetworkSettings.Networks}}",
+                        container.container_name)
+        return set(json.loads(done.stdout or "{}") or {})
+
     def disconnect(self, network: str, container: Container) -> None:
-        self.run("network", "disconnect", network, container.container_name)
+        """Take the container off the network (nothing to do if it is off already)."""
+        if network in self.networks_of(container):
+            self.run("network", "disconnect", network, container.container_name)
 
     def connect(self, network: str, container: Container) -> None:
-        address = container.address_on(network)
-        self.run("network", "connect", *(["--ip", address] if address else []), network,
-                 container.container_name)
+        """Put it back at its address (nothing to do if it is on already): a retry after a
+        half-done heal must not stop at the container that made it."""
+        if network not in self.networks_of(container):
+            address = container.address_on(network)
+            self.run("network", "connect", *(["--ip", address] if address else []), network,
+                     container.container_name)
