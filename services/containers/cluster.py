@@ -71,10 +71,8 @@ class ContainerCluster(Cluster):
             chosen = Engine(detect(engine))
         except EngineError as e:
             raise ClusterError(str(e)) from None
-        if not chosen.image_exists(image):
-            raise ClusterError(f"no image {image!r} for {chosen.kind}: build it first "
-                               f"('{chosen.kind} build -t {image} .' in the checkout, or with "
-                               "no registry: docs/containers.md), or name another with --image")
+        if (problem := chosen.image_problem(image)) is not None:
+            raise ClusterError(problem)
         inner = settings.replace(state_dir=STATE_DIR, dns_port=DNS_PORT)
         return cls(settings, cluster_env(inner), log_dir, engine=chosen, image=image,
                    layout=plan(settings, procfile_text()))

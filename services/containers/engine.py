@@ -113,8 +113,15 @@ class Engine:
                               f"{done.stderr.strip().splitlines()[-1:] or done.returncode}")
         return done
 
-    def image_exists(self, image: str) -> bool:
-        return self.run("image", "inspect", image, check=False).returncode == 0
+    def image_problem(self, image: str) -> str | None:
+        """Why ``image`` cannot be run (missing, or the engine does not answer), or None."""
+        done = self.run("image", "inspect", image, check=False)
+        if done.returncode == 0:
+            return None
+        said = (done.stderr.strip().splitlines() or ["no answer"])[-1]
+        return (f"{self.kind} has no image {image!r} ({said}): build it first "
+                f"('{self.kind} build -t {image} .' in the checkout; with no registry: "
+                "docs/containers.md), or name another with --image")
 
     def sweep(self) -> list[str]:
         """Remove every container and network labelled ours (left by a crash, or ours now)."""

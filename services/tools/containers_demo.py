@@ -101,6 +101,9 @@ def run_container_demo(settings: Settings, rate: float, modes: tuple[Mode, ...],
     except EngineError as e:
         print(f"dnsrace demo: {e}", file=sys.stderr)
         return 1
+    if (problem := chosen.image_problem(image)) is not None:
+        print(f"dnsrace demo: {problem}", file=sys.stderr)
+        return 1
     watch = DigWatch(chosen)
 
     def make_cluster(mode_settings: Settings, log_dir: Path) -> Cluster:
