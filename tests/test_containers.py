@@ -30,7 +30,7 @@ from services.containers.compose import (
 from services.containers.engine import Engine
 from services.containers.plan import LABEL
 from services.core import names
-from services.tools.containers_demo import classify
+from services.tools.containers_demo import classify, repaired_after_empty
 from tests.images import podman, ulimits
 
 PORTS = {"DNSRACE_METRICS_PORT_BASE": "29510", "DNSRACE_DNS_PORT": "25300",
@@ -82,7 +82,10 @@ def test_demo_in_containers_dig_inside_the_az1_enactor_sees_the_empty_name_then_
     out = done.stdout
     assert done.returncode == 0, out[-4000:] + done.stderr[-2000:]
     assert "inside dnsrace-enactor_az1 (its resolv.conf): NOERROR with no address" in out
-    assert "dig inside dnsrace-enactor_az1: legacy answers -> empty" in out
+    seen = next(line for line in out.splitlines()
+                if line.startswith("dig inside dnsrace-enactor_az1: legacy "))
+    # Addresses, the empty name, addresses again (a timed-out dig may come in between).
+    assert repaired_after_empty(seen.split(": legacy ", 1)[1].split(" -> ")), seen
     assert "verdict: legacy broke as in 2025 and was repaired by hand" in out
     assert ours() == []  # every container and network is gone
 

@@ -92,6 +92,24 @@ def resolve_peers(environ: dict[str, str], wait_s: float = PEER_WAIT_S) -> dict[
     return out
 
 
+def wait_for_redis(environ: dict[str, str], wait_s: float = PEER_WAIT_S) -> None:
+    """Until Redis accepts connections (or ``wait_s``): what compose's ``service_healthy``
+    and Kubernetes's readiness would wait for, also where the engine does not (podman-compose
+    on podman 4.3), so that no process starts, fails and restarts in a loop meanwhile."""
+    url = urlsplit(environ.get("DNSRACE_REDIS_URL", ""))
+    if not url.hostname:
+        return
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            socket.create_connection((url.hostname, url.port or 6379), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                return  # the process says what is wrong better than we can
+            time.sleep(0.3)
+
+
 def _is_address(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -115,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(env)  # redis_command reads the settings
     if command == ["dnsrace", "redis"] and addresses:
         command = redis_command(addresses[0])
+    else:
+        wait_for_redis(env)
     with Relay(routes(addresses, args.serve)):
         child = subprocess.Popen(command, env=env)
 
