@@ -1,5 +1,6 @@
-# The dnsrace image: every node container of docker-compose.yml runs it
-# ("python -m services.isolate.cluster node NAME" starts that node's processes).
+# The dnsrace image: every container of 'dnsrace up --containers', docker-compose.yml and
+# deploy/kubernetes/ runs it, one process each (services/containers/entry.py); alone,
+# 'docker run dnsrace' runs the whole cluster in one container (dnsrace up).
 #
 #   docker build -t dnsrace .                              (python:3.12-slim, packages from PyPI)
 #   docker build --build-arg BASE=localhost/bookworm-py \
@@ -8,8 +9,8 @@
 # Offline (no registry reachable): put a wheelhouse beside this file first,
 # `pip wheel -w wheelhouse . async-timeout` (async-timeout: redis needs it on Python < 3.11.3,
 # as bookworm's 3.11.2), and the image installs from it with --no-index.
-# iproute2: an AZ node adds its load balancers' addresses to eth0 (with NET_ADMIN);
-# dnsutils: dig, to look at the cluster's DNS from inside a container.
+# iproute2: ip, to look at a container's addresses; dnsutils: dig, to look at the cluster's
+# DNS from inside a container.
 ARG BASE=python:3.12-slim
 FROM ${BASE}
 
@@ -42,4 +43,4 @@ ENV HEALTH_PORT=9510
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
     CMD python3 -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ['HEALTH_PORT'], timeout=2)"
 STOPSIGNAL SIGTERM
-CMD ["python", "-m", "services.isolate.cluster", "node", "regional"]
+CMD ["dnsrace", "up"]

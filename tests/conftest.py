@@ -133,3 +133,8 @@ def cluster_settings(root: Path, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return config.load({}, **values)
+
+
+# The project image (tests/images.py), built once per session for every module that asks for
+# it: a session fixture imported into each test module would be built once per module.
+from tests.images import image  # noqa: E402,F401

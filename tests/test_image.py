@@ -6,9 +6,7 @@ import json
 import time
 from importlib.metadata import version
 
-from tests.images import LABEL, image, podman, ulimits
-
-__all__ = ["image"]
+from tests.images import LABEL, podman, ulimits
 
 
 def test_image_runs_dnsrace_as_a_user_not_root(image: str) -> None:

@@ -1,6 +1,6 @@
 """``--isolate``: the cluster in one network namespace per AZ (plus one for the region).
 
-Pure tests (topology, partition commands, the compose file) and relay tests over loopback run
+Pure tests (topology, partition commands) and relay tests over loopback run
 anywhere. The rest needs root (network namespaces) and skips with that reason otherwise; CI
 runs as root, so there they run: the race in legacy mode empties the name inside every AZ,
 safe mode holds it and an AZ partition, and nothing is left behind, even after a crash.
@@ -28,7 +28,6 @@ from services.config import ISOLATION_RANGE, Settings
 from services.control.client import ControlClient
 from services.core import checker, events, names
 from services.core.names import AZS
-from services.isolate.compose import COMPOSE_FILE, document, render
 from services.isolate.relay import Relay, Route, enter_namespace
 from services.runtime import netns
 from services.runtime.clock import WALL_CLOCK
@@ -37,9 +36,7 @@ from services.runtime.redis_server import free_port
 from services.runtime.scrape import Samples, metrics_urls, scrape
 from services.runtime.topology import (
     DEAD_MAC,
-    PROMETHEUS_ADDRESS,
     REDIS_ADDRESS,
-    REGIONAL_ADDRESS,
     topology,
 )
 from services.store import history
@@ -91,29 +88,6 @@ def test_a_partition_pins_only_that_az_and_the_regional_node() -> None:
     assert {(c[1], c[5]) for c in heal} == pinned
     others = {topo.az_node(az).namespace for az in ("use1-az2", "use1-az4")}
     assert not any(c[1] in others for c in cut + heal)
-
-
-def test_the_compose_file_is_generated_from_the_topology() -> None:
-    assert COMPOSE_FILE.read_text() == render(), (
-        "docker-compose.yml is stale: run python -m services.isolate.compose")
-    topo = topology(Settings())
-    services = document()["services"]
-    assert set(services) == {n.name for n in topo.nodes} | {"redis", "prometheus", "grafana"}
-    for node in topo.nodes:
-        service = services[node.name]
-        assert service["networks"]["dnsrace"]["ipv4_address"] == node.address
-        assert service["command"][-1] == node.name
-        if node.az is not None:
-            assert service["cap_add"] == ["NET_ADMIN"] and service["dns"] == [REGIONAL_ADDRESS]
-    assert services["redis"]["networks"]["dnsrace"]["ipv4_address"] == REDIS_ADDRESS
-    assert services["grafana"]["network_mode"] == "service:prometheus"
-    # Every process with /metrics is a Prometheus target, at its node's address.
-    text = render()
-    for process in topo.processes:
-        if process.metrics_port is not None:
-            assert f'"{topo.node(process.node).address}:{process.metrics_port}"' in text
-    assert ipaddress_in_range(PROMETHEUS_ADDRESS)
-    assert PROMETHEUS_ADDRESS not in [a for n in topo.nodes for a in n.addresses]
 
 
 def test_isolation_says_it_needs_root(monkeypatch: pytest.MonkeyPatch,

@@ -44,7 +44,7 @@ def valid_targets(kind: FaultType, settings: Settings) -> list[str]:
     return ["all", *names.AZS]
 
 
-def parse_fault_request(body: Any, settings: Settings) -> Fault:
+def parse_fault_request(body: Any, settings: Settings, partitioner: bool = False) -> Fault:
     """A new Fault from a request body, or FaultRequestError saying what is wrong."""
     if not isinstance(body, dict):
         raise FaultRequestError("body must be a JSON object {type, target, duration_s, params}")
@@ -63,12 +63,13 @@ def parse_fault_request(body: Any, settings: Settings) -> Fault:
     if target not in targets:
         raise FaultRequestError(f"target {target!r} is not valid for {kind}; choose one of "
                                 f"{_choices(targets)}")
-    if kind is FaultType.AZ_PARTITION:
+    if kind is FaultType.AZ_PARTITION and not partitioner:  # else 'up --containers' cuts
         missing = [az for az in (names.AZS if target == "all" else (target,))
                    if not netns.available(str(az))]
         if missing:
             raise FaultRequestError("az_partition needs a cluster started with 'dnsrace up "
-                                    f"--isolate' (no network namespace for {', '.join(missing)})")
+                                    "--isolate' or '--containers' (no network namespace "
+                                    f"for {', '.join(missing)})")
     duration = body.get("duration_s")
     if isinstance(duration, bool) or not isinstance(duration, int | float):
         raise FaultRequestError("duration_s is required: a number of seconds > 0")

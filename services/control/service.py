@@ -29,6 +29,7 @@ from services.core.backoff import RetryBackoff
 from services.core.balancers import LoadBalancer, fleet, under_lb_fault
 from services.core.faults import (
     CRASH_FAULTS,
+    PARTITIONER_KEY,
     PIDS_KEY,
     SUPERVISOR_KEY,
     Fault,
@@ -121,7 +122,8 @@ class Controller:
                 for lb in self._lbs(fault.target):
                     await self.health.set(lb.ip, under_lb_fault(lb, fault.params.capacity,
                                                                 active=starting))
-            elif fault.type is FaultType.AZ_PARTITION:
+            elif fault.type is FaultType.AZ_PARTITION and netns.available(names.AZS[0]):
+                # In containers there is no namespace here: 'up --containers' cuts the AZ.
                 await netns.partition(self.settings, fault.target, cut=starting)
         except (OSError, RedisError) as e:
             ACTION_ERRORS.labels(fault.type).inc()
@@ -233,7 +235,8 @@ def build_app(ctx: ServiceContext, controller: Controller) -> web.Application:
         except ValueError:
             return error(400, "body is not valid JSON; send {type, target, duration_s, params}")
         try:
-            fault = parse_fault_request(body, settings)
+            fault = parse_fault_request(body, settings,
+                                        bool(await controller.client.exists(PARTITIONER_KEY)))
         except FaultRequestError as e:
             return error(400, str(e))
         if fault.type in CRASH_FAULTS and not await controller.client.exists(SUPERVISOR_KEY):

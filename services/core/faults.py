@@ -39,6 +39,9 @@ KILLABLE = ("planner", "dns", "endpoints")
 faults arrive. Redis has ``redis_restart`` (target ``redis``)."""
 SUPERVISOR_KEY = "dnsrace:supervisor"
 """Set (with a short expiry, refreshed) while a supervisor carries out crash faults."""
+PARTITIONER_KEY = "dnsrace:partitioner"
+"""Set (with a short expiry, refreshed) while ``dnsrace up --containers`` carries out
+``az_partition`` by disconnecting container networks (services/containers/partition.py)."""
 
 
 class StallPoint(StrEnum):

@@ -18,7 +18,7 @@ from pathlib import Path
 from services import config, envfile, resources
 from services.config import ConfigError, Mode, Settings
 from services.errors import DnsraceError
-from services.tools import serve
+from services.tools import containers_args, serve
 
 log = logging.getLogger("dnsrace")
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -36,7 +36,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from services.tools.up import run_up
 
     return run_up(settings, args.mode, args.loadgen,
-                  args.prometheus_port if args.with_prometheus else None, args.isolate)
+                  args.prometheus_port if args.with_prometheus else None, args.isolate,
+                  containers_args.options(args))
 
 
 def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
@@ -53,6 +54,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
     if (fleet := fleet_args.prepare(args, settings, "demo")) is None:
         return 2
+    if (boxed := containers_args.options(args)) is not None:
+        from services.tools.containers_demo import run_container_demo
+
+        return run_container_demo(fleet, args.rate, modes, boxed.image, boxed.engine)
     return run_demo(fleet, rate=args.rate, modes=modes)
 
 
@@ -194,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     from services.tools import fleet_args
 
     fleet_args.add_arguments(demo)
+    containers_args.add_arguments(demo)
     up = add("up", cmd_up, "run the whole cluster in the foreground; a process that exits "
                            "is started again")
     up.add_argument("--mode", choices=("legacy", "safe"), help="enactor mode for this run")
@@ -205,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--isolate", action="store_true",
                     help="one network namespace per AZ and one for the region (needs root; "
                          "docs/isolation.md)")
+    containers_args.add_arguments(up)
     watch_parser = add("watch", cmd_watch,
                        "live view of the numbers that tell the story (reads /metrics)")
     from services.tools import watch

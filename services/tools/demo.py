@@ -123,16 +123,29 @@ async def _legacy_outage(monitor: Monitor, client: aioredis.Redis, settings: Set
 
 
 Companion = Callable[[Settings], AbstractAsyncContextManager[object]]
+MakeCluster = Callable[[Settings, Path], Cluster]
+"""How a mode's cluster is made from its settings and log folder (``--containers``: in
+containers, services/containers/demo.py)."""
+
+
+def _processes(settings: Settings, log_dir: Path) -> Cluster:
+    return Cluster(settings, cluster_env(settings), log_dir)
 
 
 async def run_mode(settings: Settings, mode: Mode, workdir: Path, rate: float,
-                   companion: Companion | None = None) -> ModeResult:
+                   companion: Companion | None = None,
+                   make_cluster: MakeCluster = _processes) -> ModeResult:
     """One mode of the demo; ``companion`` (if any) runs alongside from healthy traffic on."""
     result = ModeResult(mode)
     started = time.monotonic()
     settings = settings.replace(mode=mode, state_dir=str(workdir / mode), load_rate=rate,
                                 load_duration_s=0.0)
-    cluster = Cluster(settings, cluster_env(settings), workdir / mode / "logs")
+    try:
+        cluster = make_cluster(settings, workdir / mode / "logs")
+    except ClusterError as e:
+        result.problems.append(str(e))
+        print(f"!! {e}")
+        return result
     print(f"\n=== {mode} mode: starting the cluster (logs in {cluster.log_dir})")
     try:
         cluster.start()
@@ -220,7 +233,8 @@ def format_summary(results: list[ModeResult]) -> str:
 
 
 def run_demo(settings: Settings, rate: float, modes: tuple[Mode, ...] = ("legacy", "safe"),
-             workdir: Path | None = None) -> int:
+             workdir: Path | None = None, make_cluster: MakeCluster = _processes,
+             companion: Companion | None = None) -> int:
     workdir = workdir or Path(tempfile.mkdtemp(prefix="dnsrace-demo-"))
     print(f"dnsrace demo: the October 2025 DynamoDB DNS race, on real processes "
           f"({rate:g} requests/s of load)")
@@ -228,7 +242,8 @@ def run_demo(settings: Settings, rate: float, modes: tuple[Mode, ...] = ("legacy
 
     async def main() -> None:
         for mode in modes:
-            results.append(await run_mode(settings, mode, workdir, rate))
+            results.append(await run_mode(settings, mode, workdir, rate, companion,
+                                          make_cluster))
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())

@@ -23,6 +23,7 @@ from services.config import Mode, Settings
 from services.runtime.cluster import Cluster, ClusterError, cluster_env
 from services.runtime.load_split import MAX_LOADGENS
 from services.runtime.prometheus import PrometheusError, prometheus_alongside
+from services.tools.containers_args import ContainerOptions
 from services.tools.supervisor import Supervisor
 
 COLOURS = ("36", "33", "32", "35", "34", "36;1", "33;1", "32;1", "35;1", "34;1")
@@ -47,8 +48,8 @@ class Output:
 
 
 def run_up(settings: Settings, mode: Mode | None, loadgens: int | None,
-           prometheus_port: int | None,
-           isolate: bool) -> int:
+           prometheus_port: int | None, isolate: bool,
+           containers: ContainerOptions | None = None) -> int:
     settings = settings.replace(mode=mode or settings.mode)
     if loadgens is not None and not 1 <= loadgens <= MAX_LOADGENS:
         print(f"dnsrace up: --loadgen must be between 1 and {MAX_LOADGENS}, got {loadgens}",
@@ -56,7 +57,19 @@ def run_up(settings: Settings, mode: Mode | None, loadgens: int | None,
         return 2
     log_dir = Path(settings.state_dir).resolve() / "logs"
     cluster: Cluster
-    if isolate:
+    if containers is not None:
+        from services.containers.cluster import ContainerCluster
+
+        if isolate or (loadgens or 1) > 1:
+            print("dnsrace up: --containers takes neither --isolate nor --loadgen", file=sys.stderr)
+            return 2
+        try:
+            cluster = ContainerCluster.create(settings, log_dir, containers.image,
+                                              containers.engine)
+        except ClusterError as e:
+            print(f"dnsrace up: {e}", file=sys.stderr)
+            return 1
+    elif isolate:
         from services.isolate.cluster import IsolatedCluster
         from services.runtime import netns
 
@@ -84,6 +97,7 @@ async def _supervise(supervisor: Supervisor, output: Output, prometheus_port: in
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    partitions: asyncio.Task[None] | None = None
     with contextlib.ExitStack() as stack:
         try:
             await asyncio.to_thread(supervisor.start)
@@ -110,9 +124,18 @@ async def _supervise(supervisor: Supervisor, output: Output, prometheus_port: in
 
             assert isinstance(cluster, IsolatedCluster)
             output.say(describe(cluster))
+        if hasattr(cluster, "layout"):  # in containers: the same, and AZ partitions
+            from services.containers.cluster import ContainerCluster
+            from services.containers.partition import follow_partitions
+
+            assert isinstance(cluster, ContainerCluster)
+            output.say(cluster.describe())
+            partitions = asyncio.create_task(follow_partitions(cluster, stop, output.say))
         healthy = asyncio.create_task(_announce_healthy(supervisor, output, stop))
         await supervisor.run(stop)
         healthy.cancel()
+        if partitions is not None:
+            await partitions  # heals every cut AZ before the containers go
         output.say("stopping every process")
         # The ExitStack stops the cluster (and tears down the namespaces when isolated).
     return 130  # stopped by Ctrl-C or SIGTERM, the only way it ends once up
