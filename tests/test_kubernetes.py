@@ -77,9 +77,12 @@ def test_podman_kube_play_runs_the_manifests_and_dns_answers_inside(image: str,
         enactor = "enactor-use1-az1-pod-0-enactor"
         deadline = time.monotonic() + 90
         while True:
-            dig = subprocess.run(["podman", "exec", enactor, "dig", "+short", "+tries=1",
-                                  "+time=2", "-p", "5300", "@dns-pod-0", names.REGIONAL], env=env,
-                                 capture_output=True, text=True, timeout=20)
+            try:  # the pod's name (aardvark-dns) may not resolve yet: a hung dig is a retry
+                dig = subprocess.run(["podman", "exec", enactor, "dig", "+short", "+tries=1",
+                                      "+time=2", "-p", "5300", "@dns-pod-0", names.REGIONAL],
+                                     env=env, capture_output=True, text=True, timeout=20)
+            except subprocess.TimeoutExpired as e:
+                dig = subprocess.CompletedProcess(e.cmd, 124, "", "dig timed out after 20 s")
             if dig.returncode == 0 and dig.stdout.split():
                 break
             assert time.monotonic() < deadline, (
