@@ -57,6 +57,19 @@ def test_a_run_without_trouble_shows_no_stage_but_the_race_and_recovery() -> Non
     assert "did not happen" in model.format_timeline(list(stages.values()))
 
 
+def test_aws_order_allows_onsets_within_two_samples_and_no_more() -> None:
+    in_order = [model.Stage(k, float(i), None) for i, k in enumerate(model.ORDER)]
+    assert model.in_aws_order(in_order)
+    swapped = list(in_order)
+    swapped[8], swapped[9] = (model.Stage(swapped[8].key, 9.0, None),
+                              model.Stage(swapped[9].key, 8.0, None))
+    assert model.in_aws_order(swapped)  # one sample apart: cannot be told apart
+    swapped[9] = model.Stage(swapped[9].key, 9.0 - model.ORDER_RESOLUTION_S, None)
+    assert not model.in_aws_order(swapped)
+    late = [*in_order[:-1], model.Stage("recovery", 0.0, None)]
+    assert not model.in_aws_order(late)  # recovery before the race: not the incident
+
+
 def test_failover_stages_come_from_the_name_and_the_operators_switch() -> None:
     timeline = Timeline()
     records = [3, 3, 2, 0, 0, 3, 3, 3]
