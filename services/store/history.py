@@ -51,14 +51,16 @@ class RedisHistory:
         self._xadd_many = client.register_script(_XADD_MANY)
 
     def _stamped(self, event: Event) -> Event:
+        """The event with its time and this history's source (one copy of it, at most)."""
+        changes: dict[str, object] = {}
         if event.at_ms == UNSTAMPED:
             if self.clock is None:
                 raise TypeError(f"a {event.kind} event has no time and this history no clock "
                                 "to stamp it with (it was opened to read)")
-            event = event.stamped(self.clock)
+            changes["at_ms"] = self.clock.now_ms()
         if not event.source and self.source:
-            return dataclasses.replace(event, source=self.source)
-        return event
+            changes["source"] = self.source
+        return dataclasses.replace(event, **changes) if changes else event  # type: ignore[arg-type]
 
     async def record(self, event: Event) -> None:
         event = self._stamped(event)

@@ -1,7 +1,8 @@
 """The zone store (our Route 53) over Redis.
 
-Every write is one change batch run by ``lua/change_batch.lua``: all or nothing, a serial that
-increases per committed batch, and a notification on a pub/sub channel so readers never poll.
+Every write is a change batch run by ``lua/change_batch.lua`` (several in one call): all or
+nothing, a serial that increases per committed batch, and a notification on a pub/sub channel
+so readers never poll.
 The store is given a clock: its ``now_ms`` goes with every batch, and is the only time the
 script decides by (a fenced batch's lease, ``not_after_ms``). The commit's own time that
 comes back (``Committed.at_ms``, ``ZoneChange.at_ms``) is Redis ``TIME``: a measurement.
@@ -80,29 +81,48 @@ class ZoneChange:
 
 
 _READ_ENDPOINTS = """
-local function value(field)
-  return redis.call('HGET', KEYS[1], field) or cjson.null
+local SLICE = 1000  -- Lua's unpack stops near 8,000 values
+local function hmget(fields)
+  local out = {}
+  for first = 1, #fields, SLICE do
+    local last = math.min(first + SLICE - 1, #fields)
+    local got = redis.call('HMGET', KEYS[1], unpack(fields, first, last))
+    for i = 1, #got do out[first + i - 1] = got[i] end
+  end
+  return out
 end
-local function target_value(alias)
-  if alias == cjson.null then return cjson.null end
-  return value(cjson.decode(alias).target .. '|A')
-end
-local out = {}
+local fields = {}
 for i = 1, #ARGV, 4 do
-  local alias = value(ARGV[i] .. '|ALIAS')
-  local rollback = value(ARGV[i + 1] .. '|ALIAS')
-  local n = #out
-  out[n + 1] = alias
-  out[n + 2] = target_value(alias)
-  out[n + 3] = rollback
-  out[n + 4] = target_value(rollback)
-  out[n + 5] = value(ARGV[i + 2] .. '|TXT')
-  out[n + 6] = value(ARGV[i + 3] .. '|A')
+  fields[i] = ARGV[i] .. '|ALIAS'
+  fields[i + 1] = ARGV[i + 1] .. '|ALIAS'
+  fields[i + 2] = ARGV[i + 2] .. '|TXT'
+  fields[i + 3] = ARGV[i + 3] .. '|A'
+end
+local got = hmget(fields)
+local targets = {}  -- the alias and rollback targets' trees, in the same order
+for i = 1, #ARGV, 4 do
+  for j = 0, 1 do
+    local alias = got[i + j]
+    targets[#targets + 1] = alias and (cjson.decode(alias).target .. '|A') or ''
+  end
+end
+local target_values = hmget(targets)
+local out = {}
+local function value(v) return v or cjson.null end
+for e = 0, #ARGV / 4 - 1 do
+  local i, n = 4 * e + 1, 6 * e
+  out[n + 1] = value(got[i])
+  out[n + 2] = got[i] and value(target_values[2 * e + 1]) or cjson.null
+  out[n + 3] = value(got[i + 1])
+  out[n + 4] = got[i + 1] and value(target_values[2 * e + 2]) or cjson.null
+  out[n + 5] = value(got[i + 2])
+  out[n + 6] = value(got[i + 3])
 end
 return cjson.encode(out)
 """
 """Every endpoint's records in one call: ARGV is (endpoint, rollback, lock, tree) per endpoint,
-the reply one JSON array of six values per endpoint (null for a missing record set). One
+the reply one JSON array of six values per endpoint (null for a missing record set). Two HMGETs
+for a window (its record sets, then its aliases' trees), not six HGETs per endpoint. One
 string, because redis-py parses a reply of many elements at ~6 us each, json.loads in C."""
 
 _SCAN_JSON = """
@@ -120,15 +140,35 @@ return cjson.encode(flat)
 """HGETALL as one JSON string (field, value, field, value, ...)."""
 
 
-def _outcome(batch: ChangeBatch, raw: str) -> Committed | Rejected:
+BATCHES_PER_CALL = 32
+"""Change batches per ``change_batch.lua`` call. The call runs without interruption: a slice
+of a window keeps Redis from other clients (the DNS server's zone sync, other enactors) for
+about a millisecond, not a whole window's tens; the pipeline of slices still sends a window in
+one round-trip. Each batch is still its own atomic commit (one serial, one notification)."""
+
+
+def _outcome(batch: ChangeBatch, result: dict[str, Any]) -> Committed | Rejected:
     """What change_batch.lua answered for ``batch``: the commit, or why it was refused."""
-    result = json.loads(raw)
     if result["ok"]:
         live = result["live"] if isinstance(result["live"], list) else []
         return Committed(int(result["serial"]), int(result["ms"]), tuple(live))
     index = int(result["index"])
     change = batch.changes[index - 1] if index else None
     return Rejected(RejectReason(result["reason"]), index, result["detail"], change)
+
+
+def _outcomes(batches: Sequence[ChangeBatch], raw: str) -> list[Committed | Rejected]:
+    """One call's JSON array of outcomes, one per batch, in order."""
+    results = json.loads(raw)
+    if len(results) != len(batches):
+        raise ValueError(f"change_batch.lua answered {len(results)} outcomes for "
+                         f"{len(batches)} batches")
+    return [_outcome(batch, result) for batch, result in zip(batches, results, strict=True)]
+
+
+def _batches_json(batches: Sequence[ChangeBatch]) -> str:
+    """The batches as change_batch.lua reads them: one JSON array."""
+    return f"[{','.join(batch.to_json() for batch in batches)}]"
 
 
 class ZoneStore:
@@ -145,8 +185,9 @@ class ZoneStore:
     async def apply(self, batch: ChangeBatch) -> Committed:
         """Commit a batch atomically, or raise Rejected saying which change failed."""
         raw = await self._apply(keys=[self.keys.rrsets, self.keys.serial, self.keys.refs],
-                                args=[batch.to_json(), self.keys.channel, self.clock.now_ms()])
-        outcome = _outcome(batch, raw)
+                                args=[self.keys.channel, self.clock.now_ms(),
+                                      _batches_json((batch,))])
+        (outcome,) = _outcomes((batch,), raw)
         if isinstance(outcome, Rejected):
             raise outcome
         return outcome
@@ -156,33 +197,37 @@ class ZoneStore:
         """Each batch its own atomic commit, in order, all sent in one round-trip.
 
         Not a transaction: each batch commits or is refused on its own, exactly as if it were
-        applied alone (other clients' commands may run between two of them). The outcomes come
-        back in the order of ``batches``, refusals as values rather than raised.
+        applied alone (other clients' commands may run between two slices of
+        :data:`BATCHES_PER_CALL` batches). The outcomes come back in the order of ``batches``,
+        refusals as values rather than raised.
         """
         if not batches:
             return []
-        raws = await self._evalsha_batches(batches)
+        slices = [batches[i:i + BATCHES_PER_CALL]
+                  for i in range(0, len(batches), BATCHES_PER_CALL)]
+        raws = await self._evalsha_slices(slices)
         missing = [i for i, raw in enumerate(raws) if isinstance(raw, NoScriptError)]
-        if missing:  # Redis lost its scripts (it restarted): those batches did not run
+        if missing:  # Redis lost its scripts (it restarted): those slices did not run
             await self.client.script_load(self._apply.script)
-            again = await self._evalsha_batches([batches[i] for i in missing])
+            again = await self._evalsha_slices([slices[i] for i in missing])
             for i, raw in zip(missing, again, strict=True):
                 raws[i] = raw
         for raw in raws:
             if isinstance(raw, Exception):
                 raise raw
-        return [_outcome(batch, raw) for batch, raw in zip(batches, raws, strict=True)]
+        return [outcome for part, raw in zip(slices, raws, strict=True)
+                for outcome in _outcomes(part, raw)]
 
-    async def _evalsha_batches(self, batches: Sequence[ChangeBatch]) -> list[Any]:
-        """One pipeline of change_batch.lua calls; errors as values. No SCRIPT EXISTS first
-        (redis-py's pipeline asks, one more round-trip): a missing script is seen in the reply.
-        Every batch of the pipeline carries the clock's one reading as it is sent."""
+    async def _evalsha_slices(self, slices: Sequence[Sequence[ChangeBatch]]) -> list[Any]:
+        """One pipeline of change_batch.lua calls, a slice of batches each; errors as values.
+        No SCRIPT EXISTS first (redis-py's pipeline asks, one more round-trip): a missing
+        script is seen in the reply. Every batch carries the clock's one reading as sent."""
         keys, channel, sha = self.keys, self.keys.channel, self._apply.sha
         now_ms = self.clock.now_ms()
         async with self.client.pipeline(transaction=False) as pipe:
-            for batch in batches:
-                pipe.evalsha(sha, 3, keys.rrsets, keys.serial, keys.refs, batch.to_json(),
-                             channel, now_ms)
+            for part in slices:
+                pipe.evalsha(sha, 3, keys.rrsets, keys.serial, keys.refs, channel, now_ms,
+                             _batches_json(part))
             return list(await pipe.execute(raise_on_error=False))
 
     async def snapshot(self) -> ZoneSnapshot:
