@@ -4,6 +4,7 @@ commit, judged after the ones before it, with its own serial and notification.""
 from __future__ import annotations
 
 import asyncio
+import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,6 +15,7 @@ from services.core.records import (
     Change,
     ChangeBatch,
     Committed,
+    GenerationFence,
     Lock,
     RecordSet,
     RecordType,
@@ -23,6 +25,8 @@ from services.core.records import (
     a_records,
     alias_record,
     canonical,
+    decode_alias,
+    decode_lock,
     lock_record,
 )
 from services.store.zone import BATCHES_PER_CALL, ZoneStore
@@ -92,3 +96,27 @@ def test_aliases_and_locks_are_spelled_canonically(text: str, number: int) -> No
         "n", RecordType.ALIAS, canonical({"target": text, "generation": number}))
     assert lock_record("n", Lock(text, number)) == RecordSet(
         "n", RecordType.TXT, canonical({"holder": text, "expires_ms": number}))
+    assert decode_alias(alias_record("n", Alias(text, number)).value) == Alias(text, number)
+    assert decode_lock(lock_record("n", Lock(text, number)).value) == Lock(text, number)
+    spaced = json.dumps({"generation": number, "target": text}, ensure_ascii=False, indent=1)
+    assert decode_alias(spaced) == Alias(text, number)  # any JSON spelling reads the same
+
+
+_names = st.text(max_size=8)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(list(Action)), _names, st.sampled_from(list(RecordType)),
+                          _names, st.booleans()), min_size=1, max_size=4),
+       st.lists(st.tuples(_names, st.integers(0, 2**40)), max_size=2),
+       st.none() | st.integers(0, 2**50))
+def test_a_batch_is_sent_as_the_compact_json_of_its_fields(
+        changes: list[tuple[Action, str, RecordType, str, bool]],
+        fences: list[tuple[str, int]], not_after_ms: int | None) -> None:
+    batch = ChangeBatch(tuple(Change(a, RecordSet(n, t, v), u) for a, n, t, v, u in changes),
+                        tuple(GenerationFence(n, b) for n, b in fences), not_after_ms)
+    assert batch.to_json() == json.dumps({
+        "changes": [{"action": a.value, "name": n, "type": t.value, "value": v,
+                     "if_unreferenced": u} for a, n, t, v, u in changes],
+        "fences": [{"name": n, "below": b} for n, b in fences],
+        "not_after_ms": not_after_ms}, separators=(",", ":"))
