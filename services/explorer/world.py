@@ -12,7 +12,8 @@ judged by change_batch.lua's own rule, in logical time, exactly as production ju
 The enactors walk in windows of ``ExploreConfig.window`` endpoints, the cluster's by default,
 with the cluster's walk (:class:`~services.enactor.walk.Walk`); one turn is one atomic step of
 Redis: a window's read (one script), or one batch of a window's pipeline (other clients may
-run between two of them, as in Redis). The one thing the explorer does differently is the
+run between two of them; in Redis only between two slices of ``BATCHES_PER_CALL`` batches,
+so the explorer's interleavings include every one Redis can make). The one thing the explorer does differently is the
 enactor's overlap: the cluster reads the next window while the last one's batches commit;
 here each round-trip ends before the next starts (an actor waits at one gate at a time), so
 the read comes after those batches. Nothing is lost by that: the read and the batches are of
