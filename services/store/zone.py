@@ -39,6 +39,7 @@ from services.core.records import (
 from services.store.follow import FOLLOW_BACKOFF, Resync, follow
 
 log = logging.getLogger(__name__)
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 def _script(name: str) -> str:
@@ -91,16 +92,17 @@ local function hmget(fields)
   end
   return out
 end
+local names = cjson.decode(ARGV[1])
 local fields = {}
-for i = 1, #ARGV, 4 do
-  fields[i] = ARGV[i] .. '|ALIAS'
-  fields[i + 1] = ARGV[i + 1] .. '|ALIAS'
-  fields[i + 2] = ARGV[i + 2] .. '|TXT'
-  fields[i + 3] = ARGV[i + 3] .. '|A'
+for i = 1, #names, 4 do
+  fields[i] = names[i] .. '|ALIAS'
+  fields[i + 1] = names[i + 1] .. '|ALIAS'
+  fields[i + 2] = names[i + 2] .. '|TXT'
+  fields[i + 3] = names[i + 3] .. '|A'
 end
 local got = hmget(fields)
 local targets = {}  -- the alias and rollback targets' trees, in the same order
-for i = 1, #ARGV, 4 do
+for i = 1, #names, 4 do
   for j = 0, 1 do
     local alias = got[i + j]
     targets[#targets + 1] = alias and (cjson.decode(alias).target .. '|A') or ''
@@ -109,7 +111,7 @@ end
 local target_values = hmget(targets)
 local out = {}
 local function value(v) return v or cjson.null end
-for e = 0, #ARGV / 4 - 1 do
+for e = 0, #names / 4 - 1 do
   local i, n = 4 * e + 1, 6 * e
   out[n + 1] = value(got[i])
   out[n + 2] = got[i] and value(target_values[2 * e + 1]) or cjson.null
@@ -120,10 +122,11 @@ for e = 0, #ARGV / 4 - 1 do
 end
 return cjson.encode(out)
 """
-"""Every endpoint's records in one call: ARGV is (endpoint, rollback, lock, tree) per endpoint,
-the reply one JSON array of six values per endpoint (null for a missing record set). Two HMGETs
-for a window (its record sets, then its aliases' trees), not six HGETs per endpoint. One
-string, because redis-py parses a reply of many elements at ~6 us each, json.loads in C."""
+"""Every endpoint's records in one call: ARGV[1] is one JSON array of (endpoint, rollback,
+lock, tree) per endpoint, the reply one JSON array of six values per endpoint (null for a
+missing record set). Two HMGETs for a window (its record sets, then its aliases' trees), not
+six HGETs per endpoint. One string each way, because redis-py packs an argument at several us
+and parses a reply of many elements at ~6 us each, json in C."""
 
 _SCAN_JSON = """
 local reply = redis.call('HSCAN', KEYS[1], ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
@@ -260,7 +263,8 @@ class ZoneStore:
         args: list[str] = []
         for endpoint, tree in requests:
             args += (endpoint, names.rollback_name(endpoint), names.lock_name(endpoint), tree)
-        values = json.loads(await self._read_endpoints(keys=[self.keys.rrsets], args=args))
+        values = json.loads(await self._read_endpoints(keys=[self.keys.rrsets],
+                                                       args=[_COMPACT.encode(args)]))
         return [EndpointRecords(*values[i:i + 6]) for i in range(0, len(values), 6)]
 
     async def trees(self) -> dict[str, str]:
