@@ -78,11 +78,12 @@ async def test_batches_across_calls_commit_in_order_each_alone(zone: ZoneStore) 
 async def test_a_batch_of_more_changes_than_lua_unpacks_at_once_commits(
         zone: ZoneStore) -> None:
     """A bulk batch (the benches' loads, a clean-up's prune) of 6,000 record sets: its reads
-    and writes are sliced inside the script."""
+    and writes are sliced inside the script; the clean-up's scan finds every tree."""
     trees = [_tree(i) for i in range(6000)]
     done = await zone.apply(ChangeBatch(tuple(Change(Action.CREATE, t) for t in trees)))
     values = await zone.get_many([t.key for t in trees])
     assert all(values[t.key] == t.value for t in trees)
+    assert await zone.trees() == {t.name: t.value for t in trees}  # several scan steps
     gone = await zone.apply(ChangeBatch(tuple(Change(Action.DELETE, t) for t in trees)))
     assert gone.serial == done.serial + 1
     assert set((await zone.get_many([t.key for t in trees])).values()) == {None}

@@ -128,12 +128,16 @@ missing record set). Two HMGETs for a window (its record sets, then its aliases'
 six HGETs per endpoint. One string each way, because redis-py packs an argument at several us
 and parses a reply of many elements at ~6 us each, json in C."""
 
-_SCAN_JSON = """
-local reply = redis.call('HSCAN', KEYS[1], ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
-if #reply[2] == 0 then return {reply[1], '[]'} end
-return {reply[1], cjson.encode(reply[2])}
+_SCAN_TREES = """
+local reply = redis.call('HSCAN', KEYS[1], ARGV[1], 'MATCH', ARGV[2] .. '|A', 'COUNT', ARGV[3])
+local flat = reply[2]
+if #flat == 0 then return {reply[1], '{}'} end
+local trees = {}
+for i = 1, #flat, 2 do trees[string.sub(flat[i], 1, -3)] = flat[i + 1] end
+return {reply[1], cjson.encode(trees)}
 """
-"""One HSCAN step whose field/value list comes back as one JSON string."""
+"""One HSCAN step over the A record sets whose names match ARGV[2]; they come back as one JSON
+object, name (without its "|A") -> value, which json.loads turns into a dict in C."""
 
 _HGETALL_JSON = """
 local flat = redis.call('HGETALL', KEYS[1])
@@ -182,7 +186,7 @@ class ZoneStore:
         self.clock = clock
         self._apply = client.register_script(_script("change_batch.lua"))
         self._read_endpoints = client.register_script(_READ_ENDPOINTS)
-        self._scan_json = client.register_script(_SCAN_JSON)
+        self._scan_trees = client.register_script(_SCAN_TREES)
         self._hgetall_json = client.register_script(_HGETALL_JSON)
 
     async def apply(self, batch: ChangeBatch) -> Committed:
@@ -272,11 +276,9 @@ class ZoneStore:
         found: dict[str, str] = {}
         cursor = "0"
         while True:
-            cursor, flat = await self._scan_json(
-                keys=[self.keys.rrsets], args=[cursor, f"{names.TREE_PREFIX}*|A", 2000])
-            pairs = json.loads(flat)
-            for i in range(0, len(pairs), 2):
-                found[pairs[i].rsplit("|", 1)[0]] = pairs[i + 1]
+            cursor, flat = await self._scan_trees(
+                keys=[self.keys.rrsets], args=[cursor, f"{names.TREE_PREFIX}*", 2000])
+            found.update(json.loads(flat))
             if cursor == "0":
                 return found
 
