@@ -121,3 +121,32 @@ def test_a_batch_is_sent_as_the_compact_json_of_its_fields(
                      "if_unreferenced": u} for a, n, t, v, u in changes],
         "fences": [{"name": n, "below": b} for n, b in fences],
         "not_after_ms": not_after_ms}, separators=(",", ":"))
+
+
+async def test_notifications_carry_values_in_lines_or_json_when_a_value_breaks_lines(
+        zone: ZoneStore) -> None:
+    """A follower reads the same change whichever form it came in: a value with a line break
+    (no record set the enactor writes has one) makes the batch's notification JSON."""
+    confirmed = asyncio.Event()
+
+    async def resync() -> None:
+        confirmed.set()
+
+    stream = zone.changes(resync=resync)
+    first = asyncio.ensure_future(anext(stream))
+    await asyncio.wait_for(confirmed.wait(), 5)
+    odd = RecordSet("odd.example", RecordType.TXT, '{"note":"two\nlines"}')
+    plain, broken, deleted = await zone.apply_many([
+        ChangeBatch((Change(Action.CREATE, _tree(1)),)),
+        ChangeBatch((Change(Action.CREATE, odd), Change(Action.DELETE, _tree(1)))),
+        ChangeBatch((Change(Action.DELETE, odd),)),
+    ])
+    seen = [await asyncio.wait_for(first, 5)]
+    seen += [await asyncio.wait_for(anext(stream), 5) for _ in range(2)]
+    await stream.aclose()
+    assert [(c.serial, c.keys, c.values) for c in seen] == [
+        (plain.serial, (_tree(1).key,), (_tree(1).value,)),
+        (broken.serial, (odd.key, _tree(1).key), (odd.value, None)),
+        (deleted.serial, (odd.key,), (None,)),
+    ]
+    assert all(c.at_ms > 0 for c in seen)

@@ -294,11 +294,30 @@ class ZoneStore:
         subscription, before the notifications after it; take the snapshot there."""
         async for data in follow(self.client, self.keys.channel, feed="zone", resync=resync,
                                  backoff=backoff):
-            yield _zone_change(json.loads(data))
+            yield _zone_change(data)
 
 
-def _zone_change(data: dict[str, Any]) -> ZoneChange:
-    """A notification as change_batch.lua publishes it (an empty Lua table encodes as {})."""
+def _zone_change(data: str) -> ZoneChange:
+    """A notification as change_batch.lua publishes it: lines (serial, ms, then key and value
+    marked '=' or '-' for deleted), or JSON when a value has a line break."""
+    if data.startswith("{"):
+        return _zone_change_json(json.loads(data))
+    lines = data.split("\n")
+    if len(lines) % 2:
+        raise ValueError(f"malformed zone notification: {data[:200]!r}")
+    values: list[str | None] = []
+    for marked in lines[3::2]:
+        if marked[:1] == "=":
+            values.append(marked[1:])
+        elif marked == "-":
+            values.append(None)
+        else:
+            raise ValueError(f"malformed zone notification value: {marked[:200]!r}")
+    return ZoneChange(int(lines[0]), int(lines[1]), tuple(lines[2::2]), tuple(values))
+
+
+def _zone_change_json(data: dict[str, Any]) -> ZoneChange:
+    """A notification as JSON (an empty Lua table encodes as {})."""
     keys = data["keys"] if isinstance(data["keys"], list) else []
     values = data["values"] if isinstance(data["values"], list) else []
     if len(values) != len(keys) or not all(isinstance(k, str) for k in keys) or not all(
