@@ -5,7 +5,10 @@ legacy policy, the ``enactor_window`` setting) against a real Redis, on a plan o
 that replaces the applied one (new tree, alias flip, rollback move, lock), in two Redis
 configurations: the cluster's (append-only file, ``appendfsync always``) and without
 persistence.  Redis's own command statistics give the commands sent and the time Redis was
-busy with them; ``cProfile`` gives the client's side.  A sweep of window sizes in the
+busy with them (wall time inside each command: on a loaded machine it includes waiting for a
+CPU); ``redis_cpu_s`` is the Redis process's CPU from ``/proc`` (its threads' schedstat), which
+holds better under load, as the client's ``process_time`` does; ``cProfile`` gives the
+client's side.  A sweep of window sizes in the
 cluster's configuration is what the setting's default is chosen from.
 
 Every measured round meets the same zone: two generations of trees (the applied one and its
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import zonedata
+from bench.common import tree_cpu_seconds
 from services.core import names
 from services.core.records import (
     Action,
@@ -104,6 +108,8 @@ async def timed_round(s: zonedata.Store, generation: int, endpoints: int,
     enactor.policy = dataclasses.replace(enactor.policy, cleanup_age=cleanup_age)
     before = await _command_stats(s)
     profiler = cProfile.Profile() if profile else None
+    redis_pid = s.redis.process.pid if s.redis.process else 0
+    redis_cpu = tree_cpu_seconds(redis_pid)
     cpu = time.process_time()
     started = time.perf_counter()
     if profiler is not None:
@@ -113,6 +119,7 @@ async def timed_round(s: zonedata.Store, generation: int, endpoints: int,
         profiler.disable()
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu
+    redis_cpu = tree_cpu_seconds(redis_pid) - redis_cpu
     stats = _delta(before, await _command_stats(s))
     stats.pop("info", None)
     redis_calls = sum(c for c, _ in stats.values())
@@ -126,6 +133,9 @@ async def timed_round(s: zonedata.Store, generation: int, endpoints: int,
                                                  names.endpoints(s.settings.cells)),
         "wall_s": round(wall, 3), "client_cpu_s": round(cpu, 3),
         "redis_busy_s": round(redis_usec / 1e6, 3),
+        "redis_cpu_s": round(redis_cpu, 3),
+        "client_cpu_us_per_endpoint": round(1e6 * cpu / endpoints, 1),
+        "redis_cpu_us_per_endpoint": round(1e6 * redis_cpu / endpoints, 1),
         "per_endpoint_ms": round(1000 * wall / endpoints, 3),
         "commands_sent": sent,
         "commands_sent_per_endpoint": round(sent / endpoints, 2),
@@ -190,7 +200,7 @@ async def _figures(s: zonedata.Store, endpoints: int, sweep: Sequence[int],
         generation += 1
         timed = await timed_round(s, generation, endpoints, window=window)
         out["window_sweep_cluster_config"][str(window)] = {
-            k: timed[k] for k in ("wall_s", "client_cpu_s", "redis_busy_s",
+            k: timed[k] for k in ("wall_s", "client_cpu_s", "redis_busy_s", "redis_cpu_s",
                                   "applied_endpoints")}
     generation += 1  # cleanup age 1: the trees of generation - 2 go, one generation's worth
     out["cluster_config_with_cleanup"] = await timed_round(s, generation, endpoints,

@@ -87,7 +87,9 @@ async def store(root: Path, endpoints: int, appendonly: bool = False) -> AsyncIt
     root.mkdir(parents=True, exist_ok=True)
     data = Path(tempfile.mkdtemp(prefix="redis-", dir=root))
     redis = EmbeddedRedis(data, appendonly=appendonly).start()
-    client = aioredis.Redis.from_url(redis.url, decode_responses=True)
+    # 300-s socket timeout, not the client's default 5 s: on a loaded machine a 100,000-endpoint
+    # zone's one-command reads (the references, a snapshot) can wait longer for a CPU.
+    client = aioredis.Redis.from_url(redis.url, decode_responses=True, socket_timeout=300)
     try:
         settings = config.load({}, redis_url=redis.url, cells=max(0, endpoints - 3),
                                state_dir=str(root / "state"))

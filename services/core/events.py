@@ -40,8 +40,15 @@ class Event:
         return dataclasses.replace(self, at_ms=clock.now_ms())
 
     def to_json(self) -> str:
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return _COMPACT.encode({"kind": self.kind, **fields})
+        names = _FIELD_NAMES.get(type(self))
+        if names is None:
+            names = _FIELD_NAMES[type(self)] = tuple(f.name for f in dataclasses.fields(self))
+        return _COMPACT.encode({"kind": self.kind, **{n: getattr(self, n) for n in names}})
+
+
+_FIELD_NAMES: dict[type[Event], tuple[str, ...]] = {}
+"""Each kind's field names, in order, looked up once (an enactor records one event per
+endpoint)."""
 
 
 _KINDS: dict[str, type[Event]] = {}

@@ -11,15 +11,17 @@ judged by change_batch.lua's own rule, in logical time, exactly as production ju
 
 The enactors walk in windows of ``ExploreConfig.window`` endpoints, the cluster's by default,
 with the cluster's walk (:class:`~services.enactor.walk.Walk`); one turn is one atomic step of
-Redis: a window's read (one script), or one batch of a window's pipeline (other clients may
-run between two of them, as in Redis). The one thing the explorer does differently is the
-enactor's overlap: the cluster reads the next window while the last one's batches commit;
-here each round-trip ends before the next starts (an actor waits at one gate at a time), so
-the read comes after those batches. Nothing is lost by that: the read and the batches are of
-different endpoints, and no single step of another actor both writes what the read reads and
-touches what a batch writes (batches and clean-up deletions are each of one endpoint; reads
-write nothing), so every interleaving of the overlapped walk has an equivalent one here. Only
-the logical time of the read differs, by the batches' steps (a lock lease starts later).
+Redis: a window's read (one script), or one batch of a window's pipeline (other clients may run
+between two of them; in Redis only between two slices of ``BATCHES_PER_CALL`` batches, so the
+explorer's interleavings include every one Redis can make). The one thing the explorer does
+differently is the enactor's overlap: the cluster reads the next window while the last one's
+batches commit; here each round-trip ends before the next starts (an actor waits at one gate at
+a time), so the read comes after those batches. Nothing is lost by that: the read and the
+batches are of different endpoints, and no single step of another actor both writes what the
+read reads and touches what a batch writes (batches and clean-up deletions are each of one
+endpoint; reads write nothing), so every interleaving of the overlapped walk has an equivalent
+one here. Only the logical time of the read differs, by the batches' steps (a lock lease starts
+later).
 """
 
 from __future__ import annotations

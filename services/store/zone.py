@@ -1,7 +1,8 @@
 """The zone store (our Route 53) over Redis.
 
-Every write is one change batch run by ``lua/change_batch.lua``: all or nothing, a serial that
-increases per committed batch, and a notification on a pub/sub channel so readers never poll.
+Every write is a change batch run by ``lua/change_batch.lua`` (several in one call): all or
+nothing, a serial that increases per committed batch, and a notification on a pub/sub channel
+so readers never poll.
 The store is given a clock: its ``now_ms`` goes with every batch, and is the only time the
 script decides by (a fenced batch's lease, ``not_after_ms``). The commit's own time that
 comes back (``Committed.at_ms``, ``ZoneChange.at_ms``) is Redis ``TIME``: a measurement.
@@ -38,6 +39,7 @@ from services.core.records import (
 from services.store.follow import FOLLOW_BACKOFF, Resync, follow
 
 log = logging.getLogger(__name__)
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 def _script(name: str) -> str:
@@ -80,37 +82,62 @@ class ZoneChange:
 
 
 _READ_ENDPOINTS = """
-local function value(field)
-  return redis.call('HGET', KEYS[1], field) or cjson.null
+local SLICE = 1000  -- Lua's unpack stops near 8,000 values
+local function hmget(fields)
+  local out = {}
+  for first = 1, #fields, SLICE do
+    local last = math.min(first + SLICE - 1, #fields)
+    local got = redis.call('HMGET', KEYS[1], unpack(fields, first, last))
+    for i = 1, #got do out[first + i - 1] = got[i] end
+  end
+  return out
 end
-local function target_value(alias)
-  if alias == cjson.null then return cjson.null end
-  return value(cjson.decode(alias).target .. '|A')
+local names = cjson.decode(ARGV[1])
+local fields = {}
+for i = 1, #names, 4 do
+  fields[i] = names[i] .. '|ALIAS'
+  fields[i + 1] = names[i + 1] .. '|ALIAS'
+  fields[i + 2] = names[i + 2] .. '|TXT'
+  fields[i + 3] = names[i + 3] .. '|A'
 end
+local got = hmget(fields)
+local targets = {}  -- the alias and rollback targets' trees, in the same order
+for i = 1, #names, 4 do
+  for j = 0, 1 do
+    local alias = got[i + j]
+    targets[#targets + 1] = alias and (cjson.decode(alias).target .. '|A') or ''
+  end
+end
+local target_values = hmget(targets)
 local out = {}
-for i = 1, #ARGV, 4 do
-  local alias = value(ARGV[i] .. '|ALIAS')
-  local rollback = value(ARGV[i + 1] .. '|ALIAS')
-  local n = #out
-  out[n + 1] = alias
-  out[n + 2] = target_value(alias)
-  out[n + 3] = rollback
-  out[n + 4] = target_value(rollback)
-  out[n + 5] = value(ARGV[i + 2] .. '|TXT')
-  out[n + 6] = value(ARGV[i + 3] .. '|A')
+local function value(v) return v or cjson.null end
+for e = 0, #names / 4 - 1 do
+  local i, n = 4 * e + 1, 6 * e
+  out[n + 1] = value(got[i])
+  out[n + 2] = got[i] and value(target_values[2 * e + 1]) or cjson.null
+  out[n + 3] = value(got[i + 1])
+  out[n + 4] = got[i + 1] and value(target_values[2 * e + 2]) or cjson.null
+  out[n + 5] = value(got[i + 2])
+  out[n + 6] = value(got[i + 3])
 end
 return cjson.encode(out)
 """
-"""Every endpoint's records in one call: ARGV is (endpoint, rollback, lock, tree) per endpoint,
-the reply one JSON array of six values per endpoint (null for a missing record set). One
-string, because redis-py parses a reply of many elements at ~6 us each, json.loads in C."""
+"""Every endpoint's records in one call: ARGV[1] is one JSON array of (endpoint, rollback,
+lock, tree) per endpoint, the reply one JSON array of six values per endpoint (null for a
+missing record set). Two HMGETs for a window (its record sets, then its aliases' trees), not
+six HGETs per endpoint. One string each way, because redis-py packs an argument at several us
+and parses a reply of many elements at ~6 us each, json in C."""
 
-_SCAN_JSON = """
-local reply = redis.call('HSCAN', KEYS[1], ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
-if #reply[2] == 0 then return {reply[1], '[]'} end
-return {reply[1], cjson.encode(reply[2])}
+_SCAN_TREES = """
+local reply = redis.call('HSCAN', KEYS[1], ARGV[1], 'MATCH', ARGV[2] .. '|A', 'COUNT', ARGV[3])
+local flat = reply[2]
+if #flat == 0 then return {reply[1], '{}'} end
+local trees = {}
+for i = 1, #flat, 2 do trees[string.sub(flat[i], 1, -3)] = flat[i + 1] end
+return {reply[1], cjson.encode(trees)}
 """
-"""One HSCAN step whose field/value list comes back as one JSON string."""
+"""One HSCAN step over the A record sets whose names match ARGV[2]; they come back as one JSON
+object, name (without its "|A") -> value, which json.loads turns into a dict in C."""
 
 _HGETALL_JSON = """
 local flat = redis.call('HGETALL', KEYS[1])
@@ -120,15 +147,35 @@ return cjson.encode(flat)
 """HGETALL as one JSON string (field, value, field, value, ...)."""
 
 
-def _outcome(batch: ChangeBatch, raw: str) -> Committed | Rejected:
+BATCHES_PER_CALL = 32
+"""Change batches per ``change_batch.lua`` call. The call runs without interruption: a slice
+of a window keeps Redis from other clients (the DNS server's zone sync, other enactors) for
+about a millisecond, not a whole window's tens; the pipeline of slices still sends a window in
+one round-trip. Each batch is still its own atomic commit (one serial, one notification)."""
+
+
+def _outcome(batch: ChangeBatch, result: dict[str, Any]) -> Committed | Rejected:
     """What change_batch.lua answered for ``batch``: the commit, or why it was refused."""
-    result = json.loads(raw)
     if result["ok"]:
         live = result["live"] if isinstance(result["live"], list) else []
         return Committed(int(result["serial"]), int(result["ms"]), tuple(live))
     index = int(result["index"])
     change = batch.changes[index - 1] if index else None
     return Rejected(RejectReason(result["reason"]), index, result["detail"], change)
+
+
+def _outcomes(batches: Sequence[ChangeBatch], raw: str) -> list[Committed | Rejected]:
+    """One call's JSON array of outcomes, one per batch, in order."""
+    results = json.loads(raw)
+    if len(results) != len(batches):
+        raise ValueError(f"change_batch.lua answered {len(results)} outcomes for "
+                         f"{len(batches)} batches")
+    return [_outcome(batch, result) for batch, result in zip(batches, results, strict=True)]
+
+
+def _batches_json(batches: Sequence[ChangeBatch]) -> str:
+    """The batches as change_batch.lua reads them: one JSON array."""
+    return f"[{','.join(batch.to_json() for batch in batches)}]"
 
 
 class ZoneStore:
@@ -139,14 +186,15 @@ class ZoneStore:
         self.clock = clock
         self._apply = client.register_script(_script("change_batch.lua"))
         self._read_endpoints = client.register_script(_READ_ENDPOINTS)
-        self._scan_json = client.register_script(_SCAN_JSON)
+        self._scan_trees = client.register_script(_SCAN_TREES)
         self._hgetall_json = client.register_script(_HGETALL_JSON)
 
     async def apply(self, batch: ChangeBatch) -> Committed:
         """Commit a batch atomically, or raise Rejected saying which change failed."""
         raw = await self._apply(keys=[self.keys.rrsets, self.keys.serial, self.keys.refs],
-                                args=[batch.to_json(), self.keys.channel, self.clock.now_ms()])
-        outcome = _outcome(batch, raw)
+                                args=[self.keys.channel, self.clock.now_ms(),
+                                      _batches_json((batch,))])
+        (outcome,) = _outcomes((batch,), raw)
         if isinstance(outcome, Rejected):
             raise outcome
         return outcome
@@ -156,33 +204,37 @@ class ZoneStore:
         """Each batch its own atomic commit, in order, all sent in one round-trip.
 
         Not a transaction: each batch commits or is refused on its own, exactly as if it were
-        applied alone (other clients' commands may run between two of them). The outcomes come
-        back in the order of ``batches``, refusals as values rather than raised.
+        applied alone (other clients' commands may run between two slices of
+        :data:`BATCHES_PER_CALL` batches). The outcomes come back in the order of ``batches``,
+        refusals as values rather than raised.
         """
         if not batches:
             return []
-        raws = await self._evalsha_batches(batches)
+        slices = [batches[i:i + BATCHES_PER_CALL]
+                  for i in range(0, len(batches), BATCHES_PER_CALL)]
+        raws = await self._evalsha_slices(slices)
         missing = [i for i, raw in enumerate(raws) if isinstance(raw, NoScriptError)]
-        if missing:  # Redis lost its scripts (it restarted): those batches did not run
+        if missing:  # Redis lost its scripts (it restarted): those slices did not run
             await self.client.script_load(self._apply.script)
-            again = await self._evalsha_batches([batches[i] for i in missing])
+            again = await self._evalsha_slices([slices[i] for i in missing])
             for i, raw in zip(missing, again, strict=True):
                 raws[i] = raw
         for raw in raws:
             if isinstance(raw, Exception):
                 raise raw
-        return [_outcome(batch, raw) for batch, raw in zip(batches, raws, strict=True)]
+        return [outcome for part, raw in zip(slices, raws, strict=True)
+                for outcome in _outcomes(part, raw)]
 
-    async def _evalsha_batches(self, batches: Sequence[ChangeBatch]) -> list[Any]:
-        """One pipeline of change_batch.lua calls; errors as values. No SCRIPT EXISTS first
-        (redis-py's pipeline asks, one more round-trip): a missing script is seen in the reply.
-        Every batch of the pipeline carries the clock's one reading as it is sent."""
+    async def _evalsha_slices(self, slices: Sequence[Sequence[ChangeBatch]]) -> list[Any]:
+        """One pipeline of change_batch.lua calls, a slice of batches each; errors as values.
+        No SCRIPT EXISTS first (redis-py's pipeline asks, one more round-trip): a missing
+        script is seen in the reply. Every batch carries the clock's one reading as sent."""
         keys, channel, sha = self.keys, self.keys.channel, self._apply.sha
         now_ms = self.clock.now_ms()
         async with self.client.pipeline(transaction=False) as pipe:
-            for batch in batches:
-                pipe.evalsha(sha, 3, keys.rrsets, keys.serial, keys.refs, batch.to_json(),
-                             channel, now_ms)
+            for part in slices:
+                pipe.evalsha(sha, 3, keys.rrsets, keys.serial, keys.refs, channel, now_ms,
+                             _batches_json(part))
             return list(await pipe.execute(raise_on_error=False))
 
     async def snapshot(self) -> ZoneSnapshot:
@@ -215,7 +267,8 @@ class ZoneStore:
         args: list[str] = []
         for endpoint, tree in requests:
             args += (endpoint, names.rollback_name(endpoint), names.lock_name(endpoint), tree)
-        values = json.loads(await self._read_endpoints(keys=[self.keys.rrsets], args=args))
+        values = json.loads(await self._read_endpoints(keys=[self.keys.rrsets],
+                                                       args=[_COMPACT.encode(args)]))
         return [EndpointRecords(*values[i:i + 6]) for i in range(0, len(values), 6)]
 
     async def trees(self) -> dict[str, str]:
@@ -223,11 +276,9 @@ class ZoneStore:
         found: dict[str, str] = {}
         cursor = "0"
         while True:
-            cursor, flat = await self._scan_json(
-                keys=[self.keys.rrsets], args=[cursor, f"{names.TREE_PREFIX}*|A", 2000])
-            pairs = json.loads(flat)
-            for i in range(0, len(pairs), 2):
-                found[pairs[i].rsplit("|", 1)[0]] = pairs[i + 1]
+            cursor, flat = await self._scan_trees(
+                keys=[self.keys.rrsets], args=[cursor, f"{names.TREE_PREFIX}*", 2000])
+            found.update(json.loads(flat))
             if cursor == "0":
                 return found
 
@@ -243,11 +294,30 @@ class ZoneStore:
         subscription, before the notifications after it; take the snapshot there."""
         async for data in follow(self.client, self.keys.channel, feed="zone", resync=resync,
                                  backoff=backoff):
-            yield _zone_change(json.loads(data))
+            yield _zone_change(data)
 
 
-def _zone_change(data: dict[str, Any]) -> ZoneChange:
-    """A notification as change_batch.lua publishes it (an empty Lua table encodes as {})."""
+def _zone_change(data: str) -> ZoneChange:
+    """A notification as change_batch.lua publishes it: lines (serial, ms, then key and value
+    marked '=' or '-' for deleted), or JSON when a value has a line break."""
+    if data.startswith("{"):
+        return _zone_change_json(json.loads(data))
+    lines = data.split("\n")
+    if len(lines) % 2:
+        raise ValueError(f"malformed zone notification: {data[:200]!r}")
+    values: list[str | None] = []
+    for marked in lines[3::2]:
+        if marked[:1] == "=":
+            values.append(marked[1:])
+        elif marked == "-":
+            values.append(None)
+        else:
+            raise ValueError(f"malformed zone notification value: {marked[:200]!r}")
+    return ZoneChange(int(lines[0]), int(lines[1]), tuple(lines[2::2]), tuple(values))
+
+
+def _zone_change_json(data: dict[str, Any]) -> ZoneChange:
+    """A notification as JSON (an empty Lua table encodes as {})."""
     keys = data["keys"] if isinstance(data["keys"], list) else []
     values = data["values"] if isinstance(data["values"], list) else []
     if len(values) != len(keys) or not all(isinstance(k, str) for k in keys) or not all(

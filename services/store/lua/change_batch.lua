@@ -1,69 +1,54 @@
--- Apply one change batch to the zone, all or nothing (our Route 53 ChangeResourceRecordSets).
+-- Apply change batches to the zone, each all or nothing, in order (our Route 53
+-- ChangeResourceRecordSets, several calls of it in one round-trip).
 --
 -- KEYS[1] record sets hash   field "<name>|<TYPE>" -> canonical JSON value
 -- KEYS[2] zone serial        integer, +1 per committed batch
 -- KEYS[3] alias references   field "<target name>" -> number of ALIAS sets naming it
--- ARGV[1] the batch as JSON:
+-- ARGV[1] change notification channel
+-- ARGV[2] now_ms: the writer's clock, passed in; the only time this script decides by
+-- ARGV[3] the batches as one JSON array, each:
 --   {"changes": [{"action": "CREATE"|"DELETE"|"UPSERT", "name": n, "type": t, "value": v,
 --                 "if_unreferenced": bool}],
 --    "fences": [{"name": n, "below": g}],      -- alias at n must name a generation < g
---    "not_after_ms": ms}                        -- reject if ARGV[3] is past it
--- ARGV[2] change notification channel
--- ARGV[3] now_ms: the writer's clock, passed in; the only time this script decides by
+--    "not_after_ms": ms}                        -- reject if now_ms is past it
 --
--- Returns JSON {"ok": true, "serial": s, "ms": t} or
---              {"ok": false, "index": i, "reason": r, "detail": d} (index 0 = the batch itself).
--- Nothing is written unless every change is valid: pass one checks against an overlay,
--- pass two writes.
+-- Returns a JSON array, one outcome per batch, in order: {"ok": true, "serial": s, "ms": t,
+-- "live": [...]} or {"ok": false, "index": i, "reason": r, "detail": d} (index 0 = the batch
+-- itself). Each batch is judged against the zone as the batches before it left it, exactly as
+-- if it were sent alone after them: nothing of a batch is written unless every change of it
+-- is valid (pass one checks against an overlay, pass two writes), and a refused batch does
+-- not stop the ones after it. Each committed batch takes its own serial and publishes its
+-- own notification.
 
 redis.replicate_commands()
-local batch = cjson.decode(ARGV[1])
-local now_ms = tonumber(ARGV[3])
+local channel = ARGV[1]
+local now_ms = tonumber(ARGV[2])
+local batches = cjson.decode(ARGV[3])
 -- The commit's own time ("ms" in the notification and the reply) is Redis TIME: a measurement
--- (propagation is measured from it), never a decision.
+-- (propagation is measured from it), never a decision. One reading for the call: the script
+-- runs without interruption, so its batches commit in the same instant for every reader.
 local now = redis.call('TIME')
 local commit_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local null = cjson.null
+
+-- Commands with many arguments, in slices (Lua's unpack stops near 8,000 values).
+local SLICE = 1000
+local function hmget(key, fields)
+  local out = {}
+  for first = 1, #fields, SLICE do
+    local got = redis.call('HMGET', key, unpack(fields, first, math.min(first + SLICE - 1, #fields)))
+    for i = 1, #got do out[first + i - 1] = got[i] end
+  end
+  return out
+end
+local function each_slice(command, key, args)  -- SLICE is even: HSET's pairs stay whole
+  for first = 1, #args, SLICE do
+    redis.call(command, key, unpack(args, first, math.min(first + SLICE - 1, #args)))
+  end
+end
 
 local function reject(index, reason, detail)
-  return cjson.encode({ok = false, index = index, reason = reason, detail = detail})
-end
-
-if batch.not_after_ms and batch.not_after_ms ~= cjson.null and now_ms > batch.not_after_ms then
-  return reject(0, 'lock_expired',
-    'lock lease ended ' .. (now_ms - batch.not_after_ms) .. ' ms before the commit')
-end
-
-local view = {}   -- key -> value, or false when deleted in this batch
-local changed = {} -- keys this batch writes, in order of first change
-local changed_seen = {}
-local refs = {}   -- target -> reference count after this batch
-local function current(key)
-  local v = view[key]
-  if v == nil then
-    v = redis.call('HGET', KEYS[1], key)
-    view[key] = v
-  end
-  return v
-end
-local function refcount(target)
-  local n = refs[target]
-  if n == nil then
-    n = tonumber(redis.call('HGET', KEYS[3], target) or '0')
-    refs[target] = n
-  end
-  return n
-end
-local function alias_of(value)
-  if not value then return nil end
-  return cjson.decode(value)
-end
-
-for i, fence in ipairs(batch.fences or {}) do
-  local alias = alias_of(current(fence.name .. '|ALIAS'))
-  if alias and alias.generation >= fence.below then
-    return reject(0, 'generation_fence', fence.name .. ' already serves generation ' ..
-      alias.generation .. ', not older than ' .. fence.below)
-  end
+  return {ok = false, index = index, reason = reason, detail = detail}
 end
 
 -- A lock record (the zone's only TXT record sets) whose DELETE or CREATE fails is held, or
@@ -73,71 +58,196 @@ local function failed(ch, reason)
   return reason
 end
 
-for i, ch in ipairs(batch.changes) do
-  local key = ch.name .. '|' .. ch.type
-  local old = current(key)
-  if ch.action == 'DELETE' then
-    if not old then
-      return reject(i, failed(ch, 'delete_missing'), key .. ' does not exist')
+local function apply(batch)
+  if batch.not_after_ms and batch.not_after_ms ~= null and now_ms > batch.not_after_ms then
+    return reject(0, 'lock_expired',
+      'lock lease ended ' .. (now_ms - batch.not_after_ms) .. ' ms before the commit')
+  end
+  local changes = batch.changes
+  local fences = batch.fences
+  if not fences or fences == null then fences = {} end
+
+  local aliases = {} -- alias value -> decoded, once per value
+  local function alias_of(value)
+    if not value then return nil end
+    local a = aliases[value]
+    if a == nil then a = cjson.decode(value); aliases[value] = a end
+    return a
+  end
+  -- For the reads ahead only: a value that is no alias fails where the original order of
+  -- checks meets it, not here.
+  local function target_of(value)
+    local ok, a = pcall(alias_of, value)
+    if ok and type(a) == 'table' and type(a.target) == 'string' then return a.target end
+    return nil
+  end
+
+  -- Every record set the batch names, read in one command.
+  local view = {}   -- key -> value, or false when missing or deleted in this batch
+  local wanted, seen = {}, {}
+  local function want(key)
+    if not seen[key] then seen[key] = true; wanted[#wanted + 1] = key end
+  end
+  for _, fence in ipairs(fences) do want(fence.name .. '|ALIAS') end
+  for _, ch in ipairs(changes) do want(ch.name .. '|' .. ch.type) end
+  for _, ch in ipairs(changes) do  -- the trees the new aliases name (Route 53's rule below)
+    if ch.type == 'ALIAS' and ch.action ~= 'DELETE' then
+      local t = target_of(ch.value)
+      if t then want(t .. '|A') end
     end
-    if old ~= ch.value then
-      return reject(i, failed(ch, 'delete_mismatch'), key .. ' holds a different value')
+  end
+  local got = hmget(KEYS[1], wanted)
+  for i, key in ipairs(wanted) do view[key] = got[i] end
+  local function current(key)
+    local v = view[key]
+    if v == nil then
+      v = redis.call('HGET', KEYS[1], key)
+      view[key] = v
     end
-    if ch.if_unreferenced and refcount(ch.name) > 0 then
-      return reject(i, 'tree_referenced', ch.name .. ' is named by ' .. refcount(ch.name) .. ' alias(es)')
+    return v
+  end
+
+  for _, fence in ipairs(fences) do
+    local alias = alias_of(view[fence.name .. '|ALIAS'])
+    if alias and alias.generation >= fence.below then
+      return reject(0, 'generation_fence', fence.name .. ' already serves generation ' ..
+        alias.generation .. ', not older than ' .. fence.below)
     end
-    view[key] = false
-  elseif ch.action == 'CREATE' or ch.action == 'UPSERT' then
-    if ch.action == 'CREATE' and old then
-      return reject(i, failed(ch, 'create_exists'), key .. ' already exists')
+  end
+
+  -- The reference counts the batch's aliases touch, read in one command.
+  local refs = {}   -- target -> reference count after this batch
+  local targets, named = {}, {}
+  local function name_target(value)
+    local t = target_of(value)
+    if t and not named[t] then named[t] = true; targets[#targets + 1] = t end
+  end
+  for _, ch in ipairs(changes) do
+    if ch.type == 'ALIAS' then
+      local old = view[ch.name .. '|ALIAS']
+      if old then name_target(old) end
+      if ch.action ~= 'DELETE' then name_target(ch.value) end
+    elseif ch.action == 'DELETE' and ch.if_unreferenced then
+      if not named[ch.name] then named[ch.name] = true; targets[#targets + 1] = ch.name end
     end
-    view[key] = ch.value
+  end
+  if #targets > 0 then
+    local counts = hmget(KEYS[3], targets)
+    for i, t in ipairs(targets) do refs[t] = tonumber(counts[i] or '0') end
+  end
+  local function refcount(target)
+    local n = refs[target]
+    if n == nil then
+      n = tonumber(redis.call('HGET', KEYS[3], target) or '0')
+      refs[target] = n
+    end
+    return n
+  end
+
+  local changed = {} -- keys this batch writes, in order of first change
+  local changed_seen = {}
+  for i, ch in ipairs(changes) do
+    local key = ch.name .. '|' .. ch.type
+    local old = current(key)
+    if ch.action == 'DELETE' then
+      if not old then
+        return reject(i, failed(ch, 'delete_missing'), key .. ' does not exist')
+      end
+      if old ~= ch.value then
+        return reject(i, failed(ch, 'delete_mismatch'), key .. ' holds a different value')
+      end
+      if ch.if_unreferenced and refcount(ch.name) > 0 then
+        return reject(i, 'tree_referenced',
+          ch.name .. ' is named by ' .. refcount(ch.name) .. ' alias(es)')
+      end
+      view[key] = false
+    elseif ch.action == 'CREATE' or ch.action == 'UPSERT' then
+      if ch.action == 'CREATE' and old then
+        return reject(i, failed(ch, 'create_exists'), key .. ' already exists')
+      end
+      view[key] = ch.value
+    else
+      return reject(i, 'bad_action', 'unknown action ' .. tostring(ch.action))
+    end
+    if not changed_seen[key] then
+      changed_seen[key] = true
+      changed[#changed + 1] = key
+    end
+    if ch.type == 'ALIAS' then
+      if old then
+        local t = alias_of(old).target
+        refs[t] = refcount(t) - 1
+      end
+      if ch.action ~= 'DELETE' then
+        local t = alias_of(ch.value).target
+        refs[t] = refcount(t) + 1
+      end
+    end
+  end
+
+  -- Route 53's rule: an alias must name an existing record set (checked after the whole
+  -- batch, so a batch may create a tree and point an alias at it).
+  for i, ch in ipairs(changes) do
+    if ch.type == 'ALIAS' and ch.action ~= 'DELETE' then
+      local target = alias_of(ch.value).target
+      if not current(target .. '|A') then
+        return reject(i, 'alias_target_missing', ch.name .. ' -> ' .. target .. ' does not exist')
+      end
+    end
+  end
+
+  local live = {}  -- record sets this batch deletes while an alias still names them
+  local sets, deletes, values = {}, {}, {}
+  for i, key in ipairs(changed) do
+    local v = view[key]
+    values[i] = v
+    if v then
+      sets[#sets + 1] = key
+      sets[#sets + 1] = v
+    else
+      local name = string.match(key, '^(.*)|[^|]*$')
+      if refcount(name) > 0 then live[#live + 1] = name end
+      deletes[#deletes + 1] = key
+    end
+  end
+  each_slice('HSET', KEYS[1], sets)
+  each_slice('HDEL', KEYS[1], deletes)
+  local ref_sets, ref_deletes = {}, {}
+  for target, n in pairs(refs) do
+    if n > 0 then
+      ref_sets[#ref_sets + 1] = target
+      ref_sets[#ref_sets + 1] = n
+    else
+      ref_deletes[#ref_deletes + 1] = target
+    end
+  end
+  each_slice('HSET', KEYS[3], ref_sets)
+  each_slice('HDEL', KEYS[3], ref_deletes)
+  local serial = redis.call('INCR', KEYS[2])
+  -- The notification carries the batch's new values, so a follower applies it without
+  -- reading: in serial order, the values are exactly the zone at that serial. Lines: serial,
+  -- ms, then each key and its value marked '=' (set) or '-' alone (deleted); no encoder
+  -- (cjson spent more here than the rest of a batch). A value with a line break in it goes as
+  -- JSON {"serial", "ms", "keys", "values" (false: deleted)} instead.
+  local lines, plain = {serial, commit_ms}, true
+  for i, key in ipairs(changed) do
+    local v = values[i]
+    if string.find(key, '\n', 1, true) or (v and string.find(v, '\n', 1, true)) then
+      plain = false
+      break
+    end
+    lines[#lines + 1] = key
+    lines[#lines + 1] = v and ('=' .. v) or '-'
+  end
+  if plain then
+    redis.call('PUBLISH', channel, table.concat(lines, '\n'))
   else
-    return reject(i, 'bad_action', 'unknown action ' .. tostring(ch.action))
+    redis.call('PUBLISH', channel, cjson.encode({serial = serial, ms = commit_ms,
+                                                 keys = changed, values = values}))
   end
-  if not changed_seen[key] then
-    changed_seen[key] = true
-    table.insert(changed, key)
-  end
-  if ch.type == 'ALIAS' then
-    if old then
-      local t = alias_of(old).target
-      refs[t] = refcount(t) - 1
-    end
-    if ch.action ~= 'DELETE' then
-      local t = alias_of(ch.value).target
-      refs[t] = refcount(t) + 1
-    end
-  end
+  return {ok = true, serial = serial, ms = commit_ms, live = live}
 end
 
--- Route 53's rule: an alias must name an existing record set (checked after the whole batch,
--- so a batch may create a tree and point an alias at it).
-for i, ch in ipairs(batch.changes) do
-  if ch.type == 'ALIAS' and ch.action ~= 'DELETE' then
-    local target = alias_of(ch.value).target
-    if not current(target .. '|A') then
-      return reject(i, 'alias_target_missing', ch.name .. ' -> ' .. target .. ' does not exist')
-    end
-  end
-end
-
-local live = {}  -- record sets this batch deletes while an alias still names them
-for _, key in ipairs(changed) do
-  if not view[key] then
-    local name = string.match(key, '^(.*)|[^|]*$')
-    if refcount(name) > 0 then table.insert(live, name) end
-  end
-  if view[key] then redis.call('HSET', KEYS[1], key, view[key]) else redis.call('HDEL', KEYS[1], key) end
-end
-for target, n in pairs(refs) do
-  if n > 0 then redis.call('HSET', KEYS[3], target, n) else redis.call('HDEL', KEYS[3], target) end
-end
-local serial = redis.call('INCR', KEYS[2])
--- The notification carries the batch's new values (false: deleted), so a follower applies
--- it without reading: in serial order, the values are exactly the zone at that serial.
-local values = {}
-for i, key in ipairs(changed) do values[i] = view[key] end
-redis.call('PUBLISH', ARGV[2], cjson.encode({serial = serial, ms = commit_ms, keys = changed,
-                                             values = values}))
-return cjson.encode({ok = true, serial = serial, ms = commit_ms, live = live})
+local outcomes = {}
+for b, batch in ipairs(batches) do outcomes[b] = apply(batch) end
+return cjson.encode(outcomes)

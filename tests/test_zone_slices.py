@@ -1,0 +1,152 @@
+"""change_batch.lua takes several batches per call (issue 16): each is still its own atomic
+commit, judged after the ones before it, with its own serial and notification."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.core.records import (
+    Action,
+    Alias,
+    Change,
+    ChangeBatch,
+    Committed,
+    GenerationFence,
+    Lock,
+    RecordSet,
+    RecordType,
+    Rejected,
+    RejectReason,
+    WeightedAddress,
+    a_records,
+    alias_record,
+    canonical,
+    decode_alias,
+    decode_lock,
+    lock_record,
+)
+from services.store.zone import BATCHES_PER_CALL, ZoneStore
+
+
+def _tree(i: int) -> RecordSet:
+    return a_records(f"plan-1.e{i}.example", [WeightedAddress("127.0.10.1", 10)])
+
+
+async def test_batches_across_calls_commit_in_order_each_alone(zone: ZoneStore) -> None:
+    """More batches than one call takes, one refused in the middle of a call and one on a
+    call's edge: the others commit, in order, one serial and one notification each."""
+    count = 2 * BATCHES_PER_CALL + 3
+    refused_at = {5, BATCHES_PER_CALL}  # in a call, and the first of the second call
+    await zone.apply(ChangeBatch((Change(Action.CREATE, _tree(5)),
+                                  Change(Action.CREATE, _tree(BATCHES_PER_CALL)))))
+    before = await zone.serial()
+    confirmed = asyncio.Event()
+
+    async def resync() -> None:
+        confirmed.set()  # Redis confirmed the subscription
+
+    stream = zone.changes(resync=resync)
+    first = asyncio.ensure_future(anext(stream))
+    await asyncio.wait_for(confirmed.wait(), 5)
+    batches = [ChangeBatch((Change(Action.CREATE, _tree(i)),
+                            Change(Action.UPSERT, alias_record(f"e{i}.example",
+                                                               Alias(_tree(i).name, 1)))))
+               for i in range(count)]
+    outcomes = await zone.apply_many(batches)
+    assert [i for i, o in enumerate(outcomes) if isinstance(o, Rejected)] == sorted(refused_at)
+    assert all(o.reason is RejectReason.CREATE_EXISTS
+               for o in outcomes if isinstance(o, Rejected))
+    serials = [o.serial for o in outcomes if isinstance(o, Committed)]
+    assert serials == list(range(before + 1, before + 1 + count - len(refused_at)))
+    notified = [await asyncio.wait_for(first, 5)]
+    while len(notified) < len(serials):
+        notified.append(await asyncio.wait_for(anext(stream), 5))
+    await stream.aclose()
+    assert [n.serial for n in notified] == serials
+    assert notified[0].keys == (f"{_tree(0).name}|A", "e0.example|ALIAS")
+    snap = await zone.snapshot()
+    assert snap.alias("e5.example") is None  # the refused batch wrote nothing
+    assert snap.alias(f"e{count - 1}.example") == Alias(_tree(count - 1).name, 1)
+    assert await zone.references() == {_tree(i).name: 1 for i in range(count)
+                                       if i not in refused_at}
+
+
+async def test_a_batch_of_more_changes_than_lua_unpacks_at_once_commits(
+        zone: ZoneStore) -> None:
+    """A bulk batch (the benches' loads, a clean-up's prune) of 6,000 record sets: its reads
+    and writes are sliced inside the script; the clean-up's scan finds every tree."""
+    trees = [_tree(i) for i in range(6000)]
+    done = await zone.apply(ChangeBatch(tuple(Change(Action.CREATE, t) for t in trees)))
+    values = await zone.get_many([t.key for t in trees])
+    assert all(values[t.key] == t.value for t in trees)
+    assert await zone.trees() == {t.name: t.value for t in trees}  # several scan steps
+    gone = await zone.apply(ChangeBatch(tuple(Change(Action.DELETE, t) for t in trees)))
+    assert gone.serial == done.serial + 1
+    assert set((await zone.get_many([t.key for t in trees])).values()) == {None}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.text(max_size=12), st.integers(min_value=-(2**53), max_value=2**53))
+def test_aliases_and_locks_are_spelled_canonically(text: str, number: int) -> None:
+    """The spelled-out encodings are byte for byte ``canonical`` (a DELETE matches bytes)."""
+    assert alias_record("n", Alias(text, number)) == RecordSet(
+        "n", RecordType.ALIAS, canonical({"target": text, "generation": number}))
+    assert lock_record("n", Lock(text, number)) == RecordSet(
+        "n", RecordType.TXT, canonical({"holder": text, "expires_ms": number}))
+    assert decode_alias(alias_record("n", Alias(text, number)).value) == Alias(text, number)
+    assert decode_lock(lock_record("n", Lock(text, number)).value) == Lock(text, number)
+    spaced = json.dumps({"generation": number, "target": text}, ensure_ascii=False, indent=1)
+    assert decode_alias(spaced) == Alias(text, number)  # any JSON spelling reads the same
+
+
+_names = st.text(max_size=8)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(list(Action)), _names, st.sampled_from(list(RecordType)),
+                          _names, st.booleans()), min_size=1, max_size=4),
+       st.lists(st.tuples(_names, st.integers(0, 2**40)), max_size=2),
+       st.none() | st.integers(0, 2**50))
+def test_a_batch_is_sent_as_the_compact_json_of_its_fields(
+        changes: list[tuple[Action, str, RecordType, str, bool]],
+        fences: list[tuple[str, int]], not_after_ms: int | None) -> None:
+    batch = ChangeBatch(tuple(Change(a, RecordSet(n, t, v), u) for a, n, t, v, u in changes),
+                        tuple(GenerationFence(n, b) for n, b in fences), not_after_ms)
+    assert batch.to_json() == json.dumps({
+        "changes": [{"action": a.value, "name": n, "type": t.value, "value": v,
+                     "if_unreferenced": u} for a, n, t, v, u in changes],
+        "fences": [{"name": n, "below": b} for n, b in fences],
+        "not_after_ms": not_after_ms}, separators=(",", ":"))
+
+
+async def test_notifications_carry_values_in_lines_or_json_when_a_value_breaks_lines(
+        zone: ZoneStore) -> None:
+    """A follower reads the same change whichever form it came in: a value with a line break
+    (no record set the enactor writes has one) makes the batch's notification JSON."""
+    confirmed = asyncio.Event()
+
+    async def resync() -> None:
+        confirmed.set()
+
+    stream = zone.changes(resync=resync)
+    first = asyncio.ensure_future(anext(stream))
+    await asyncio.wait_for(confirmed.wait(), 5)
+    odd = RecordSet("odd.example", RecordType.TXT, '{"note":"two\nlines"}')
+    plain, broken, deleted = await zone.apply_many([
+        ChangeBatch((Change(Action.CREATE, _tree(1)),)),
+        ChangeBatch((Change(Action.CREATE, odd), Change(Action.DELETE, _tree(1)))),
+        ChangeBatch((Change(Action.DELETE, odd),)),
+    ])
+    seen = [await asyncio.wait_for(first, 5)]
+    seen += [await asyncio.wait_for(anext(stream), 5) for _ in range(2)]
+    await stream.aclose()
+    assert [(c.serial, c.keys, c.values) for c in seen] == [
+        (plain.serial, (_tree(1).key,), (_tree(1).value,)),
+        (broken.serial, (odd.key, _tree(1).key), (odd.value, None)),
+        (deleted.serial, (odd.key,), (None,)),
+    ]
+    assert all(c.at_ms > 0 for c in seen)
