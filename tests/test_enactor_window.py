@@ -1,12 +1,10 @@
 """The windowed walk: a window of endpoints per round-trip, and the one-at-a-time walk's outcome.
 
-Which endpoints of a window must go alone is a pure function (tested without I/O; the walk's
-state machine has its own pure tests in test_enactor_walk.py). The rest runs the real Enactor
-on the real Redis: the same zone and history as ``window=1``; a lock lost inside a window (the
-zone says ``lock_conflict``) retried for that endpoint alone; a stall naming an endpoint in the
-middle of a window stalling right before that endpoint, with every endpoint before it
-committed; a ``lock_delay`` making the windowed walk back off exactly as the one-at-a-time walk
-does; a stop during a lock retry ending the round stopped, not applied, with no clean-up.
+Which endpoints of a window must go alone is a pure function (tested without I/O). The rest
+runs the real Enactor on the real Redis: the same zone and history as ``window=1``; a lock lost
+inside a window retried for that endpoint alone; a stall naming an endpoint mid-window stalling
+right before it, every endpoint before it committed; ``lock_delay`` backing off as the
+one-at-a-time walk does; a stop during a lock retry ending the round stopped, no clean-up.
 """
 
 from __future__ import annotations
