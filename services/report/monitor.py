@@ -236,6 +236,15 @@ class Monitor:
     def dns_answers(self) -> bool:
         return bool(self.dns) and self.dns[-1].addresses > 0
 
+    def healthy(self) -> bool:
+        """Healthy traffic: the name answers, no request failed over the last second, and no
+        virtual client of a fleet is failing (a client whose last answer was a negatively
+        cached NXDOMAIN from start-up fails until the cache entry expires, and may send no
+        request in that second)."""
+        last = self.load[-1] if self.load else None
+        fleet_clear = last is None or not last.fleet_clients or last.fleet_failing == 0
+        return self.dns_answers() and self.failure_ratio() == 0.0 and fleet_clear
+
     def recovered(self) -> bool:
         ratio = self.failure_ratio()
         return self.dns_answers() and ratio is not None and ratio < 0.01

@@ -154,9 +154,7 @@ async def run_mode(settings: Settings, mode: Mode, workdir: Path, rate: float,
         try:
             async with contextlib.AsyncExitStack() as stack, Monitor(
                     settings, label=f"[{mode}] ") as monitor:
-                await monitor.wait_until(
-                    lambda: monitor.dns_answers() and monitor.failure_ratio() == 0.0, 15,
-                    "healthy traffic")
+                await monitor.wait_until(monitor.healthy, 15, "healthy traffic")
                 requests_before, _ = monitor.totals()
                 extra = companion(settings) if companion else contextlib.nullcontext()
                 await stack.enter_async_context(extra)

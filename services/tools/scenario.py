@@ -268,9 +268,8 @@ async def run_scenario(scenario: Scenario, settings: Settings, mode: Mode,
             out = (lambda _: None) if quiet else print
             async with Monitor(settings, label=f"[{scenario.name}/{mode}] ",
                                out=out) as monitor:
-                await monitor.wait_until(  # generous: 1,000 clients start slowly on a busy box
-                    lambda: monitor.dns_answers() and monitor.failure_ratio() == 0.0, 30,
-                    "healthy traffic")
+                # generous: 1,000 clients start slowly on a busy box
+                await monitor.wait_until(monitor.healthy, 30, "healthy traffic")
                 before, _ = monitor.totals()
                 stale_before = monitor.client_stale_answers()
                 since_ms = WALL_CLOCK.now_ms()

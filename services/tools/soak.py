@@ -147,9 +147,7 @@ async def run_soak(settings: Settings, mode: Mode, duration_s: float, seed: int,
         client = redis_client(settings)
         try:
             async with Monitor(settings, label=f"[soak/{mode}] ", print_every_s=5.0) as monitor:
-                await monitor.wait_until(
-                    lambda: monitor.dns_answers() and monitor.failure_ratio() == 0.0, 20,
-                    "healthy traffic")
+                await monitor.wait_until(monitor.healthy, 20, "healthy traffic")
                 since_ms = WALL_CLOCK.now_ms()
                 dns_before = len(monitor.dns)
                 resolutions_before = _resolutions(monitor)
