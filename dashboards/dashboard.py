@@ -25,6 +25,11 @@ RATE = "[$__rate_interval]"
 AZ = 'az=~"$az"'
 REQUESTS = "dnsrace_client_requests_total"
 FAILURE_RATIO = (f'sum(rate({REQUESTS}{{outcome!="ok"}}{RATE})) / sum(rate({REQUESTS}{RATE}))')
+ENDPOINT_REQUESTS = "dnsrace_client_endpoint_requests_total"
+FAILURE_RATIO_BY_ENDPOINT = (
+    f'sum by (endpoint) (rate({ENDPOINT_REQUESTS}{{outcome!="ok"}}{RATE}))'
+    f" / sum by (endpoint) (rate({ENDPOINT_REQUESTS}{RATE}))"
+)
 FAILURE_RATIO_BY_OUTCOME = (
     f'sum by (outcome) (rate({REQUESTS}{{outcome!="ok"}}{RATE}))'
     f" / ignoring(outcome) group_left sum(rate({REQUESTS}{RATE}))"
@@ -62,10 +67,13 @@ class Row:
 ROWS = [
     Row("Clients: what the outage looks like", [
         Panel("Client failure ratio",
-              "Share of client requests that failed (A: all failures; B: by outcome). "
-              "dns_nodata is the October 2025 symptom: NOERROR with no address.",
+              "Share of client requests that failed (A: all failures; B: by outcome; C: by "
+              "the endpoint asked, with DNSRACE_LOAD_OTHER_SHARE of the requests on the FIPS "
+              "endpoint and the cells). dns_nodata is the October 2025 symptom: NOERROR with "
+              "no address.",
               (Query(FAILURE_RATIO, "all failures"),
-               Query(FAILURE_RATIO_BY_OUTCOME, "{{outcome}}")),
+               Query(FAILURE_RATIO_BY_OUTCOME, "{{outcome}}"),
+               Query(FAILURE_RATIO_BY_ENDPOINT, "endpoint {{endpoint}}")),
               unit="percentunit", max_value=1.0),
         Panel("Requests per second by outcome",
               "Client requests completed per second, by outcome (ok or why it failed).",

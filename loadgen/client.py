@@ -23,6 +23,7 @@ from dnslib import DNSLabel, DNSRecord
 from loadgen.fleet import Fleet
 from loadgen.metrics import (
     DROPPED,
+    ENDPOINT_REQUESTS,
     IN_FLIGHT,
     LATE,
     REQUEST_SECONDS,
@@ -35,8 +36,15 @@ from loadgen.outcome import Outcome
 from loadgen.resolver import Resolution, StubResolver
 from loadgen.schedule import LATE_THRESHOLD_S, arrival_time, rate_at
 from loadgen.stats import LatencyHistogram, LoadSummary
+from loadgen.targets import NameMix, other_endpoints
 from services.config import Settings
-from services.core.names import DEFAULT_HASH_KEY, DEFAULT_TABLE, REGIONAL, TARGET_PREFIX
+from services.core.names import (
+    DEFAULT_HASH_KEY,
+    DEFAULT_TABLE,
+    REGIONAL,
+    TARGET_PREFIX,
+    endpoint_label,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +89,12 @@ def request_for(seq: int, operation: Operation, table: str) -> tuple[str, bytes]
 class LoadRun:
     """The state of one run: counters, latency histograms, the requests in flight."""
 
-    def __init__(self, settings: Settings, names: tuple[str, ...], resolver: StubResolver,
+    def __init__(self, settings: Settings, mix: NameMix, resolver: StubResolver,
                  session: aiohttp.ClientSession, operation: Operation, table: str,
                  fleet: Fleet | None = None) -> None:
         self.settings = settings
         self.fleet = fleet
-        self.names = names
+        self.mix = mix
         self.resolver = resolver
         self.session = session
         self.operation = operation
@@ -159,10 +167,11 @@ class LoadRun:
         if outcome is Outcome.OK:
             self.latency_ok.record(latency)
         REQUESTS.labels(outcome).inc()
+        ENDPOINT_REQUESTS.labels(endpoint_label(self.mix.name_for(seq)), outcome).inc()
         REQUEST_SECONDS.observe(latency)
 
     async def call(self, seq: int) -> Outcome:
-        name = self.names[seq % len(self.names)]
+        name = self.mix.name_for(seq)
         if self.fleet is not None:
             return await self.fleet.call(self.fleet.choose(), name, seq, self.send,
                                          _count_resolution)
@@ -195,7 +204,7 @@ class LoadRun:
 
     def summary(self, peak_rate: float, duration_s: float) -> LoadSummary:
         return LoadSummary(
-            names=self.names, operation=self.operation, peak_rate_per_s=peak_rate,
+            names=self.mix.all_names, operation=self.operation, peak_rate_per_s=peak_rate,
             duration_s=duration_s, scheduled=self.sent + self.dropped, sent=self.sent,
             dropped=self.dropped, late=self.late,
             outcomes={str(o): self.outcomes.get(o, 0) for o in Outcome},
@@ -251,12 +260,14 @@ async def run_load(
     stop: asyncio.Event | None = None,
     clients: int | None = None,
     seed: int | None = None,
+    other_share: float | None = None,
 ) -> LoadSummary:
     """Run the load until ``duration_s``, ``max_requests`` or ``stop``; return its summary.
 
     Settings give the defaults (``load_rate``, ``load_duration_s``, ``load_ramp_s``,
-    ``load_max_in_flight``) and where to find the DNS server (``dns_host``, ``dns_port``) and
-    the load balancers (``lb_port``).  ``duration_s=0`` means until ``stop`` is set.
+    ``load_max_in_flight``, ``load_other_share``) and where to find the DNS server
+    (``dns_host``, ``dns_port``) and the load balancers (``lb_port``).  ``duration_s=0`` means
+    until ``stop`` is set.
     """
     rate = settings.load_rate if rate is None else rate
     duration_s = settings.load_duration_s if duration_s is None else duration_s
@@ -267,7 +278,8 @@ async def run_load(
         raise ValueError("rate, duration, ramp and clients must be >= 0 and max_in_flight >= 1")
     if duration_s == 0 and stop is None and max_requests is None:
         raise ValueError("an unbounded run needs a stop event, a duration or max_requests")
-    targets = validate_names(names)
+    share = settings.load_other_share if other_share is None else other_share
+    mix = NameMix(validate_names(names), other_endpoints(settings.cells), share)
     stop = stop if stop is not None else asyncio.Event()
     # with the unbound tier, every client asks Unbound; else our server straight
     dns_host, dns_port = (("127.0.0.1", settings.resolver_port) if settings.resolver == "unbound"
@@ -276,10 +288,11 @@ async def run_load(
     fleet = (Fleet(clients, dns_host, dns_port, seed=seed,
                    dns_timeout_s=dns_timeout_s) if clients > 0 else None)
     log.info("load: %g req/s (ramp %g s) for %s on %s", rate, ramp_s,
-             f"{duration_s:g} s" if duration_s else "ever", ", ".join(targets))
+             f"{duration_s:g} s" if duration_s else "ever", ", ".join(mix.names)
+             + (f" and {share:.0%} on {len(mix.others)} other endpoints" if share else ""))
     per_host = FLEET_POOL_PER_HOST if fleet is not None else 0
     async with client_session(max_in_flight, request_timeout_s, per_host) as session:
-        run = LoadRun(settings, targets, resolver, session, operation, table, fleet)
+        run = LoadRun(settings, mix, resolver, session, operation, table, fleet)
         try:
             async with asyncio.TaskGroup() as tasks:
                 covered = await run.schedule(tasks, stop, rate, ramp_s, duration_s,

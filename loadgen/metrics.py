@@ -1,4 +1,5 @@
-"""The load generator's Prometheus metrics (base units; ``outcome`` is the only label)."""
+"""The load generator's Prometheus metrics (base units; labels: ``outcome``, and the
+endpoint's role where the endpoint is named)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ RESOLUTIONS = Counter(
     ["outcome"],
 )
 REQUESTS = Counter("dnsrace_client_requests", "Requests completed, by outcome", ["outcome"])
+ENDPOINT_REQUESTS = Counter(
+    "dnsrace_client_endpoint_requests",
+    "Requests completed, by the endpoint they asked (regional, fips, cell) and outcome",
+    ["endpoint", "outcome"],
+)
 RESOLUTION_SECONDS = Histogram(
     "dnsrace_client_resolution_seconds", "Time to resolve the name for one request",
     buckets=_BUCKETS_S,
@@ -39,6 +45,8 @@ DNS_BAD_RESPONSES = Counter(
 
 for _outcome in Outcome:
     REQUESTS.labels(_outcome)
+    for _endpoint in ("regional", "fips", "dualstack", "cell"):
+        ENDPOINT_REQUESTS.labels(_endpoint, _outcome)
 for _outcome in DNS_OUTCOMES:
     RESOLUTIONS.labels(_outcome)
     DNS_QUERIES.labels("udp", _outcome)

@@ -71,6 +71,8 @@ class ProcessOptions:
     """Instance launches per second sent to ec2_api; None: ``ec2_launch_rate``; 0: none."""
     clients: int | None = None
     """Virtual clients; None: ``load_clients``; 0: one shared stub cache."""
+    other_share: float | None = None
+    """Share of requests on the FIPS endpoint and the cells; None: ``load_other_share``."""
 
 
 async def run_process(ctx: ServiceContext, options: ProcessOptions) -> LoadSummary:
@@ -88,7 +90,7 @@ async def run_process(ctx: ServiceContext, options: ProcessOptions) -> LoadSumma
             ramp_s=options.ramp_s, max_in_flight=options.max_in_flight,
             max_requests=options.max_requests, operation=options.operation,
             dns_timeout_s=options.dns_timeout_s, request_timeout_s=options.request_timeout_s,
-            stop=ctx.stopping, clients=options.clients,
+            stop=ctx.stopping, clients=options.clients, other_share=options.other_share,
         )
     finally:
         launching.cancel()

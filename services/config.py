@@ -101,6 +101,9 @@ class Settings:
                               "next one)", default=5310)
     load_clients: int = _doc("load generator: virtual clients, each with its own cache and "
                              "retries (0: one shared stub cache)", default=0)
+    load_other_share: float = _doc(
+        "load generator: share of requests sent to the FIPS endpoint and the account cells in "
+        "turn; the rest ask the regional name", default=0.0)
     lb_max_in_flight: int = _doc(
         "requests one load balancer serves at once; more wait in its queue", default=32)
     lb_queue: int = _doc(
@@ -172,6 +175,7 @@ class Settings:
             (self.resolver in ("stub", "unbound"), "DNSRACE_RESOLVER must be stub or unbound"),
             (0 <= self.load_clients <= 100_000, "DNSRACE_LOAD_CLIENTS must be between 0 and "
                                                 "100000"),
+            (0 <= self.load_other_share <= 1, "DNSRACE_LOAD_OTHER_SHARE must be from 0 to 1"),
             (self.lb_max_in_flight >= 1 and self.lb_queue >= 0 and self.lb_service_s >= 0,
              "DNSRACE_LB_MAX_IN_FLIGHT must be >= 1, DNSRACE_LB_QUEUE and _SERVICE_S >= 0"),
             (1 <= self.dwfm_hosts <= 4, "DNSRACE_DWFM_HOSTS must be between 1 and 4"),

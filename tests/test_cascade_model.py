@@ -18,7 +18,8 @@ from services.ec2.placement import Candidate, place
 from services.ec2.simulate import SimConfig, simulate
 from services.ec2.work import Offer, Policy, ServiceEstimate, WorkQueue
 from services.report.cascade import cascade_section, empty_spans, void_rate
-from services.tools.ec2 import HostStatus, format_status
+from services.runtime.scrape import Samples
+from services.tools.ec2 import HostStatus, format_status, host_status
 
 
 def test_placement_takes_only_a_leased_droplet_with_room_in_the_asked_az() -> None:
@@ -239,7 +240,8 @@ def test_the_report_section_shades_the_empty_name_and_marks_each_operator_action
 
 def test_ec2_status_says_who_holds_what_and_how_work_is_admitted() -> None:
     legacy = HostStatus(
-        "dwfm_1", {"use1-az1": 3, "use1-az2": 0, "use1-az4": 1}, 10, 40, 0.0, None, 0, 12
+        "dwfm_1", {"use1-az1": 3, "use1-az2": 0, "use1-az4": 1}, 10, 40, 0.0, None, 0, 12,
+        oldest_age_s=37.25,
     )
     throttled = HostStatus(
         "dwfm_2",
@@ -256,3 +258,20 @@ def test_ec2_status_says_who_holds_what_and_how_work_is_admitted() -> None:
     assert "off (every item admitted)" in text
     assert "admit <= 20 waiting, operators: 5.4/s; 7 refused" in text
     assert "leases held 14 of 20; void lease work so far 12" in text
+    # the oldest waiting item's age, past the deadline in the collapsed host; none waits in the
+    # other
+    header, first, second = text.splitlines()[:3]
+    assert "oldest" in header and "37.2s" in first and "0.0s" in second
+
+
+def test_ec2_status_reads_each_hosts_gauges() -> None:
+    samples = Samples({
+        ("dnsrace_dwfm_leases_held", frozenset({("az", "use1-az1")})): 4.0,
+        ("dnsrace_dwfm_droplets", frozenset({("az", "use1-az1")})): 6.0,
+        ("dnsrace_dwfm_queue_depth", frozenset()): 9.0,
+        ("dnsrace_dwfm_oldest_work_age_seconds", frozenset()): 12.5,
+        ("dnsrace_dwfm_goodput", frozenset()): 0.4,
+    })
+    status = host_status("dwfm_2", samples)
+    assert (status.held, status.droplets, status.queue_depth) == (4, 6, 9)
+    assert status.oldest_age_s == 12.5 and status.admission_limit is None

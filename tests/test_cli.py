@@ -38,6 +38,8 @@ def test_building_the_parser_registers_no_metrics() -> None:
     (("ec2", "throttle", "fast"), {}, "or 'off', not 'fast'"),
     (("ec2", "throttle", "0"), {}, "items per second per host (> 0)"),
     (("ec2", "restart", "3"), {}, "a DWFM host, 1 to 2"),
+    (("ec2", "launches", "fast"), {}, "launches takes a rate in launches per second (> 0) or "
+                                        "'off', not 'fast'"),
 ])
 def test_mistakes_get_one_clear_line(args: tuple[str, ...], env: dict[str, str],
                                      message: str) -> None:
@@ -62,6 +64,9 @@ def test_tools_say_when_the_cluster_is_not_up() -> None:
     throttle = dnsrace("ec2", "throttle", "5", DNSRACE_METRICS_PORT_BASE=port)
     assert throttle.returncode == 1 and "not reachable" in throttle.stderr
     assert "Traceback" not in throttle.stderr
+    launches = dnsrace("ec2", "launches", "2", DNSRACE_METRICS_PORT_BASE=port)
+    assert launches.returncode == 1 and "ec2_api is not reachable" in launches.stderr
+    assert "Traceback" not in launches.stderr
 
 
 def test_config_lists_every_setting_with_its_meaning() -> None:

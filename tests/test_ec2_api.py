@@ -7,6 +7,8 @@ droplets, then has no room.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -21,6 +23,7 @@ from services.ec2.api import Ec2Api, routes
 from services.runtime.redis_server import free_port
 from services.runtime.service import redis_client
 from services.store.launches import read_launches, set_netmgr_backlog
+from services.tools import ec2 as ec2_tool
 
 
 @dataclass
@@ -145,3 +148,37 @@ async def test_legacy_ignores_the_backlog_and_the_operators_can_limit_launches(a
     assert launch.outcome_of(status, body) is launch.LaunchOutcome.REQUEST_LIMIT_EXCEEDED
     status, _ = await api.call("/ec2/throttle", b'{"rate": -1}')
     assert status == 400
+
+
+async def test_dnsrace_ec2_launches_limits_and_frees_launches_on_the_running_api(
+        settings_db: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    """The operators' launch throttle through the CLI, against ec2_api on its own port."""
+    settings = settings_db.replace(metrics_port_base=free_port() - 16)
+    host = Placements([("d1", "use1-az1"), ("d2", "use1-az2"), ("d3", "use1-az4")])
+    host_app = web.Application()
+    host_app.router.add_post("/ec2/place", host.place)
+    host_runner, host_port = await _serve(host_app)
+    redis = redis_client(settings, retries=1)
+    async with aiohttp.ClientSession() as session:
+        app = web.Application()
+        routes(app, Ec2Api(settings, session, redis,
+                           hosts=[f"http://127.0.0.1:{host_port}/ec2/place"]))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", settings.metrics_port("ec2_api")).start()
+        api = Api(f"http://127.0.0.1:{settings.metrics_port('ec2_api')}", session, host, redis)
+        try:
+            args = argparse.Namespace(rate="0.001")
+            assert await asyncio.to_thread(ec2_tool.launches_command, args, settings) == 0
+            assert "launches limited to 0.001/s" in capsys.readouterr().out
+            status, body = await api.call("/RunInstances", b"{}")
+            assert launch.outcome_of(status, body) is launch.LaunchOutcome.REQUEST_LIMIT_EXCEEDED
+            args = argparse.Namespace(rate="off")
+            assert await asyncio.to_thread(ec2_tool.launches_command, args, settings) == 0
+            assert "not limited" in capsys.readouterr().out
+            status, body = await api.call("/RunInstances", b"{}")
+            assert launch.outcome_of(status, body) is launch.LaunchOutcome.OK
+        finally:
+            await runner.cleanup()
+            await host_runner.cleanup()
+            await redis.aclose()

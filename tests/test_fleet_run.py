@@ -9,10 +9,11 @@ import time
 
 from loadgen.client import run_load
 from loadgen.outcome import Outcome
+from loadgen.targets import other_endpoints
 from services.core.balancers import Health
 from services.fleet.endpoints import LoadBalancerFleet
 from tests.test_loadgen_resolver import ScriptedDNS, answer, negative
-from tests.test_loadgen_run import NETWORK, dns, lbs, settings_for
+from tests.test_loadgen_run import NETWORK, dns, lbs, metric, settings_for
 
 __all__ = ["dns", "lbs"]  # fixtures
 
@@ -56,3 +57,22 @@ async def test_an_empty_answer_fails_the_fleet_client_by_client(
     assert summary.failing is not None and summary.failing["peak_share"] == 1.0
     ramp = summary.failing["ramp_s"]
     assert ramp is not None and 0 < ramp < 1.5  # not a step: the clients fail one by one
+
+
+async def test_a_set_share_of_the_fleet_asks_the_fips_endpoint_and_the_cells(
+        lbs: LoadBalancerFleet, dns: ScriptedDNS) -> None:
+    dns.script = lambda q, _: answer(q, *ADDRESSES, ttl=60)
+    settings = settings_for(lbs, dns).replace(cells=2, load_other_share=0.25)
+    before = {e: metric("dnsrace_client_endpoint_requests_total", endpoint=e, outcome="ok")
+              for e in ("regional", "fips", "cell")}
+    summary = await run_load(settings, rate=200, duration_s=1.0, ramp_s=0, clients=50, seed=2)
+    assert summary.outcomes[Outcome.OK] == summary.completed == 200
+    # a quarter of the requests, in turn over FIPS and both cells; the rest the regional name
+    asked = {e: metric("dnsrace_client_endpoint_requests_total", endpoint=e, outcome="ok")
+             - before[e] for e in before}
+    assert asked == {"regional": 150, "fips": 17, "cell": 33}
+    others = other_endpoints(2)
+    assert summary.names == ("dynamodb.us-east-1.amazonaws.com", *others)
+    # every client resolved each name it asked once, through its own cache
+    queried = {name for _, name in dns.queries}
+    assert queried == {"dynamodb.us-east-1.amazonaws.com", *others}

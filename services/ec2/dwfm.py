@@ -39,6 +39,8 @@ ADOPT_RETRY = RetryBackoff(base_s=0.1, cap_s=2.0)
 LEASES_HELD = Gauge("dnsrace_dwfm_leases_held", "Droplet leases this DWFM host holds", ["az"])
 DROPLETS = Gauge("dnsrace_dwfm_droplets", "Droplets this DWFM host owns", ["az"])
 QUEUE_DEPTH = Gauge("dnsrace_dwfm_queue_depth", "Lease work items waiting for a worker")
+OLDEST_WORK_AGE = Gauge("dnsrace_dwfm_oldest_work_age_seconds",
+                        "How long the oldest lease work item has waited for a worker (0: none)")
 ADMISSION_LIMIT = Gauge("dnsrace_dwfm_admission_limit",
                         "Waiting items beyond which lease work is refused (0: no limit, legacy)")
 OPERATOR_THROTTLE = Gauge("dnsrace_dwfm_operator_throttle",
@@ -321,6 +323,7 @@ class DwfmHost:
                 self.leased_at.popleft()
             GOODPUT.set(len(self.leased_at) / GOODPUT_WINDOW_S)
             QUEUE_DEPTH.set(len(self.queue))
+            OLDEST_WORK_AGE.set(self.queue.oldest_age_s(now))
             for az in AZS:
                 INSTANCES.labels(az).set(sum(n for name, n in self.instances.items()
                                              if self.droplets[name].az == az))

@@ -84,7 +84,7 @@ def cmd_ec2(args: argparse.Namespace, settings: Settings) -> int:
     from services.tools import ec2
 
     handler = {"status": ec2.status_command, "throttle": ec2.throttle_command,
-               "restart": ec2.restart_command}[args.action]
+               "launches": ec2.launches_command, "restart": ec2.restart_command}[args.action]
     try:
         return handler(args, settings)
     except ec2.Ec2UsageError as e:
@@ -237,11 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
     ec2 = add("ec2", cmd_ec2, "EC2's DWFM hosts: droplet leases, lease work queue, throttle")
     ec2_sub = ec2.add_subparsers(dest="action", required=True, metavar="ACTION")
     ec2_status = ec2_sub.add_parser(
-        "status", help="leases held per AZ and host, queue depth, goodput, throttle")
+        "status", help="leases held per AZ and host, queue depth, oldest item's age, goodput, "
+                       "throttle")
     ec2_status.add_argument("--json", action="store_true", help="machine-readable output")
     ec2_throttle = ec2_sub.add_parser(
         "throttle", help="limit lease work admitted by every DWFM host (retries included)")
     ec2_throttle.add_argument("rate", metavar="RATE|off", help="items per second per host")
+    ec2_launches = ec2_sub.add_parser(
+        "launches", help="limit instance launches ec2_api accepts (RequestLimitExceeded beyond)")
+    ec2_launches.add_argument("rate", metavar="RATE|off", help="launches per second")
     ec2_restart = ec2_sub.add_parser(
         "restart", help="selectively restart one DWFM host: queue lost, rebuilt from droplets")
     ec2_restart.add_argument("host", metavar="HOST", help="1 to DNSRACE_DWFM_HOSTS, or dwfm_N")

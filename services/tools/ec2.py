@@ -2,7 +2,8 @@
 
 What the operators looked at on the morning of 20 October 2025: leases held per AZ and host,
 the queue of lease work, the rate at which leases are established (goodput), and whether new
-work is throttled; and what they did at 4:14 AM: throttle incoming work, restart hosts.
+work is throttled; and what they did at 4:14 AM: throttle incoming work, restart hosts; and,
+while the network-state backlog drained, limit new launches at ec2_api (``launches``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class HostStatus:
     void_total: int
     operator_throttle_per_s: float | None = None
     """The operators' rate limit on admitted work; None: off."""
+    oldest_age_s: float = 0.0
+    """How long the oldest waiting item has waited (0: the queue is empty)."""
 
     @property
     def held(self) -> int:
@@ -60,7 +63,8 @@ def host_status(host: str, samples: Samples) -> HostStatus:
         admission_limit=limit or None,
         throttled_total=int(samples.sum("dnsrace_dwfm_admissions_total", outcome="throttled")),
         void_total=int(samples.sum("dnsrace_dwfm_work_expired_total")),
-        operator_throttle_per_s=operator or None)
+        operator_throttle_per_s=operator or None,
+        oldest_age_s=round(samples.sum("dnsrace_dwfm_oldest_work_age_seconds"), 3))
 
 
 async def collect(settings: Settings) -> list[HostStatus]:
@@ -79,7 +83,7 @@ async def collect(settings: Settings) -> list[HostStatus]:
 
 def format_status(hosts: list[HostStatus]) -> str:
     header = f"{'host':<8}" + "".join(f"{az:>11}" for az in AZS) + \
-        f"{'held':>10}{'queue':>7}{'goodput/s':>11}  throttle"
+        f"{'held':>10}{'queue':>7}{'oldest':>8}{'goodput/s':>11}  throttle"
     lines = [header]
     for h in hosts:
         parts = [f"admit <= {h.admission_limit} waiting"] if h.admission_limit else []
@@ -89,6 +93,7 @@ def format_status(hosts: list[HostStatus]) -> str:
                     else "off (every item admitted)")
         lines.append(f"{h.host:<8}" + "".join(f"{h.leases_held.get(az, 0):>11}" for az in AZS)
                      + f"{f'{h.held}/{h.droplets}':>10}{h.queue_depth:>7}"
+                     + f"{f'{h.oldest_age_s:.1f}s':>8}"
                      + f"{h.goodput_per_s:>11.1f}  {throttle}")
     held, droplets = sum(h.held for h in hosts), sum(h.droplets for h in hosts)
     void = sum(h.void_total for h in hosts)
@@ -105,7 +110,8 @@ def status_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def parse_rate(text: str) -> float | None:
+def parse_rate(text: str, action: str = "throttle",
+               unit: str = "items per second per host") -> float | None:
     if text == "off":
         return None
     try:
@@ -113,8 +119,8 @@ def parse_rate(text: str) -> float | None:
     except ValueError:
         rate = 0.0
     if not rate > 0 or rate == float("inf"):
-        raise Ec2UsageError(f"throttle takes a rate in items per second per host (> 0) or "
-                            f"'off', not {text!r}; e.g. 'dnsrace ec2 throttle 5'")
+        raise Ec2UsageError(f"{action} takes a rate in {unit} (> 0) or 'off', not {text!r}; "
+                            f"e.g. 'dnsrace ec2 {action} 5'")
     return rate
 
 
@@ -129,15 +135,19 @@ def parse_host(text: str, settings: Settings) -> int:
 async def post(settings: Settings, host: int, path: str, body: dict[str, object]
                 ) -> dict[str, object]:
     url = f"http://127.0.0.1:{settings.metrics_port('dwfm', host - 1)}{path}"
+    return await post_to(url, f"dwfm_{host}", body)
+
+
+async def post_to(url: str, name: str, body: dict[str, object]) -> dict[str, object]:
     try:
         async with aiohttp.ClientSession() as session, session.post(
                 url, json=body, timeout=aiohttp.ClientTimeout(total=3)) as r:
             answer: dict[str, object] = await r.json()
             if r.status != 200:
-                raise Ec2Error(f"dwfm_{host} refused: {answer.get('error', r.status)}")
+                raise Ec2Error(f"{name} refused: {answer.get('error', r.status)}")
             return answer
     except (aiohttp.ClientError, TimeoutError) as e:
-        raise Ec2Error(f"dwfm_{host} is not reachable at {url} ({e or type(e).__name__}): "
+        raise Ec2Error(f"{name} is not reachable at {url} ({e or type(e).__name__}): "
                        "start the cluster ('dnsrace up')") from e
 
 
@@ -152,6 +162,19 @@ def throttle_command(args: argparse.Namespace, settings: Settings) -> int:
     for answer in asyncio.run(main()):
         print(f"{answer['host']}: throttle "
               + (f"{answer['rate']:g} items/s" if answer["rate"] else "off"))
+    return 0
+
+
+def launches_command(args: argparse.Namespace, settings: Settings) -> int:
+    """What the operators did to launches: ec2_api refuses beyond RATE a second
+    (RequestLimitExceeded), or no longer limits them (off)."""
+    rate = parse_rate(args.rate, "launches", "launches per second")
+    url = f"http://127.0.0.1:{settings.metrics_port('ec2_api')}/ec2/throttle"
+    answer = asyncio.run(post_to(url, "ec2_api", {"rate": rate}))
+    limit = answer["rate"]
+    print("ec2_api: " + (f"launches limited to {limit:g}/s (RequestLimitExceeded beyond)"
+                         if isinstance(limit, (int, float)) and limit else
+                         "launches not limited by the operators"))
     return 0
 
 

@@ -1,5 +1,5 @@
-"""``--clients N`` and ``--resolver`` on ``dnsrace demo`` and ``dnsrace run``: the size of the
-client fleet and what it resolves through."""
+"""``--clients N``, ``--other-share`` and ``--resolver`` on ``dnsrace demo`` and ``dnsrace run``:
+the size of the client fleet, which endpoints it asks, and what it resolves through."""
 
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="virtual clients, each with its own DNS cache, address choice and SDK retries "
              "(DNSRACE_LOAD_CLIENTS; 0: one shared stub cache as before)")
     parser.add_argument(
+        "--other-share", type=_share, metavar="SHARE",
+        help="share of requests (0 to 1) sent to the FIPS endpoint and the account cells in "
+             "turn; the rest ask the regional name (DNSRACE_LOAD_OTHER_SHARE, default 0)")
+    parser.add_argument(
         "--resolver", choices=("stub", "unbound"),
         help="stub: each client asks our DNS server; unbound: through a real caching resolver "
              "(Debian package 'unbound'; DNSRACE_RESOLVER, default stub)")
@@ -30,7 +34,9 @@ def apply(args: argparse.Namespace, settings: Settings, default: int | None = No
     if clients is None:
         clients = settings.load_clients or (default or 0)
     resolver = getattr(args, "resolver", None) or settings.resolver
-    return settings.replace(load_clients=clients, resolver=resolver)
+    share = getattr(args, "other_share", None)
+    share = settings.load_other_share if share is None else share
+    return settings.replace(load_clients=clients, resolver=resolver, load_other_share=share)
 
 
 def check(settings: Settings) -> str | None:
@@ -48,6 +54,17 @@ def _clients(text: str) -> int:
         raise argparse.ArgumentTypeError(f"--clients takes a whole number, got {text!r}") from None
     if not 0 <= value <= 100_000:
         raise argparse.ArgumentTypeError(f"--clients must be between 0 and 100000, got {value}")
+    return value
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--other-share takes a number from 0 to 1, got "
+                                         f"{text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"--other-share must be from 0 to 1, got {value:g}")
     return value
 
 
