@@ -38,6 +38,11 @@ def demo_table(run: list[dict[str, Any]]) -> str:
         ("peak client failure ratio", lambda r: f"{r['failure_ratio_peak']:.0%}"),
         ("outage length", lambda r: _s(r["outage_s"])),
         ("recovery after repair", lambda r: _s(r["recovery_s"])),
+        ("clients (resolver)", lambda r: f"{r.get('clients', 1)} ({r.get('resolver', 'stub')})"),
+        ("fleet peak share failing", lambda r: "-" if r.get("fleet_peak_share") is None
+         else f"{r['fleet_peak_share']:.0%}"),
+        ("fleet ramp 10 -> 90 % failing", lambda r: _s(r.get("fleet_ramp_s"))),
+        ("fleet recovery 90 -> 10 %", lambda r: _s(r.get("fleet_recovery_ramp_s"))),
         ("requests", lambda r: str(r["requests"])),
         ("failed requests", lambda r: str(r["failed_requests"])),
         ("rejected batches (4 s, by reason)", lambda r: ", ".join(

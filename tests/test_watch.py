@@ -124,6 +124,7 @@ def test_once_on_the_running_cluster_shows_the_regional_name_answering(
     text = observed.once_output
     assert "dynamodb.us-east-1.amazonaws.com: " in text and " addresses" in text
     assert "not answering" not in text and "newest plan " in text
+    assert "droplets held" in text and "lease work waiting" in text  # DWFM's hosts (issue 14)
     for az in ("use1-az1", "use1-az2", "use1-az4"):
         assert az in text
 
@@ -197,3 +198,42 @@ def test_network_lines_stay_away_while_none_of_those_processes_answers() -> None
     text = watch.render(frame)
     assert "network state" not in text and "nlb " not in text and "service " not in text
     assert "not answering  enactor_az4" in text and "netmgr" not in text
+
+
+EC2_BEFORE = {
+    "dwfm_1": 'dnsrace_dwfm_leases_held{az="use1-az1"} 10\n'
+              'dnsrace_dwfm_leases_held{az="use1-az2"} 5\n'
+              'dnsrace_dwfm_droplets{az="use1-az1"} 50\ndnsrace_dwfm_droplets{az="use1-az2"} 50\n'
+              "dnsrace_dwfm_queue_depth 300\ndnsrace_dwfm_oldest_work_age_seconds 41.5\n"
+              "dnsrace_dwfm_goodput 0.2\ndnsrace_dwfm_work_expired_total 100\n",
+    "dwfm_2": 'dnsrace_dwfm_leases_held{az="use1-az4"} 20\n'
+              'dnsrace_dwfm_droplets{az="use1-az4"} 100\n'
+              "dnsrace_dwfm_queue_depth 250\ndnsrace_dwfm_oldest_work_age_seconds 12.0\n"
+              "dnsrace_dwfm_goodput 0.4\ndnsrace_dwfm_work_expired_total 40\n",
+    "loadgen": BEFORE["loadgen"]
+    + 'dnsrace_ec2_launches_total{outcome="ok"} 10\n'
+      'dnsrace_ec2_launches_total{outcome="insufficient_capacity"} 3\n',
+}
+EC2_AFTER = {
+    "dwfm_1": EC2_BEFORE["dwfm_1"].replace("expired_total 100", "expired_total 106"),
+    "dwfm_2": EC2_BEFORE["dwfm_2"],
+    "loadgen": AFTER["loadgen"] + 'dnsrace_ec2_launches_total{outcome="ok"} 10\n'
+                                  'dnsrace_ec2_launches_total{outcome="insufficient_capacity"} 7\n',
+}
+
+
+def test_ec2_lines_show_leases_lost_work_too_late_and_launches_refused() -> None:
+    frame = watch.build_frame(snapshot(10.0, {**BEFORE, **EC2_BEFORE}, None),
+                              snapshot(12.0, {**AFTER, **EC2_AFTER}, None), started=0.0)
+    assert frame.ec2 is not None
+    text = watch.render(frame)
+    assert "35 of 200 droplets held  <== LEASES LOST; goodput 0.6/s" in text
+    # the oldest item on the host where it is oldest, not a sum over hosts
+    assert "lease work waiting 550 (oldest 41.5 s); void 3.0/s  <== WORK DONE TOO LATE" in text
+    assert "ec2 launches   insufficient_capacity 2.0/s\n" in text + "\n"
+
+
+def test_ec2_lines_stay_away_without_dwfm_hosts() -> None:
+    frame = watch.build_frame(snapshot(10.0, BEFORE, None), snapshot(11.0, AFTER, None),
+                              started=0.0)
+    assert frame.ec2 is None and "ec2 " not in watch.render(frame)

@@ -286,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     repeat.add_argument("--only", action="append", help="matrix rows whose name has this")
     repeat.add_argument("--rate", type=float, default=200.0, help="demo requests/s")
     repeat.add_argument("--out", type=Path, required=True, help="the JSON result to write")
+    fleet_args.add_arguments(repeat)  # the demo's 1,000 clients unless --clients says else
     soak = add("soak", cmd_soak, "random process faults under load, then a correctness report")
     soak.add_argument("--mode", choices=("legacy", "safe"), default="safe")
     soak.add_argument("--duration", type=float, default=120.0, metavar="SECONDS",

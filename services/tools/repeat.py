@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.common import machine
 from services.config import Mode, Settings
+from services.tools import fleet_args
 from services.tools.demo import ModeResult, format_summary, run_mode
 from services.tools.matrix import format_table, run_matrix
 from services.tools.repeat_explore import run_rows
@@ -35,7 +36,12 @@ def mode_figures(r: ModeResult) -> dict[str, Any]:
         "unanswered_polls": r.unanswered_polls, "dns_polls": r.dns_polls,
         "time_to_empty_s": r.time_to_empty_s, "time_to_failing_s": r.time_to_failing_s,
         "failure_ratio_peak": round(r.failure_ratio_peak, 3), "outage_s": r.outage_s,
-        "recovery_s": r.recovery_s, "requests": int(sum(r.requests.values())),
+        "recovery_s": r.recovery_s, "clients": r.fleet.clients if r.fleet else 1,
+        "resolver": r.resolver,
+        "fleet_peak_share": round(r.fleet.peak_share, 3) if r.fleet else None,
+        "fleet_ramp_s": r.fleet.ramp_s if r.fleet else None,
+        "fleet_recovery_ramp_s": r.fleet.recovery_ramp_s if r.fleet else None,
+        "requests": int(sum(r.requests.values())),
         "failed_requests": r.failed_requests, "rejected_while_broken": r.rejected_while_broken,
         "wall_s": round(r.wall_s, 1), "problems": r.problems,
     }
@@ -118,7 +124,10 @@ def repeat_command(args: argparse.Namespace, settings: Settings) -> int:
     except ScenarioError as e:
         print(f"dnsrace repeat: {e}", file=sys.stderr)
         return 2
-    result = repeat(args, settings)
+    fleet = fleet_args.prepare(args, settings, "demo" if args.kind == "demo" else "run")
+    if fleet is None:
+        return 2
+    result = repeat(args, fleet)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
     print(result["summary"])

@@ -29,7 +29,14 @@ from services.runtime.scrape import (
     network_metrics_urls,
     scrape,
 )
-from services.tools.watch_network import NetworkView, network_view, render_network
+from services.tools.watch_network import (
+    Ec2View,
+    NetworkView,
+    ec2_view,
+    network_view,
+    render_ec2,
+    render_network,
+)
 
 if TYPE_CHECKING:  # the resolver registers client metrics: import it only where it runs
     from loadgen.resolver import StubResolver
@@ -98,6 +105,7 @@ class Frame:
     fleet_failing: int = 0
     """Virtual clients of the fleet, and those whose last request failed (0: no fleet)."""
     network: NetworkView | None = None
+    ec2: Ec2View | None = None
     """Network Manager, instances, NLB and its clients, when any of them answers."""
 
 
@@ -187,6 +195,7 @@ def build_frame(prev: Snapshot | None, cur: Snapshot, started: float) -> Frame:
         fleet_clients=int(now.sum("dnsrace_client_fleet_clients")),
         fleet_failing=int(now.sum("dnsrace_client_fleet_failing")),
         network=network_view(cur.processes, now, before, span),
+        ec2=ec2_view(cur.processes, now, before, span),
     )
 
 
@@ -238,6 +247,7 @@ def render(frame: Frame) -> str:
                      f"{e.plans_per_s:>7.1f}  {lost:<14} {rejected}{errors}")
     faults = ", ".join(f"{kind} on {target}" for kind, target in frame.faults)
     lines.append(f"faults         {faults or 'none'}")
+    lines += render_ec2(frame.ec2)
     lines += render_network(frame.network)
     if frame.down:
         lines.append(f"not answering  {', '.join(frame.down)}")

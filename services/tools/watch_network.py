@@ -1,5 +1,6 @@
-"""``dnsrace watch``'s lines for the cascade's part 2: Network Manager, the instances, the NLB and
-its clients. Shown only when those processes answer /metrics (a race-only cluster runs none).
+"""``dnsrace watch``'s lines for the cascade: DWFM's leases and the launches (part 1); Network
+Manager, the instances, the NLB and its clients (part 2). Each shown only when its processes
+answer /metrics (a race-only cluster runs none of part 2).
 
 Pure: a view built from two scrapes, and its text.
 """
@@ -12,6 +13,20 @@ from services.core.names import AZS
 from services.runtime.scrape import NETWORK_PROCESSES, Samples
 
 INSTANCES = tuple(p for p in NETWORK_PROCESSES if p.startswith("instances_"))
+
+
+@dataclass(frozen=True)
+class Ec2View:
+    leases_held: int
+    droplets: int
+    queue_depth: int
+    oldest_age_s: float
+    """The oldest waiting lease work item's age on the host where it is oldest."""
+    goodput_per_s: float
+    void_per_s: float
+    """Lease work finished after its deadline, per second (the collapse's signature)."""
+    launches_per_s: dict[str, float]
+    """Launches answered per second, by outcome (ok, insufficient_capacity, ...)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,44 @@ def _increase(cur: Samples, prev: Samples | None, name: str, **match: str) -> fl
     if prev is None:
         return 0.0
     return max(0.0, cur.sum(name, **match) - prev.sum(name, **match))
+
+
+def ec2_view(processes: dict[str, Samples], cur: Samples, prev: Samples | None,
+             span_s: float) -> Ec2View | None:
+    """DWFM's hosts and the launches, or None when no DWFM host answers."""
+    hosts = [samples for name, samples in processes.items()
+             if name.startswith("dwfm_") and samples.values]
+    if not hosts:
+        return None
+
+    def per_s(value: float) -> float:
+        return value / span_s if span_s > 0 else 0.0
+
+    launches = {outcome: per_s(_increase(cur, prev, "dnsrace_ec2_launches_total",
+                                         outcome=outcome))
+                for outcome in cur.by("dnsrace_ec2_launches_total", "outcome")}
+    return Ec2View(
+        leases_held=int(cur.sum("dnsrace_dwfm_leases_held")),
+        droplets=int(cur.sum("dnsrace_dwfm_droplets")),
+        queue_depth=int(cur.sum("dnsrace_dwfm_queue_depth")),
+        oldest_age_s=max(h.sum("dnsrace_dwfm_oldest_work_age_seconds") for h in hosts),
+        goodput_per_s=cur.sum("dnsrace_dwfm_goodput"),
+        void_per_s=per_s(_increase(cur, prev, "dnsrace_dwfm_work_expired_total")),
+        launches_per_s={k: v for k, v in launches.items() if v > 0})
+
+
+def render_ec2(view: Ec2View | None) -> list[str]:
+    """DWFM's lines (none when no DWFM host answers)."""
+    if view is None:
+        return []
+    lost = "  <== LEASES LOST" if view.leases_held < view.droplets else ""
+    void = "  <== WORK DONE TOO LATE" if view.void_per_s > 0 else ""
+    launches = "  ".join(f"{k} {v:.1f}/s" for k, v in sorted(view.launches_per_s.items()))
+    return [f"ec2 leases     {view.leases_held} of {view.droplets} droplets held{lost}; "
+            f"goodput {view.goodput_per_s:.1f}/s",
+            f"               lease work waiting {view.queue_depth} (oldest "
+            f"{view.oldest_age_s:.1f} s); void {view.void_per_s:.1f}/s{void}",
+            f"ec2 launches   {launches or 'none'}"]
 
 
 def network_view(processes: dict[str, Samples], cur: Samples, prev: Samples | None,
