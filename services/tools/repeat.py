@@ -47,8 +47,15 @@ def mode_figures(r: ModeResult) -> dict[str, Any]:
     }
 
 
+def _plain(value: object) -> object:
+    """A dataclass field's value as JSON sees it (the fleet's figures are dataclasses)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
 def outcome_figures(o: Outcome) -> dict[str, Any]:
-    figures = {f.name: getattr(o, f.name) for f in dataclasses.fields(o)
+    figures = {f.name: _plain(getattr(o, f.name)) for f in dataclasses.fields(o)
                if f.name not in ("record", "violations")}
     figures["violations"] = sorted({v.invariant.name for v in o.violations})
     figures["ok"] = o.ok
@@ -81,13 +88,39 @@ def summary(result: dict[str, Any]) -> str:
                 f"{sum(r['schedules'] for r in safe):,} schedules")
     outcomes = [o for run in runs for o in (run if isinstance(run, list) else [run])]
     passed = sum(1 for o in outcomes if o.get("ok", not o.get("failures")))
-    return f"{result['kind']}: {passed} of {len(outcomes)} runs met every expectation"
+    line = f"{result['kind']}: {passed} of {len(outcomes)} runs met every expectation"
+    return line + fleet_summary(outcomes, result.get("settings", {}))
+
+
+def fleet_summary(outcomes: list[dict[str, Any]], settings: dict[str, Any]) -> str:
+    """Issue 19's bounds over runs with a fleet and a repair: 90 % of the clients failing
+    within TTL + 2 s of the first empty answer, back to 10 % within TTL + negative TTL + 2 s
+    of the repair."""
+    timed = [o["events"] for o in outcomes
+             if isinstance(o.get("events"), dict) and o["events"].get("repair_at_s") is not None]
+    if not timed or "ttl_s" not in settings:
+        return ""
+    ttl, negative = settings["ttl_s"], settings["negative_ttl_s"]
+    failing = [e["failing_90_at_s"] - e["empty_at_s"] for e in timed
+               if e["failing_90_at_s"] is not None and e["empty_at_s"] is not None]
+    recovered = [e["recovered_at_s"] - e["repair_at_s"] for e in timed
+                 if e["recovered_at_s"] is not None]
+    return (f"; 90 % of the fleet failing {_spread(failing)} s after the first empty answer "
+            f"(within {ttl + 2} s in {sum(f <= ttl + 2 for f in failing)} of {len(timed)}), "
+            f"back to 10 % {_spread(recovered)} s after the repair (within "
+            f"{ttl + negative + 2} s in {sum(r <= ttl + negative + 2 for r in recovered)} of "
+            f"{len(timed)})")
 
 
 def repeat(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     started = time.monotonic()
     result: dict[str, Any] = {"kind": args.kind, "command": "dnsrace " + " ".join(sys.argv[1:]),
-                              "machine": machine(), "runs": []}
+                              "machine": machine(), "runs": [],
+                              "settings": {"ttl_s": settings.ttl_s,
+                                           "negative_ttl_s": settings.negative_ttl_s,
+                                           "load_clients": settings.load_clients,
+                                           "resolver": settings.resolver,
+                                           "load_other_share": settings.load_other_share}}
     workdir = Path(tempfile.mkdtemp(prefix="dnsrace-repeat-"))
     for i in range(args.runs):
         print(f"=== run {i + 1} of {args.runs}", flush=True)
