@@ -238,12 +238,33 @@ class Monitor:
 
     def healthy(self) -> bool:
         """Healthy traffic: the name answers, no request failed over the last second, and no
-        virtual client of a fleet is failing (a client whose last answer was a negatively
-        cached NXDOMAIN from start-up fails until the cache entry expires, and may send no
-        request in that second)."""
-        last = self.load[-1] if self.load else None
-        fleet_clear = last is None or not last.fleet_clients or last.fleet_failing == 0
-        return self.dns_answers() and self.failure_ratio() == 0.0 and fleet_clear
+        virtual client of a fleet will fail from a start-up answer it still holds.
+
+        A client whose last answer was a negatively cached NXDOMAIN (the zone not yet written
+        at start-up) fails until the entry expires and may send no request in a given second;
+        at a low rate per client its next request may be many seconds away. So either no
+        client's last request failed, or no request failed for the negative TTL (every entry
+        cached by a failure has expired since)."""
+        if not (self.dns_answers() and self.failure_ratio() == 0.0):
+            return False
+        last = self.load[-1]
+        if not last.fleet_clients or last.fleet_failing == 0:
+            return True
+        return self.failure_free_for(max(1.0, float(self.settings.negative_ttl_s)))
+
+    def failure_free_for(self, window_s: float) -> bool:
+        """No client request failed over the last ``window_s`` (observed for that long)."""
+        if not self.load:
+            return False
+        last = self.load[-1]
+        first = next((p for p in reversed(self.load) if last.at - p.at >= window_s), None)
+        if first is None:
+            return False
+
+        def failed(sample: LoadSample) -> float:
+            return sum(sample.requests.get(o, 0) for o in FAILURES)
+
+        return failed(last) == failed(first)
 
     def recovered(self) -> bool:
         ratio = self.failure_ratio()
