@@ -74,8 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cascade_bench", description=__doc__)
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/issue14-cascade.json")
     args = parser.parse_args(argv)
-    result = {"benchmark": "dnsrace cascade --stage dwfm --json", "machine": machine(),
-              "runs": {name: run(name, *spec) for name, spec in RUNS.items()}}
+    result: dict[str, Any] = {"benchmark": "dnsrace cascade --stage dwfm --json",
+                              "machine": machine(),
+                              "runs": {name: run(name, *spec) for name, spec in RUNS.items()}}
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     for name, r in result["runs"].items():
         s = r["summary"]

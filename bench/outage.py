@@ -1,12 +1,12 @@
 """The whole outage's figures: ``dnsrace outage --json``, legacy and safe.
 
-    .venv/bin/python -m bench.outage [--only legacy|safe]
+    .venv/bin/python -m bench.outage [--only legacy|safe|safe-all]
 
-Runs the command as a user does, on ports of its own (never a running cluster's), in legacy
-and in safe with ``DNSRACE_PROTECTIONS=queue_throttle,velocity_control`` (no DNS protection: the
-race still empties the name), and writes each JSON object with the command's wall time, the
-machine, its load, the tool versions and the commit to
-``bench/results/issue15-outage-<mode>.json``.
+Runs the command as a user does, on ports of its own (never a running cluster's), in legacy,
+in safe with ``DNSRACE_PROTECTIONS=queue_throttle,velocity_control`` (no DNS protection: the
+race still empties the name), and in safe with every protection (``safe-all``: nothing should
+break end to end), and writes each JSON object with the command's wall time, the machine, its
+load, the tool versions and the commit to ``bench/results/issue15-outage-<run>.json``.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from typing import Any
 
 from bench.common import PYTHON, REPO, free_port, load_average, machine
 
-RUNS: dict[str, dict[str, str]] = {
-    "legacy": {},
-    "safe": {"DNSRACE_PROTECTIONS": "queue_throttle,velocity_control"},
+RUNS: dict[str, tuple[str, dict[str, str]]] = {
+    "legacy": ("legacy", {}),
+    "safe": ("safe", {"DNSRACE_PROTECTIONS": "queue_throttle,velocity_control"}),
+    "safe-all": ("safe", {}),
 }
-"""Each ``--mode`` and its extra settings."""
+"""Each run: its ``--mode`` and its extra settings."""
 
 
 def metrics_base(span: int = 30) -> int:
@@ -79,14 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.outage", description=__doc__)
     parser.add_argument("--only", choices=tuple(RUNS))
     args = parser.parse_args(argv)
-    for mode, extra in RUNS.items():
-        if args.only and mode != args.only:
+    for name, (mode, extra) in RUNS.items():
+        if args.only and name != args.only:
             continue
         result = run(mode, extra)
-        out = REPO / f"bench/results/issue15-outage-{mode}.json"
+        out = REPO / f"bench/results/issue15-outage-{name}.json"
         out.write_text(json.dumps(result, indent=1) + "\n")
         s = result["summary"]
-        print(f"{mode:<7} wall {result['command_wall_s']:6.1f} s  in AWS's order "
+        print(f"{name:<8} wall {result['command_wall_s']:6.1f} s  in AWS's order "
               f"{s['in_aws_order']}  missing {s['stages_missing']}  invariants "
               f"{ {k: v['held'] for k, v in s['invariants'].items()} }  NLB min AZ records "
               f"{s['nlb_min_az_records']}  service ok after repair "
