@@ -26,8 +26,8 @@ from typing import Any
 
 from bench.common import PYTHON, REPO, load_average, machine, require, tool_versions
 from services import config
+from services.runtime.ports import free_port
 from services.runtime.prometheus import PrometheusServer, write_config
-from services.runtime.redis_server import free_port
 
 SAFE_PROTECTIONS = "queue_throttle,velocity_control"
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,29 +21,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.common import PYTHON, REPO, free_port, load_average, machine
+from bench.common import PYTHON, REPO, load_average, machine
+from services.runtime.ports import free_port, metrics_port_base
 
 RUNS: dict[str, tuple[str, dict[str, str]]] = {
     "legacy": ("legacy", {}),
     "queue_throttle": ("safe", {"DNSRACE_PROTECTIONS": "queue_throttle"}),
 }
 """Each run's ``--mode`` and extra settings."""
-
-
-def metrics_base(span: int = 20) -> int:
-    """A first /metrics port with ``span`` free ports after it."""
-    for _ in range(100):
-        base = free_port()
-        if base + span > 65000:
-            continue
-        try:
-            for port in range(base, base + span):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no run of free ports for the cluster's /metrics")
 
 
 def run(name: str, mode: str, extra: dict[str, str]) -> dict[str, Any]:
@@ -54,7 +38,7 @@ def run(name: str, mode: str, extra: dict[str, str]) -> dict[str, Any]:
     env.update({
         "DNSRACE_REDIS_PORT": str(free_port()), "DNSRACE_DNS_PORT": str(free_port()),
         "DNSRACE_CONTROL_PORT": str(free_port()), "DNSRACE_LB_PORT": str(free_port()),
-        "DNSRACE_METRICS_PORT_BASE": str(metrics_base()), "DNSRACE_LB_NETWORK": "127.0.23",
+        "DNSRACE_METRICS_PORT_BASE": str(metrics_port_base()), "DNSRACE_LB_NETWORK": "127.0.23",
         "DNSRACE_STATE_DIR": str(state / "state")})
     load = load_average()
     started = time.monotonic()

@@ -15,7 +15,8 @@ from typing import Any
 
 import redis
 
-from bench.common import PYTHON, Child, cpu_seconds, free_port
+from bench.common import PYTHON, Child, cpu_seconds
+from services.runtime.ports import metrics_port_base
 from services.store.zone import ZoneKeys
 
 
@@ -33,7 +34,7 @@ class Churn:
             return int(client.get(ZoneKeys().serial) or 0)
 
     def start(self) -> Churn:
-        base = free_port() - 4
+        base = metrics_port_base()
         env = {k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")}
         env.update(DNSRACE_REDIS_URL=self.redis_url, DNSRACE_CELLS=str(self.cells),
                    DNSRACE_PLAN_INTERVAL_S=f"{self.interval_s:g}",

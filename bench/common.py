@@ -30,21 +30,6 @@ class BenchError(DnsraceError, RuntimeError):
     """A benchmark could not run (a tool is missing, a server did not start)."""
 
 
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (DNS servers bind both)."""
-    for _ in range(50):
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise BenchError("no port free for both UDP and TCP")
-
-
 class ToolMissing(BenchError):
     """A system tool the benchmark compares against is not installed (the only skip reason)."""
 

@@ -17,18 +17,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import PYTHON, BenchError, cpu_seconds, free_port, wait_answering
+from bench.common import PYTHON, BenchError, cpu_seconds, wait_answering
 from services import config
 from services.config import Settings
 from services.core import names
 from services.runtime.cluster import Cluster, cluster_env
+from services.runtime.ports import free_port, metrics_port_base
 
 PROCESSES = ("redis", "planner", "enactor_az1", "dns", "endpoints")
 
 
 def _settings(root: Path) -> Settings:
     return config.load({}, redis_port=free_port(), dns_port=free_port(),
-                       control_port=free_port(), metrics_port_base=free_port() + 100,
+                       control_port=free_port(), metrics_port_base=metrics_port_base(),
                        lb_network="127.0.31", lb_port=free_port(), cells=0,
                        state_dir=str(root / "state"), log_level="WARNING")
 

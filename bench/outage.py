@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +23,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.common import PYTHON, REPO, free_port, load_average, machine
+from bench.common import PYTHON, REPO, load_average, machine
+from services.runtime.ports import free_port, metrics_port_base
 
 RUNS: dict[str, tuple[str, dict[str, str]]] = {
     "legacy": ("legacy", {}),
@@ -35,21 +34,6 @@ RUNS: dict[str, tuple[str, dict[str, str]]] = {
 """Each run: its ``--mode`` and its extra settings."""
 
 
-def metrics_base(span: int = 30) -> int:
-    """A first /metrics port with ``span`` free ports after it, below the ephemeral range (the
-    run's health checks and calls leave thousands of local ports there in TIME_WAIT)."""
-    for base in random.sample(range(20000, 32000, span), 100):
-        try:
-            for port in range(base, base + span):
-                with socket.socket() as probe:
-                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no run of free ports for the cluster's /metrics")
-
-
 def run(mode: str, extra: dict[str, str]) -> dict[str, Any]:
     state = Path(tempfile.mkdtemp(prefix=f"dnsrace-bench-outage-{mode}-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")}
@@ -57,7 +41,7 @@ def run(mode: str, extra: dict[str, str]) -> dict[str, Any]:
     env.update({
         "DNSRACE_REDIS_PORT": str(free_port()), "DNSRACE_DNS_PORT": str(free_port()),
         "DNSRACE_CONTROL_PORT": str(free_port()), "DNSRACE_LB_PORT": str(free_port()),
-        "DNSRACE_METRICS_PORT_BASE": str(metrics_base(30)), "DNSRACE_LB_NETWORK": "127.0.23",
+        "DNSRACE_METRICS_PORT_BASE": str(metrics_port_base()), "DNSRACE_LB_NETWORK": "127.0.23",
         "DNSRACE_STATE_DIR": str(state / "state")})
     load = load_average()
     started = time.monotonic()

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import redis
 
-from services.runtime.redis_server import EmbeddedRedis, free_port
+from services.runtime.ports import metrics_port_base
+from services.runtime.redis_server import EmbeddedRedis
 
 AZS = ("use1-az1", "use1-az2", "use1-az4")
 NAME_KEY = "api.elb.us-east-1.amazonaws.com|A"
 
 r = EmbeddedRedis(Path(tempfile.mkdtemp())).start()
-base = str(free_port() // 100 * 100 - 2000)
+base = str(metrics_port_base())
 env = dict(os.environ, DNSRACE_REDIS_URL=r.url, DNSRACE_METRICS_PORT_BASE=base)
 bin_ = str(Path(sys.executable).with_name("dnsrace"))
 commands = [["netmgr"], ["nlb", "serve"], *(["instances", "--az", az] for az in AZS)]

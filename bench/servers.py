@@ -12,9 +12,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import PYTHON, REPO, Child, free_port, require, wait_answering
+from bench.common import PYTHON, REPO, Child, require, wait_answering
 from bench.zonedata import ExportedZone
 from services.core import names
+from services.runtime.ports import free_port, metrics_port_base
 
 
 @dataclass
@@ -47,7 +48,7 @@ def start_ours(work: Path, redis_url: str, probe: str = names.REGIONAL,
     DNSRACE_DNS_UDP_BATCH (0: the asyncio transport, a system call per datagram); ``code``:
     run the ``dns_server`` of another checkout (a baseline measured beside this one)."""
     port = free_port()
-    metrics_base = free_port() - 4
+    metrics_base = metrics_port_base()
     env = _env(DNSRACE_REDIS_URL=redis_url, DNSRACE_DNS_PORT=str(port),
                DNSRACE_METRICS_PORT_BASE=str(metrics_base), DNSRACE_LOG_LEVEL="WARNING",
                DNSRACE_STATE_DIR=str(work / name))

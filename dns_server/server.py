@@ -29,6 +29,7 @@ from dns_server.zone import Zone
 from services.config import ISOLATION_RANGE, Settings
 from services.runtime.clock import WALL_CLOCK
 from services.runtime.service import (
+    PortInUse,
     ServiceContext,
     observability_app,
     redis_client,
@@ -238,7 +239,12 @@ async def serve(ctx: ServiceContext) -> None:
                             server.engine.take_served)
     runner = await start_site(observability_app(ctx), "127.0.0.1", settings.metrics_port("dns"))
     try:
-        await server.start()
+        try:
+            await server.start()
+        except OSError as e:
+            raise PortInUse(f"cannot listen for DNS on {server.host} port {server.port} "
+                            f"({e.strerror}); is another dnsrace cluster or DNS server "
+                            "running? Stop it, or move this one with DNSRACE_DNS_PORT") from e
         await run_until_stopped(ctx, _ensure_apex(settings, ctx.stopping), sampler.drain(),
                                 sampler.sampling(), _ready_once_loaded(ctx, server),
                                 server.following())

@@ -123,12 +123,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def cluster_settings(root: Path, **overrides: object) -> Settings:
     """Settings for a whole cluster on ports of its own (a running demo is not disturbed)."""
-    from services.runtime.redis_server import free_port
+    from services.runtime.ports import free_port, metrics_port_base
 
-    base = 20000 + (os.getpid() % 200) * 40
     values: dict[str, object] = {
         "redis_port": free_port(), "dns_port": free_port(), "control_port": free_port(),
-        "metrics_port_base": base, "lb_network": "127.0.21", "lb_port": free_port(),
+        "metrics_port_base": metrics_port_base(), "lb_network": "127.0.21", "lb_port": free_port(),
         "state_dir": str(root / "state"),
     }
     values.update(overrides)

@@ -33,8 +33,9 @@ from services.config import Settings
 from services.core import names
 from services.core.events import Event
 from services.runtime.cluster import health_url, procfile_commands
+from services.runtime.ports import free_port
 from services.runtime.prometheus import PrometheusServer, start_prometheus
-from services.runtime.redis_server import EmbeddedRedis, free_port
+from services.runtime.redis_server import EmbeddedRedis
 from services.runtime.scrape import metrics_urls
 from services.store import history
 from services.tools import watch

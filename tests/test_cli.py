@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from services.runtime.redis_server import free_port
+from services.runtime.ports import free_port
 from services.tools import cli
 from tests.conftest import REPO
 

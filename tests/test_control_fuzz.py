@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from services.config import Settings
 from services.control.service import Controller, build_app
-from services.runtime.redis_server import free_port
+from services.runtime.ports import free_port
 from services.runtime.service import ServiceContext
 
 JSON = st.recursive(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from dnslib import DNSRecord
 
 from dns_server.client import query_udp
 from services.core import names
-from services.runtime.redis_server import EmbeddedRedis, free_port
+from services.runtime.ports import free_port, metrics_port_base
+from services.runtime.redis_server import EmbeddedRedis
 from tests.conftest import REPO
 
 
@@ -55,3 +57,25 @@ async def test_process_serves_the_zone_and_stops_on_sigterm(redis_server: Embedd
             process.kill()
             await process.wait()
         log.close()
+
+
+async def test_a_taken_dns_port_is_one_clear_line_and_exit_2(redis_server: EmbeddedRedis,
+                                                             tmp_path: Path) -> None:
+    """Another server on the DNS port (UDP alone is enough): no traceback, what to do."""
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")}
+    env.update(DNSRACE_REDIS_URL=redis_server.url, DNSRACE_DNS_PORT=str(port),
+               DNSRACE_METRICS_PORT_BASE=str(metrics_port_base()))
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "dns_server", cwd=REPO, env=env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(process.communicate(), 20)
+    finally:
+        taken.close()
+    text = err.decode()
+    assert process.returncode == 2, text
+    assert f"cannot listen for DNS on 127.0.0.1 port {port}" in text
+    assert "DNSRACE_DNS_PORT" in text and "Traceback" not in text

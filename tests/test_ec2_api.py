@@ -20,7 +20,7 @@ from aiohttp import web
 from services.config import Settings
 from services.core import launch
 from services.ec2.api import Ec2Api, routes
-from services.runtime.redis_server import free_port
+from services.runtime.ports import free_port, metrics_port_base
 from services.runtime.service import redis_client
 from services.store.launches import read_launches, set_netmgr_backlog
 from services.tools import ec2 as ec2_tool
@@ -153,7 +153,7 @@ async def test_legacy_ignores_the_backlog_and_the_operators_can_limit_launches(a
 async def test_dnsrace_ec2_launches_limits_and_frees_launches_on_the_running_api(
         settings_db: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     """The operators' launch throttle through the CLI, against ec2_api on its own port."""
-    settings = settings_db.replace(metrics_port_base=free_port() - 16)
+    settings = settings_db.replace(metrics_port_base=metrics_port_base())
     host = Placements([("d1", "use1-az1"), ("d2", "use1-az2"), ("d3", "use1-az4")])
     host_app = web.Application()
     host_app.router.add_post("/ec2/place", host.place)

@@ -23,7 +23,8 @@ from prometheus_client import REGISTRY
 from services.config import Settings
 from services.core.balancers import Health, fleet
 from services.fleet.endpoints import FleetError, LoadBalancerFleet, serve
-from services.runtime.redis_server import EmbeddedRedis, free_port
+from services.runtime.ports import free_port
+from services.runtime.redis_server import EmbeddedRedis
 from services.runtime.service import ServiceContext, redis_client
 from services.store.health import HealthStore
 

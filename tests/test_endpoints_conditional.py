@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from services.config import Settings
 from services.fleet.endpoints import LoadBalancerFleet
-from services.runtime.redis_server import free_port
+from services.runtime.ports import free_port
 from services.store.health import HealthStore
 from tests.test_endpoints import dynamodb, error_of, raw_call
 

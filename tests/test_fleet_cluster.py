@@ -5,32 +5,13 @@ failing while the clients retry elsewhere."""
 from __future__ import annotations
 
 import asyncio
-import random
-import socket
 from pathlib import Path
 
+from services.runtime.ports import free_port
 from services.tools.scenario import load_file, run_scenario
 from tests.conftest import cluster_settings, require_tool
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
-
-
-def resolver_ports() -> int:
-    """A port for Unbound (UDP and TCP) whose next one (its control port) is free too, below
-    the ephemeral range: a free_port() there can be taken by one of the cluster's own outgoing
-    connections before Unbound binds it (seen twice in one session)."""
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(12000, 19990)
-        try:
-            for kind, at in ((socket.SOCK_STREAM, port), (socket.SOCK_DGRAM, port),
-                             (socket.SOCK_STREAM, port + 1)):
-                with socket.socket(socket.AF_INET, kind) as probe:
-                    probe.bind(("127.0.0.1", at))
-        except OSError:
-            continue
-        return port
-    raise AssertionError("no two consecutive free ports on 127.0.0.1")
 
 
 def test_the_race_through_unbound_ramps_over_the_fleet_and_it_recovers(tmp_path: Path) -> None:
@@ -40,7 +21,7 @@ def test_the_race_through_unbound_ramps_over_the_fleet_and_it_recovers(tmp_path:
     require_tool("unbound-control")
     # the EC2 cascade is not under test here: its background work (lease checks of 200
     # droplets, instance launches) would take CPU from the clients on a busy machine
-    settings = cluster_settings(tmp_path, resolver="unbound", resolver_port=resolver_ports(),
+    settings = cluster_settings(tmp_path, resolver="unbound", resolver_port=free_port(span=2),
                                 load_clients=1000, dwfm_droplets=3, ec2_launch_rate=0.0)
     scenario = load_file(SCENARIOS / "race_repair.toml")
     outcome = asyncio.run(run_scenario(scenario, settings, "legacy", tmp_path / "run",

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from services.core.addresses import instance_address
 from services.ec2.instances import AzInstances
 from services.ec2.netmgr import PROPAGATED_KEY
-from services.runtime.redis_server import free_port
+from services.runtime.ports import free_port
 from services.store.launches import Launch, append_launch
 
 

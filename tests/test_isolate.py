@@ -32,7 +32,7 @@ from services.isolate.relay import Relay, Route, enter_namespace
 from services.runtime import netns
 from services.runtime.clock import WALL_CLOCK
 from services.runtime.cluster import REPO, cluster_env
-from services.runtime.redis_server import free_port
+from services.runtime.ports import free_port
 from services.runtime.scrape import Samples, metrics_urls, scrape
 from services.runtime.topology import (
     DEAD_MAC,

@@ -23,7 +23,7 @@ from services.core.launch import (
     LaunchOutcome,
     error_body,
 )
-from services.runtime.redis_server import free_port
+from services.runtime.ports import free_port
 
 OUTAGE_S = 1.0
 RUN_S = 2.5

@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 
 from loadgen.outcome import Outcome
 from loadgen.resolver import StubResolver
-from services.runtime.redis_server import free_port
+from services.runtime.ports import free_port
 
 NAME = "dynamodb.us-east-1.amazonaws.com"
 ZONE = "us-east-1.amazonaws.com"

@@ -23,7 +23,7 @@ from loadgen.service import start_metrics
 from services.config import Settings
 from services.core.balancers import Health
 from services.fleet.endpoints import LoadBalancerFleet
-from services.runtime.redis_server import free_port
+from services.runtime.ports import free_port, metrics_port_base
 from services.runtime.service import ServiceContext
 from services.store.health import HealthStore
 from tests.conftest import REPO
@@ -181,7 +181,7 @@ async def test_python_m_loadgen_runs_bounded_and_writes_a_json_summary(
     out = tmp_path / "summary.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")}
     env |= {"DNSRACE_DNS_PORT": str(dns.port), "DNSRACE_LB_PORT": str(lbs.settings.lb_port),
-            "DNSRACE_METRICS_PORT_BASE": str(free_port() - 6)}
+            "DNSRACE_METRICS_PORT_BASE": str(metrics_port_base())}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "loadgen", "--rate", "50", "--duration", "1", "--ramp", "0",
         "--summary-json", str(out), cwd=REPO, env=env,

@@ -33,8 +33,9 @@ from dashboards import dashboard
 from services.config import Settings
 from services.core.names import AZS
 from services.runtime.cluster import cluster_env
+from services.runtime.ports import free_port
 from services.runtime.prometheus import PrometheusServer, start_prometheus
-from services.runtime.redis_server import EmbeddedRedis, free_port
+from services.runtime.redis_server import EmbeddedRedis
 from services.runtime.scrape import network_metrics_urls
 from services.store.launches import LAUNCHES_STREAM, Launch
 from services.tools import watch

@@ -20,7 +20,7 @@ from services.ec2.instances import AzInstances
 from services.ec2.netmgr import PROPAGATED_KEY
 from services.nlb.service import Nlb, routes
 from services.runtime.clock import WALL_CLOCK
-from services.runtime.redis_server import free_port
+from services.runtime.ports import free_port
 from services.runtime.service import start_site
 from services.store import history
 from services.store.launches import Launch, append_launch

@@ -11,7 +11,7 @@ import pytest
 
 from loadgen.outcome import Outcome
 from loadgen.resolver import StubResolver
-from services.runtime.redis_server import free_port
+from services.runtime.ports import free_port
 from services.runtime.unbound import Unbound, UnboundConfig, parse_stats
 from tests.conftest import require_tool
 from tests.test_loadgen_resolver import ZONE, ScriptedDNS, answer, negative

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.errors import DnsraceError
+from services.runtime.ports import free_port
 from services.runtime.processes import terminate
 
 
@@ -57,12 +58,6 @@ def port_answers(port: int, host: str = "127.0.0.1") -> bool:
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

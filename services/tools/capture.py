@@ -27,7 +27,7 @@ from services.config import Settings
 from services.report.model import LATENCY_METRIC, LatencySample, RunRecord, RunResult
 from services.report.monitor import Monitor
 from services.report.render import write_report
-from services.runtime.redis_server import free_port
+from services.runtime.ports import free_port, metrics_port_base
 from services.runtime.scrape import metrics_urls, scrape
 from services.runtime.service import redis_client
 from services.store import history
@@ -121,7 +121,7 @@ def own_ports(settings: Settings, root: Path) -> Settings:
     """Settings on free ports of their own, so that a cluster already running is not hit."""
     return settings.replace(redis_port=free_port(), dns_port=free_port(),
                             control_port=free_port(), lb_port=free_port(),
-                            metrics_port_base=21000 + free_port() % 4000,
+                            metrics_port_base=metrics_port_base(),
                             lb_network="127.0.22", state_dir=str(root / "state"))
 
 
