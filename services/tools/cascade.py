@@ -167,6 +167,8 @@ class Run:
     """What 'dnsrace ec2 status --json' said at the end."""
     extra_urls: tuple[str, ...] = ()
     """/metrics of processes besides the cluster's usual ones (dnsrace outage's)."""
+    waits_missed: list[str] = field(default_factory=list)
+    """Each wait whose condition did not come in time (the run went on without it)."""
 
     def now(self) -> float:
         return round(time.monotonic() - self.started, 2)
@@ -213,6 +215,7 @@ class Run:
             seen = len(self.timeline.samples)
             await asyncio.sleep(0.1)
         self.note(f"not within {timeout_s:.0f} s: {what}")
+        self.waits_missed.append(f"{what} (not within {timeout_s:.0f} s)")
         return None
 
     async def act(
@@ -366,6 +369,7 @@ async def run_cascade(
     summary["ec2_status"] = run.ec2_status
     summary["marks_s"] = run.timeline.marks
     summary["problems"] = problems
+    summary["waits_missed"] = run.waits_missed
     summary["wall_s"] = round(time.monotonic() - run.started, 1)
     if report_dir is not None and run.timeline.samples:
         summary["report"] = str(write_cascade_report(run.timeline, summary, report_dir))

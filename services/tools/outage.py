@@ -315,6 +315,7 @@ def summarize(settings: Settings, mode: str, run: Run, dwfm: DwfmStage,
         for a in run.timeline.actions]
     summary["marks_s"] = run.timeline.marks
     summary["problems"] = problems
+    summary["waits_missed"] = run.waits_missed
     summary["wall_s"] = round(time.monotonic() - run.started, 1)
     summary["timeline"] = model.format_timeline(found) if found else ""
     if report_dir is not None and run.timeline.samples:
@@ -338,6 +339,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     ]
     if summary.get("report"):
         lines.append(f"report: {summary['report']}")
+    lines += [f"waited in vain for {w}" for w in summary["waits_missed"]]
     lines += [f"problem: {p}" for p in summary["problems"]]
     return "\n".join(lines)
 
