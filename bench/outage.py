@@ -1,11 +1,13 @@
 """The whole outage's figures: ``dnsrace outage --json``, legacy and safe.
 
-    .venv/bin/python -m bench.outage [--only legacy|safe|safe-all]
+    .venv/bin/python -m bench.outage [--only legacy|safe|safe-all|safe-velocity]
 
 Runs the command as a user does, on ports of its own (never a running cluster's), in legacy,
 in safe with ``DNSRACE_PROTECTIONS=queue_throttle,velocity_control`` (no DNS protection: the
 race still empties the name), and in safe with every protection (``safe-all``: nothing should
-break end to end), and writes each JSON object with the command's wall time, the machine, its
+break end to end), and in safe with ``velocity_control`` alone (``safe-velocity``: DWFM
+collapses and the surge comes, so failover wants AZs out and the velocity limit is what holds
+them in the name), and writes each JSON object with the command's wall time, the machine, its
 load, the tool versions and the commit to ``bench/results/issue15-outage-<run>.json``.
 """
 
@@ -30,6 +32,7 @@ RUNS: dict[str, tuple[str, dict[str, str]]] = {
     "legacy": ("legacy", {}),
     "safe": ("safe", {"DNSRACE_PROTECTIONS": "queue_throttle,velocity_control"}),
     "safe-all": ("safe", {}),
+    "safe-velocity": ("safe", {"DNSRACE_PROTECTIONS": "velocity_control"}),
 }
 """Each run: its ``--mode`` and its extra settings."""
 

@@ -146,6 +146,12 @@ class Settings:
     nlb_failover_threshold: float = _doc(
         "NLB: automatic failover takes an AZ out of the name when fewer than this share of its "
         "targets are in service", default=0.5)
+    velocity_max_share: float = _doc(
+        "NLB, with velocity_control: failover removes at most this share of the AZs (at least "
+        "one, never the last) within velocity_window_s; C3 judges every mode by it",
+        default=1 / 3)
+    velocity_window_s: float = _doc(
+        "NLB: the window of velocity_max_share, in seconds", default=60.0)
     service_load_rate: float = _doc(
         "service_load: calls a second to the NLB's name (resolved through our DNS)",
         default=20.0)
@@ -196,6 +202,9 @@ class Settings:
              "DNSRACE_EC2_LAUNCH_RETRY_RATE must be between 0 and 200, "
              "DNSRACE_SERVICE_LOAD_RATE above 0 and at most 500, DNSRACE_NLB_FAILOVER_THRESHOLD "
              "between 0 and 1, DNSRACE_NLB_CHECK_INTERVAL_S above 0 and at most 60"),
+            (0 < self.velocity_max_share <= 1 and self.velocity_window_s > 0,
+             "DNSRACE_VELOCITY_MAX_SHARE must be above 0 and at most 1, "
+             "DNSRACE_VELOCITY_WINDOW_S above 0"),
             (_lb_network_allowed(self.lb_network),
              "DNSRACE_LB_NETWORK must be three octets inside 127.0.0.0/8, or inside "
              "198.18.0.0/15 for --isolate"),

@@ -33,6 +33,8 @@ def test_building_the_parser_registers_no_metrics() -> None:
     (("config",), {"DNSRACE_MODEE": "safe"}, "unknown setting DNSRACE_MODEE"),
     (("config",), {"DNSRACE_MODE": "fast"}, "choose one of legacy, safe"),
     (("config",), {"DNSRACE_PLAN_INTERVAL_S": "soon"}, "is not a valid float"),
+    (("config",), {"DNSRACE_VELOCITY_MAX_SHARE": "0"}, "DNSRACE_VELOCITY_MAX_SHARE must be "
+                                                        "above 0 and at most 1"),
     (("run", "scenarios/nope.toml"), {}, "cannot read scenario"),
     (("soak", "--faults", "meteor"), {}, "--faults takes"),
     (("ec2", "throttle", "fast"), {}, "or 'off', not 'fast'"),

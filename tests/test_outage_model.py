@@ -176,3 +176,27 @@ def test_c3_breaks_when_failover_removes_beyond_the_velocity_limit() -> None:
               AzFailedAway(nlb="api", az=AZS[1], azs=3, at_ms=2_000)]
     (violation,) = check_velocity(beyond)
     assert violation.invariant is Invariant.C3 and "2 of 3 AZs" in violation.summary
+
+
+def test_c3_judges_each_removal_by_the_velocity_limit_configured_when_it_happened() -> None:
+    """DNSRACE_VELOCITY_MAX_SHARE=0.67 lets two of three AZs go within the window; a shorter
+    DNSRACE_VELOCITY_WINDOW_S lets removals 20 s apart both count as within budget."""
+    two_allowed = [AzFailedAway(nlb="api", az=az, azs=3, at_ms=t, max_share=0.67, window_s=60)
+                   for az, t in ((AZS[0], 0), (AZS[1], 2_000))]
+    assert check_velocity(two_allowed) == []
+    third = AzFailedAway(nlb="api", az=AZS[2], azs=3, at_ms=3_000, max_share=1.0, window_s=60)
+    (violation,) = check_velocity([*two_allowed, third])      # never the last AZ, at any share
+    assert "3 of 3 AZs" in violation.summary and "allows 2" in violation.summary
+    short = [AzFailedAway(nlb="api", az=az, azs=3, at_ms=t, window_s=10)
+             for az, t in ((AZS[0], 0), (AZS[1], 20_000))]
+    assert check_velocity(short) == [] and len(check_velocity(
+        [AzFailedAway(nlb="api", az=e.az, azs=3, at_ms=e.at_ms) for e in short])) == 1
+
+
+def test_failover_holds_back_by_the_configured_share() -> None:
+    shares = {AZS[0]: 0.0, AZS[1]: 0.0, AZS[2]: 1.0}
+    third = FailoverSettings(velocity_control=True)
+    two_thirds = FailoverSettings(velocity_control=True, max_share=0.67)
+    held = decide(shares, AZS, [], 0.0, third)
+    assert held.removed == (AZS[0],) and held.held_back == (AZS[1],)
+    assert decide(shares, AZS, [], 0.0, two_thirds).in_name == (AZS[2],)

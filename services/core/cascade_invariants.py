@@ -5,9 +5,11 @@
   come yet is a violation. History can be lost (a Redis restart drops recent stream entries), so
   an instance whose launch the history does not hold is *unknown*, never a violation: C2 judges
   only instances whose propagation record it knows.
-- **C3** AZ failover never removes more than the velocity limit: within any
-  :data:`C3_WINDOW_S`, an NLB's :class:`AzFailedAway` events may not exceed the budget of
-  ``velocity_control`` (at most :data:`C3_MAX_SHARE` of its AZs, at least one, never all).
+- **C3** AZ failover never removes more than the velocity limit: within any velocity window
+  (``velocity_window_s``), an NLB's :class:`AzFailedAway` events may not exceed the budget of
+  ``velocity_control`` (at most ``velocity_max_share`` of its AZs, at least one, never all).
+  Each event carries the limit configured when it happened; :data:`C3_MAX_SHARE` and
+  :data:`C3_WINDOW_S` are the defaults (and judge older histories).
 """
 
 from __future__ import annotations
@@ -69,15 +71,16 @@ def check_connectivity(events: list[Event]) -> C2Report:
     return report
 
 
-def check_velocity(
-    events: list[Event], max_share: float = C3_MAX_SHARE, window_s: float = C3_WINDOW_S
-) -> list[Violation]:
-    """C3 over these events (time order): every removal beyond the window's budget."""
+def check_velocity(events: list[Event]) -> list[Violation]:
+    """C3 over these events (time order): every removal beyond the window's budget, by the
+    velocity limit the NLB had configured (``velocity_max_share``, ``velocity_window_s``)."""
     recent: dict[str, deque[AzFailedAway]] = {}
     violations: list[Violation] = []
     for event in events:
         if not isinstance(event, AzFailedAway):
             continue
+        max_share = C3_MAX_SHARE if event.max_share is None else event.max_share
+        window_s = C3_WINDOW_S if event.window_s is None else event.window_s
         window = recent.setdefault(event.nlb, deque())
         while window and event.at_ms - window[0].at_ms >= window_s * 1000:
             window.popleft()

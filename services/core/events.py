@@ -313,6 +313,9 @@ class AzFailedAway(Event):
     nlb: str
     az: str
     azs: int
+    max_share: float | None = None
+    """The velocity limit configured when it happened (None: an older history; the default)."""
+    window_s: float | None = None
 
 
 def decode(raw: str) -> Event:

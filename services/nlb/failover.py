@@ -14,9 +14,10 @@ the day, ``dnsrace nlb failover off``, puts every AZ back and stops removals.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from services.core.cascade_invariants import C3_MAX_SHARE, C3_WINDOW_S, velocity_budget
 
 
 @dataclass(frozen=True)
@@ -27,9 +28,9 @@ class FailoverSettings:
     """Automatic failover on (``dnsrace nlb failover off`` turns it off)."""
     velocity_control: bool = False
     """The fix: limit how much capacity failover removes."""
-    max_share: float = 1 / 3
+    max_share: float = C3_MAX_SHARE
     """With ``velocity_control``: at most this share of the AZs removed within ``window_s``."""
-    window_s: float = 60.0
+    window_s: float = C3_WINDOW_S
 
     def __post_init__(self) -> None:
         if not 0 <= self.threshold <= 1 or not 0 < self.max_share <= 1 or self.window_s <= 0:
@@ -50,14 +51,6 @@ class Decision:
     restored: tuple[str, ...] = ()
     held_back: tuple[str, ...] = ()
     """Unhealthy AZs ``velocity_control`` kept in the name."""
-
-
-def removal_budget(azs: int, settings: FailoverSettings) -> int:
-    """How many AZs ``velocity_control`` lets failover remove within one window (at least 1
-    when there is more than one AZ, never all of them)."""
-    if azs <= 1:
-        return 0
-    return min(azs - 1, max(1, math.floor(azs * settings.max_share + 1e-9)))
 
 
 def decide(
@@ -82,7 +75,7 @@ def decide(
     held: list[str] = []
     if settings.velocity_control:
         recent = sum(1 for r in removals if now_s - r.at_s < settings.window_s)
-        budget = max(0, removal_budget(len(azs), settings) - recent)
+        budget = max(0, velocity_budget(len(azs), settings.max_share) - recent)
         for az in sorted(want_out, key=lambda a: shares[a] or 0.0):
             if budget > 0 and len(keep) > 1:
                 keep.discard(az)

@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 from services.config import Settings
 from services.core import events
 from services.core.addresses import INSTANCE_PORT, NODE_PORT, instance_address, node_address
-from services.core.cascade_invariants import C3_WINDOW_S, velocity_budget
+from services.core.cascade_invariants import velocity_budget
 from services.core.names import AZS
 from services.nlb.failover import FailoverSettings, Removal, decide
 from services.nlb.health import HealthChecker, HealthSettings, TargetState
@@ -89,7 +89,9 @@ class Nlb:
             interval_s=self.settings.nlb_check_interval_s,
             legacy_in_service_on_register=not guarded))
         self.failover = FailoverSettings(threshold=self.settings.nlb_failover_threshold,
-                                         velocity_control=guarded)
+                                         velocity_control=guarded,
+                                         max_share=self.settings.velocity_max_share,
+                                         window_s=self.settings.velocity_window_s)
 
     def now_s(self) -> float:
         return WALL_CLOCK.now_ms() / 1000
@@ -134,10 +136,12 @@ class Nlb:
         decision = decide(shares, self.in_name, self.removals, self.now_s(), self.failover)
         for az in decision.removed:
             self.removals.append(Removal(az, self.now_s()))
-            await self.sink.record(events.AzFailedAway(nlb=NLB, az=az, azs=len(AZS)))
+            await self.sink.record(events.AzFailedAway(
+                nlb=NLB, az=az, azs=len(AZS), max_share=self.failover.max_share,
+                window_s=self.failover.window_s))
             AZ_REMOVALS.labels(az).inc()
-        now = self.now_s()
-        REMOVED_IN_WINDOW.set(sum(1 for r in self.removals if now - r.at_s < C3_WINDOW_S))
+        now, window_s = self.now_s(), self.failover.window_s
+        REMOVED_IN_WINDOW.set(sum(1 for r in self.removals if now - r.at_s < window_s))
         if decision.in_name != self.in_name:
             await self.write_name(decision.in_name)
 
@@ -174,7 +178,7 @@ class Nlb:
             for az in AZS]
         last = await self.client.xrevrange(launches.LAUNCHES_STREAM, count=1)
         self.after = last[0][0] if last else "0-0"
-        VELOCITY_LIMIT.set(velocity_budget(len(AZS)))
+        VELOCITY_LIMIT.set(velocity_budget(len(AZS), self.failover.max_share))
         await self.write_name(AZS)
         try:
             while not stopping.is_set():
