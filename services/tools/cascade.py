@@ -2,8 +2,9 @@
 
 Brings the cluster up with the DWFM hosts, ec2_api, launch load and DNS clients; runs the real
 race; lets the regional name stay empty until most leases are lost; repairs DNS as the
-operators did; then, in legacy, watches the collapse for ``collapse_watch_s`` before applying
-the operators' procedure (throttle incoming work, restart every DWFM host). A live line a
+operators did; then watches for ``collapse_watch_s`` whether the leases come back by themselves
+(with ``queue_throttle`` they do) and, if not, applies the operators' procedure (throttle
+incoming work, restart every DWFM host), in any mode. A live line a
 second, a summary, or with ``--json`` one object.
 
 Stages: each :class:`Stage` names the processes it needs, reads its values into every sample
@@ -21,30 +22,30 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 
-from loadgen.outcome import Outcome
 from loadgen.resolver import StubResolver
 from services.config import Settings
 from services.control.client import ControlClient
 from services.core import cascade, checker, events, names
-from services.core.invariants import Invariant, Violation
+from services.core.invariants import Invariant
 from services.core.launch import LaunchOutcome
 from services.errors import DnsraceError
 from services.report.cascade import write_cascade_report
 from services.runtime.clock import WALL_CLOCK
 from services.runtime.cluster import Cluster, ClusterError, cluster_env
-from services.runtime.scrape import Samples, metrics_urls, scrape
+from services.runtime.scrape import Samples
 from services.runtime.service import redis_client
 from services.store import history
 from services.store.plans import PlanStore
 from services.store.zone import ZoneStore
 from services.tools import ec2, operator
 from services.tools.cascade_args import STAGE_NAMES
+from services.tools.cascade_run import Run, Stage
 from services.tools.cascade_summary import format_summary
 from services.tools.race import RaceError, run_race
 
@@ -65,32 +66,6 @@ DNS_LOAD_RATE = 50.0
 
 class CascadeError(DnsraceError, RuntimeError):
     pass
-
-
-class Stage(Protocol):
-    name: str
-
-    @property
-    def processes(self) -> tuple[str, ...]:
-        """The Procfile processes this stage needs besides the DNS cluster."""
-        ...
-
-    @property
-    def total(self) -> int:
-        """What the stage counts recovery against (droplet leases for DWFM)."""
-        ...
-
-    def read(self, samples: Samples) -> dict[str, float]:
-        """This stage's values in one scrape of every process."""
-        ...
-
-    def ready(self, sample: cascade.Sample) -> bool:
-        """Healthy enough to start the race (every lease held ...)."""
-        ...
-
-    def live(self, sample: cascade.Sample) -> str: ...
-
-    def summary(self, timeline: cascade.Timeline) -> dict[str, object]: ...
 
 
 @dataclass
@@ -153,80 +128,6 @@ STAGES: dict[str, Callable[[Settings], Stage]] = {"dwfm": DwfmStage}
 assert tuple(STAGES) == STAGE_NAMES
 
 
-@dataclass
-class Run:
-    """One cascade run against a cluster that is up: samples a second, marks, actions."""
-
-    settings: Settings
-    stages: list[Stage]
-    out: Callable[[str], None]
-    started: float = field(default_factory=time.monotonic)
-    timeline: cascade.Timeline = field(default_factory=cascade.Timeline)
-    violations: list[Violation] = field(default_factory=list)
-    ec2_status: list[dict[str, Any]] = field(default_factory=list)
-    """What 'dnsrace ec2 status --json' said at the end."""
-    extra_urls: tuple[str, ...] = ()
-    """/metrics of processes besides the cluster's usual ones (dnsrace outage's)."""
-    waits_missed: list[str] = field(default_factory=list)
-    """Each wait whose condition did not come in time (the run went on without it)."""
-
-    def now(self) -> float:
-        return round(time.monotonic() - self.started, 2)
-
-    def note(self, text: str) -> None:
-        self.out(f"+{self.now():6.1f}s  {text}")
-
-    async def sample(
-        self, session: aiohttp.ClientSession, resolver: StubResolver
-    ) -> cascade.Sample:
-        urls = [*metrics_urls(self.settings).values(), *self.extra_urls]
-        samples, answer = await asyncio.gather(
-            scrape(session, urls), resolver.query(names.REGIONAL)
-        )
-        values: dict[str, float] = {}
-        for stage in self.stages:
-            values.update(stage.read(samples))
-        answers = bool(answer.addresses)
-        if answer.outcome not in (Outcome.OK, Outcome.DNS_NODATA, Outcome.DNS_NXDOMAIN):
-            # No answer in time (a busy machine): the name is as it was a second ago.
-            previous = self.timeline.samples[-1:]
-            answers = previous[0].dns_answers if previous else answers
-        return cascade.Sample(self.now(), answers, values)
-
-    async def sampling(self, session: aiohttp.ClientSession, resolver: StubResolver) -> None:
-        while True:
-            sample = await self.sample(session, resolver)
-            self.timeline.add(sample)
-            dns = "answers" if sample.dns_answers else "EMPTY  "
-            self.note(f"dns {dns}  " + "  ".join(s.live(sample) for s in self.stages))
-            await asyncio.sleep(max(0.0, 1.0 - (self.now() - sample.t_s)))
-
-    async def until(
-        self, condition: Callable[[cascade.Sample], bool], timeout_s: float, what: str
-    ) -> float | None:
-        """Seconds into the run of the first new sample meeting ``condition``; None if none
-        came within ``timeout_s``."""
-        seen = len(self.timeline.samples)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for sample in self.timeline.samples[seen:]:
-                if condition(sample):
-                    return sample.t_s
-            seen = len(self.timeline.samples)
-            await asyncio.sleep(0.1)
-        self.note(f"not within {timeout_s:.0f} s: {what}")
-        self.waits_missed.append(f"{what} (not within {timeout_s:.0f} s)")
-        return None
-
-    async def act(
-        self, sink: history.RedisHistory, action: str, target: str, detail: str = ""
-    ) -> None:
-        self.timeline.actions.append(cascade.Action(self.now(), action, target, detail))
-        self.timeline.mark("operators" if action != "dns_repair" else "dns_repaired", self.now())
-        await sink.record(events.OperatorAction(action=action, target=target, detail=detail))
-        self.note(f"operators: {action} {target} {detail}".rstrip())
-
-
 async def operators_procedure(run: Run, sink: history.RedisHistory) -> None:
     """What engineers did at 4:14 AM PDT: throttle incoming work, restart the DWFM hosts."""
     s = run.settings
@@ -286,15 +187,15 @@ async def script(run: Run, mode: str, collapse_watch_s: float) -> None:
         else:
             run.timeline.mark("dns_repaired", run.now())  # nothing to repair
         total = stage_total(run)
-        if mode == "legacy" and report.emptied:
-            run.note(f"watching {collapse_watch_s:.0f} s before the operators act")
-            await asyncio.sleep(collapse_watch_s)  # the watched window: nobody acts
-            await operators_procedure(run, sink)
-        await run.until(
-            lambda x: x.get("leases_held") >= cascade.RECOVERED_SHARE * total,
-            60,
-            ">= 95 % of the leases held",
-        )
+        def recovered(x: cascade.Sample) -> bool:
+            return x.get("leases_held") >= cascade.RECOVERED_SHARE * total
+
+        if report.emptied:
+            run.note(f"watching {collapse_watch_s:.0f} s; the operators act if the leases are "
+                     "not back by then")
+            if await run.until(recovered, collapse_watch_s, "leases back", watch=True) is None:
+                await operators_procedure(run, sink)  # in any mode: nothing else brought them
+        await run.until(recovered, 60, ">= 95 % of the leases held")
         await asyncio.sleep(3.0)  # a window of launches after recovery
         run.ec2_status = [asdict(h) for h in await ec2.collect(s)]
         collapse = cascade.longest_collapse(run.timeline, DwfmStage(s).healthy_goodput, total)

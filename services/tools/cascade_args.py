@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=30.0,
         dest="collapse_watch_s",
         metavar="SECONDS",
-        help="legacy: how long to watch the collapse before the operators act (default 30)",
+        help="how long the operators watch for the leases to come back by themselves before "
+        "they throttle and restart DWFM (default 30)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
     parser.add_argument(

@@ -42,15 +42,9 @@ from services.runtime.scrape import Samples
 from services.runtime.service import redis_client
 from services.store import history
 from services.tools import ec2
-from services.tools.cascade import (
-    BASE_PROCESSES,
-    DNS_LOAD_RATE,
-    CascadeError,
-    DwfmStage,
-    Run,
-    script,
-)
-from services.tools.cascade import Stage as CascadeStage
+from services.tools.cascade import BASE_PROCESSES, DNS_LOAD_RATE, CascadeError, DwfmStage, script
+from services.tools.cascade_run import Run
+from services.tools.cascade_run import Stage as CascadeStage
 from services.tools.race import RaceError
 
 SIZING: dict[str, float] = {
