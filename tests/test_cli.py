@@ -37,6 +37,7 @@ def test_building_the_parser_registers_no_metrics() -> None:
                                                         "above 0 and at most 1"),
     (("run", "scenarios/nope.toml"), {}, "cannot read scenario"),
     (("soak", "--faults", "meteor"), {}, "--faults takes"),
+    (("up", "--with-outage", "--isolate"), {}, "--with-outage runs on this host's loopback"),
     (("ec2", "throttle", "fast"), {}, "or 'off', not 'fast'"),
     (("ec2", "throttle", "0"), {}, "items per second per host (> 0)"),
     (("ec2", "restart", "3"), {}, "a DWFM host, 1 to 2"),

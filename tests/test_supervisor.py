@@ -222,3 +222,41 @@ def test_a_crash_fault_without_a_supervisor_is_refused(settings_db: Settings) ->
     finally:
         control.terminate()
         control.wait(10)
+
+
+OUTAGE_ONLY = ["netmgr", "instances_az1", "instances_az2", "instances_az4", "nlb", "service_load"]
+
+
+def test_up_with_outage_runs_issue_15s_processes_and_watch_shows_them(tmp_path: Path) -> None:
+    """``dnsrace up --with-outage``: the NLB's name answers with its three AZ records through
+    our DNS, its clients call it, and ``dnsrace watch --once`` prints the network lines."""
+    settings = cluster_settings(tmp_path, load_rate=20.0, dwfm_droplets=6)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")}
+    env.update(cluster_env(settings))
+    dnsrace = str(Path(sys.executable).parent / "dnsrace")
+    out = tmp_path / "up.out"
+    with out.open("wb") as sink:
+        process = subprocess.Popen([dnsrace, "up", "--with-outage"], stdout=sink,
+                                   stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    probe = Cluster(settings, {}, tmp_path / "unused")
+    try:
+        wait_for(lambda: all(probe.health(n) for n in PROCESSES + OUTAGE_ONLY), 60,
+                 "the cluster and issue 15's processes healthy")
+
+        def service_calls_ok() -> bool:
+            text = urllib.request.urlopen(  # noqa: S310 - loopback
+                f"http://127.0.0.1:{settings.metrics_port('service_load')}/metrics").read()
+            return re.search(rb'dnsrace_service_requests_total\{[^}]*outcome="ok"[^}]*\} [1-9]',
+                             text) is not None
+
+        wait_for(service_calls_ok, 30, "the NLB's clients calling it with success")
+        watch = subprocess.run([dnsrace, "watch", "--once"], env=env, capture_output=True,
+                               text=True, timeout=60)
+        assert watch.returncode == 0, watch.stderr
+        text = watch.stdout
+        assert "nlb            name holds 3 of 3 AZ records" in text, text
+        assert "network state  " in text and "service        " in text, text
+        assert "C2 BROKEN" not in text and "C3 BROKEN" not in text, text
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 130, out.read_text()[-2000:]

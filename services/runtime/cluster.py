@@ -113,10 +113,12 @@ class Cluster:
     """More than one of a Procfile entry (``loadgen`` 3: ``loadgen``, ``loadgen.2``, ...).
     Without ``loadgen`` here, as many load generators as the rate needs (load_split.py); the
     copies of ``loadgen`` split the rate and the clients."""
+    outage: bool = False
+    """Also run the :data:`OUTAGE_PROCESSES` (``dnsrace up --with-outage``)."""
     _stopped: set[str] = field(default_factory=set)
 
     def commands(self) -> dict[str, list[str]]:
-        commands = procfile_commands(outage=self.only is not None)
+        commands = procfile_commands(outage=self.only is not None or self.outage)
         if self.only is not None:
             unknown = set(self.only) - set(commands)
             if unknown:

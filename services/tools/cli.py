@@ -37,7 +37,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
     return run_up(settings, args.mode, args.loadgen,
                   args.prometheus_port if args.with_prometheus else None, args.isolate,
-                  containers_args.options(args))
+                  containers_args.options(args), args.with_outage)
 
 
 def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
@@ -208,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--with-prometheus", action="store_true",
                     help="also run Prometheus (Debian package 'prometheus') scraping every process")
     up.add_argument("--prometheus-port", type=int, default=9090)
+    up.add_argument("--with-outage", action="store_true",
+                    help="also run issue 15's processes (Network Manager, the instances of each "
+                         "AZ, the NLB and its service's clients), so that 'dnsrace watch' and "
+                         "the dashboard show the network stages")
     up.add_argument("--isolate", action="store_true",
                     help="one network namespace per AZ and one for the region (needs root; "
                          "docs/isolation.md)")

@@ -49,8 +49,12 @@ class Output:
 
 def run_up(settings: Settings, mode: Mode | None, loadgens: int | None,
            prometheus_port: int | None, isolate: bool,
-           containers: ContainerOptions | None = None) -> int:
+           containers: ContainerOptions | None = None, with_outage: bool = False) -> int:
     settings = settings.replace(mode=mode or settings.mode)
+    if with_outage and (containers is not None or isolate):
+        print("dnsrace up: --with-outage runs on this host's loopback only; drop --containers "
+              "or --isolate to use it", file=sys.stderr)
+        return 2
     if loadgens is not None and not 1 <= loadgens <= MAX_LOADGENS:
         print(f"dnsrace up: --loadgen must be between 1 and {MAX_LOADGENS}, got {loadgens}",
               file=sys.stderr)
@@ -81,7 +85,7 @@ def run_up(settings: Settings, mode: Mode | None, loadgens: int | None,
             return 1
     else:
         cluster = Cluster(settings, cluster_env(settings), log_dir,
-                          copies={"loadgen": loadgens} if loadgens else {})
+                          copies={"loadgen": loadgens} if loadgens else {}, outage=with_outage)
     output = Output(list(cluster.commands()))
     cluster.echo = output.line
     supervisor = Supervisor(cluster, say=output.say)
