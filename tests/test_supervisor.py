@@ -244,7 +244,7 @@ def test_up_with_outage_runs_issue_15s_processes_and_watch_shows_them(tmp_path: 
                  "the cluster and issue 15's processes healthy")
 
         def service_calls_ok() -> bool:
-            text = urllib.request.urlopen(  # noqa: S310 - loopback
+            text = urllib.request.urlopen(
                 f"http://127.0.0.1:{settings.metrics_port('service_load')}/metrics").read()
             return re.search(rb'dnsrace_service_requests_total\{[^}]*outcome="ok"[^}]*\} [1-9]',
                              text) is not None
