@@ -48,3 +48,38 @@ async def test_a_burst_of_launches_propagates_at_network_managers_rate(
     propagated = {e.instance for e in recorded if isinstance(e, NetworkPropagated)}
     assert launched == propagated == set(ids)
     assert check_connectivity(recorded).violations == []
+
+
+async def test_the_history_says_propagated_before_an_instance_can_see_it(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    """C2 is judged on the history. The instances start accepting once the propagated mark is
+    in Redis, so NetworkPropagated must be recorded before the mark is written: the other way
+    round, a health check could pass and 'in service' be recorded in between (CI saw C2
+    reported broken in a safe run whose NLB had found every target propagated). Redis's
+    MONITOR lists the commands in the order Redis ran them."""
+    sink = history.RedisHistory(redis_client, prefix=prefix, source="netmgr", clock=WALL_CLOCK)
+    manager = NetworkManager(1000.0, redis_client, sink)
+    await manager.start()
+    instance = f"{prefix}-i-ordered"
+    await append_launch(redis_client, Launch(instance, "use1-az2", "d-0", 0))
+    await manager.take_launches()
+    commands: list[str] = []
+    async with redis_client.monitor() as monitor:
+        async def listen() -> None:
+            while True:
+                command = (await monitor.next_command())["command"]
+                commands.append(command)
+                if command.startswith(f"HSET {PROPAGATED_KEY}") and instance in command:
+                    return
+
+        listening = asyncio.create_task(listen())
+        deadline = time.monotonic() + 10
+        while not listening.done() and time.monotonic() < deadline:
+            await manager.propagate()
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(listening, 5)
+    marked = len(commands) - 1                      # listen() stopped at the mark
+    before = commands[:marked]
+    assert any(c.startswith("XADD") and "network_propagated" in c and instance in c
+               for c in before), f"NetworkPropagated not recorded before the mark: {commands}"

@@ -71,11 +71,14 @@ class NetworkManager:
         now = self.now_s()
         done = self.queue.propagate(now)
         if done:
-            await self.client.hset(PROPAGATED_KEY, mapping={
-                p.instance: str(int(p.at_s * 1000)) for p in done})
+            # History first: the instances start accepting once the mark is written, and a
+            # health check may pass and "in service" be recorded right after; C2, judged on
+            # the history, must already find the propagation there.
             await self.sink.record_many([
                 events.NetworkPropagated(instance=p.instance, az=self.azs.pop(p.instance, ""))
                 for p in done])
+            await self.client.hset(PROPAGATED_KEY, mapping={
+                p.instance: str(int(p.at_s * 1000)) for p in done})
             PROPAGATED.inc(len(done))
         await launches.set_netmgr_backlog(self.client, len(self.queue))
         BACKLOG.set(len(self.queue))
