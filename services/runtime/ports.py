@@ -14,7 +14,7 @@ from collections import deque
 
 from services.errors import DnsraceError
 
-LOW, HIGH = 10000, 19900          # below the ephemeral range; metrics bases use 20000 and up
+LOW, HIGH = 10000, 19900          # below the ephemeral range (32768 and up by default)
 _recent: deque[int] = deque(maxlen=2000)   # handed out by this process, maybe not yet bound
 _rng = random.Random()
 
@@ -44,7 +44,7 @@ def free_port(span: int = 1) -> int:
         _recent.extend(run)
         return port
     raise NoFreePort(f"no {span} consecutive free ports between {LOW} and {HIGH} on 127.0.0.1; "
-                     "stop leftover dnsrace processes (dnsrace down) and try again")
+                     "stop leftover dnsrace processes (Ctrl-C in their dnsrace up) and try again")
 
 
 METRICS_SPAN = 32
