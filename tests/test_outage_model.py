@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from services.config import Settings
 from services.core.cascade_invariants import (
+    C3_MAX_SHARE,
+    C3_WINDOW_S,
     check_connectivity,
     check_velocity,
     velocity_budget,
@@ -200,3 +203,12 @@ def test_failover_holds_back_by_the_configured_share() -> None:
     held = decide(shares, AZS, [], 0.0, third)
     assert held.removed == (AZS[0],) and held.held_back == (AZS[1],)
     assert decide(shares, AZS, [], 0.0, two_thirds).in_name == (AZS[2],)
+
+
+def test_the_settings_defaults_are_c3s_defaults() -> None:
+    """services.config cannot import the core (layers), so the velocity limit's defaults are
+    written twice: an older history without its limit must be judged by the one the NLB uses."""
+    s = Settings()
+    assert (s.velocity_max_share, s.velocity_window_s) == (C3_MAX_SHARE, C3_WINDOW_S)
+    assert (FailoverSettings().max_share, FailoverSettings().window_s) == (C3_MAX_SHARE,
+                                                                          C3_WINDOW_S)
