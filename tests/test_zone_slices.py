@@ -150,3 +150,21 @@ async def test_notifications_carry_values_in_lines_or_json_when_a_value_breaks_l
         (deleted.serial, (odd.key,), (None,)),
     ]
     assert all(c.at_ms > 0 for c in seen)
+
+
+async def test_the_clean_ups_reads_keep_every_byte_also_a_line_break(zone: ZoneStore) -> None:
+    """trees() and references() come back joined by line breaks; a name or value holding one
+    (nothing this project writes, but Redis holds what anyone wrote) comes back as JSON, the
+    same bytes either way; an empty zone reads as empty."""
+    assert await zone.trees() == {} and await zone.references() == {}
+    trees = [_tree(i) for i in range(3)]
+    flip = Change(Action.UPSERT, alias_record("e0.example", Alias(trees[0].name, 1)))
+    await zone.apply(ChangeBatch((*(Change(Action.CREATE, t) for t in trees), flip)))
+    expected = {t.name: t.value for t in trees}
+    assert await zone.trees() == expected
+    assert await zone.references() == {trees[0].name: 1}
+    odd = "plan-1.odd\nname.example"
+    await zone.client.hset(zone.keys.rrsets, f"{odd}|A", '{"records":\n[]}')
+    await zone.client.hset(zone.keys.refs, odd, 2)
+    assert await zone.trees() == expected | {odd: '{"records":\n[]}'}
+    assert await zone.references() == {trees[0].name: 1, odd: 2}
