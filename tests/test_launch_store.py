@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import redis.asyncio as aioredis
 
@@ -18,15 +20,19 @@ from services.store.launches import (
 async def test_launches_are_read_back_in_order_after_an_id(
     redis_client: aioredis.Redis, prefix: str
 ) -> None:
-    key = f"{prefix}:launches"
-    first = Launch("i-0001", "use1-az1", "dwfm1-use1-az1-0000", 1000)
-    second = Launch("i-0002", "use1-az4", "dwfm2-use1-az4-0002", 1005)
-    first_id = await append_launch(redis_client, first, key=key)
-    await append_launch(redis_client, second, key=key)
-    assert [launch for _, launch in await read_launches(redis_client, key=key)] == [first, second]
+    key, slots = f"{prefix}:launches", f"{prefix}:slots"
+    first_id, first = await append_launch(
+        redis_client, Launch("i-0001", "use1-az1", "dwfm1-use1-az1-0000", 1000), key, slots)
+    _, second = await append_launch(
+        redis_client, Launch("i-0002", "use1-az4", "dwfm2-use1-az4-0002", 1005), key, slots)
+    _, third = await append_launch(
+        redis_client, Launch("i-0003", "use1-az1", "dwfm1-use1-az1-0001", 1010), key, slots)
+    # Each AZ numbers its own instances: their addresses.
+    assert (first.slot, second.slot, third.slot) == (0, 0, 1)
+    assert [launch for _, launch in await read_launches(redis_client, key=key)] == [
+        first, second, third]
     assert [launch for _, launch in await read_launches(redis_client, first_id, key=key)] == [
-        second
-    ]
+        second, third]
     # The fields as Network Manager sees them on the wire.
     (_, fields), *_ = await redis_client.xrange(key)
     assert fields == {
@@ -34,7 +40,27 @@ async def test_launches_are_read_back_in_order_after_an_id(
         "az": "use1-az1",
         "droplet": "dwfm1-use1-az1-0000",
         "at_ms": "1000",
+        "slot": "0",
     }
+
+
+async def test_concurrent_launches_never_share_a_slot(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    """Two instances on one address would answer each other's health checks."""
+    key, slots = f"{prefix}:launches", f"{prefix}:slots"
+    connections = asyncio.Semaphore(8)  # the test client's pool is small
+
+    async def launch(n: int) -> tuple[str, Launch]:
+        async with connections:
+            return await append_launch(redis_client, Launch(f"i-{n}", "use1-az2", "d", n),
+                                       key, slots)
+
+    appended = await asyncio.gather(*(launch(n) for n in range(200)))
+    assert sorted(launch.slot or 0 for _, launch in appended) == list(range(200))
+    read = {launch.instance_id: launch.slot for _, launch in await read_launches(
+        redis_client, key=key, count=1000)}
+    assert read == {launch.instance_id: launch.slot for _, launch in appended}
 
 
 async def test_a_malformed_entry_is_skipped_not_fatal(
@@ -42,11 +68,12 @@ async def test_a_malformed_entry_is_skipped_not_fatal(
 ) -> None:
     key = f"{prefix}:launches"
     await redis_client.xadd(key, {"instance_id": "i-1", "az": "use1-az1"})
-    good = Launch("i-2", "use1-az2", "d", 7)
-    await append_launch(redis_client, good, key=key)
+    _, good = await append_launch(redis_client, Launch("i-2", "use1-az2", "d", 7), key,
+                                  f"{prefix}:slots")
     assert [launch for _, launch in await read_launches(redis_client, key=key)] == [good]
-    with pytest.raises(LaunchRecordError):
-        Launch.parse({"instance_id": "i", "az": "a", "droplet": "d", "at_ms": "soon"})
+    for bad in ({"at_ms": "soon", "slot": "0"}, {"at_ms": "1"}, {"at_ms": "1", "slot": "-1"}):
+        with pytest.raises(LaunchRecordError):
+            Launch.parse({"instance_id": "i", "az": "a", "droplet": "d", **bad})
 
 
 async def test_backlog_is_zero_when_absent_and_refuses_garbage(

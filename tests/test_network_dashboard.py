@@ -146,7 +146,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         client = redis.Redis.from_url(store.url, decode_responses=True)
         for n in range(LAUNCHES):
             az = AZS[n % len(AZS)]
-            client.xadd(LAUNCHES_STREAM, Launch(f"i-{n:04d}", az, "d-1", 0).fields())
+            launch = Launch(f"i-{n:04d}", az, "d-1", 0, slot=n // len(AZS))
+            client.xadd(LAUNCHES_STREAM, launch.fields())
         client.close()
         began = time.monotonic()
         result.firing = _until("the C2 and C3 alerts fire", 40,

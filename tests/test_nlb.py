@@ -137,3 +137,46 @@ async def test_the_operators_turn_failover_off_and_on_over_http(
     assert nlb.failover.enabled is True
     actions = [e for _, e in await sink.read() if isinstance(e, OperatorAction)]
     assert [a.detail for a in actions] == ["off", "on"]
+
+
+async def test_the_nlb_checks_the_address_the_instance_listens_on_whenever_it_started(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    """The NLB and the AZ's instances start at different moments (``dnsrace up`` starts them
+    side by side while ec2_api launches). An instance launched in between must not shift the
+    NLB's addresses by one: the NLB would check the older, propagated instance's listener and
+    put the new one in service without connectivity (CI saw C2 reported so under ``up``)."""
+    port, node_port = free_port(), free_port()
+    sink = history.RedisHistory(redis_client, prefix=prefix, source="nlb", clock=WALL_CLOCK)
+    settings = Settings(mode="safe", protections=("queue_throttle", "velocity_control"))
+    nlb = Nlb(settings, redis_client, sink,
+              ZoneStore(redis_client, ZoneKeys(prefix), clock=WALL_CLOCK),
+              instance_port=port, node_port=node_port)
+    az = AzInstances("use1-az1", redis_client, port=port)
+    stopping = asyncio.Event()
+    tasks = [asyncio.create_task(az.run(stopping))]
+    early, late = f"{prefix}-before-the-nlb", f"{prefix}-after-the-nlb"
+    try:
+        await asyncio.wait_for(az.started.wait(), 10)
+        await sink.record(InstanceLaunched(instance=early, az="use1-az1"))
+        await append_launch(redis_client, Launch(early, "use1-az1", "d-1", 0))
+        await sink.record(NetworkPropagated(instance=early, az="use1-az1"))
+        await redis_client.hset(PROPAGATED_KEY, early, "1")
+        await _until(lambda: _true(early in az.servers), 10, "the early instance listening")
+        tasks.append(asyncio.create_task(nlb.run(stopping)))
+        await _until(lambda: _true(bool(nlb.in_name)), 10, "the NLB started")
+        await sink.record(InstanceLaunched(instance=late, az="use1-az1"))
+        await append_launch(redis_client, Launch(late, "use1-az1", "d-1", 0))
+        await _until(lambda: _true(late in nlb.checker.targets and late in az.addresses), 10,
+                     "the late launch seen by both")
+        assert nlb.addresses[late] == az.addresses[late]
+        # Checked and failed (nothing listens at its address yet), never in service.
+        await _until(lambda: _true(nlb.checker.targets[late].fails
+                                   >= nlb.checker.settings.unhealthy_threshold), 20,
+                     "the late instance failed its checks")
+        assert late not in nlb.checker.healthy("use1-az1")
+    finally:
+        stopping.set()
+        await asyncio.gather(*tasks)
+    recorded = [e for _, e in await sink.read()]
+    assert check_connectivity(recorded).violations == []

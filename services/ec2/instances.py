@@ -1,11 +1,11 @@
 """``instances_azN``: the instances launched in one AZ, each a real listener on its own address.
 
-Every launch in the AZ (from ec2_api's launch stream) gets a loopback address
-(:func:`instance_address`: ``127.(40 + AZ index).h.l``). The instance accepts connections only
-once Network Manager has propagated its network state
-(:data:`~services.store.launches.PROPAGATED_KEY`);
-until then nothing listens there and a connection is refused, as an instance without
-connectivity answers no one. Once up, it answers any HTTP request with ``200`` and its id.
+Every launch in the AZ (from ec2_api's launch stream) gets the loopback address of its slot
+(:func:`instance_address`: ``127.(40 + AZ index).h.l``), the one the NLB checks. The instance
+accepts connections only once Network Manager has propagated its network state
+(:data:`~services.store.launches.PROPAGATED_KEY`); until then nothing listens there and a
+connection is refused, as an instance without connectivity answers no one. Once up, it answers
+any HTTP request with ``200`` and its id.
 """
 
 from __future__ import annotations
@@ -65,9 +65,13 @@ class AzInstances:
     async def take_launches(self) -> None:
         for entry_id, launch in await launches.read_launches(self.client, self.after, 1000):
             self.after = entry_id
-            if launch.az == self.az and len(self.addresses) < MAX_INSTANCES:
-                self.addresses[launch.instance_id] = instance_address(self.az, len(self.addresses))
-                self.waiting.add(launch.instance_id)
+            if launch.az != self.az:
+                continue
+            if launch.slot is None or launch.slot >= MAX_INSTANCES:
+                log.warning("instance %s has no address (slot %s)", launch.instance_id, launch.slot)
+                continue
+            self.addresses[launch.instance_id] = instance_address(self.az, launch.slot)
+            self.waiting.add(launch.instance_id)
 
     async def bring_up(self) -> None:
         if not self.waiting:

@@ -31,7 +31,13 @@ from redis.exceptions import RedisError
 
 from services.config import Settings
 from services.core import events
-from services.core.addresses import INSTANCE_PORT, NODE_PORT, instance_address, node_address
+from services.core.addresses import (
+    INSTANCE_PORT,
+    MAX_INSTANCES,
+    NODE_PORT,
+    instance_address,
+    node_address,
+)
 from services.core.cascade_invariants import velocity_budget
 from services.core.names import AZS
 from services.nlb.failover import FailoverSettings, Removal, decide
@@ -78,7 +84,6 @@ class Nlb:
     removals: list[Removal] = field(default_factory=list)
     addresses: dict[str, str] = field(default_factory=dict)
     after: str = "0-0"
-    counts: dict[str, int] = field(default_factory=dict)
     rr: itertools.count[int] = field(default_factory=itertools.count)
 
     def __post_init__(self) -> None:
@@ -99,9 +104,13 @@ class Nlb:
     async def register_launches(self) -> None:
         for entry_id, launch in await launches.read_launches(self.client, self.after, 1000):
             self.after = entry_id
-            n = self.counts.get(launch.az, 0)
-            self.counts[launch.az] = n + 1
-            self.addresses[launch.instance_id] = instance_address(launch.az, n)
+            if launch.az not in AZS or launch.slot is None or launch.slot >= MAX_INSTANCES:
+                log.warning("launch %s not registered: no address for slot %s in %s",
+                            launch.instance_id, launch.slot, launch.az)
+                continue
+            # The slot, not a count of what this process saw: the AZ's instances listen on the
+            # same address whenever each of them started reading the stream.
+            self.addresses[launch.instance_id] = instance_address(launch.az, launch.slot)
             moved = self.checker.register(launch.instance_id, launch.az, self.now_s())
             if moved is not None:
                 await self.put_in_service(launch.instance_id, launch.az)

@@ -4,8 +4,11 @@ The contract between the EC2 launch API (issue 14, ``services.ec2.api``) and Net
 (issue 15): both sides use this module, never the key names.
 
 - Every successful launch is appended by ec2_api to the stream :data:`LAUNCHES_STREAM` with the
-  fields ``instance_id``, ``az``, ``droplet`` and ``at_ms`` (the launch's time, ms of ec2_api's
-  clock). Network Manager reads it to know what to propagate.
+  fields ``instance_id``, ``az``, ``droplet``, ``at_ms`` (the launch's time, ms of ec2_api's
+  clock) and ``slot`` (the instance's number in its AZ, counted by Redis in :data:`SLOTS_KEY` as
+  the entry is added). Network Manager reads it to know what to propagate; the AZ's instances
+  and the NLB both take the instance's address from its slot, so they agree on it whenever each
+  of them started reading.
 - Network Manager keeps its backlog of network-state propagations in :data:`NETMGR_BACKLOG_KEY`
   (an integer; absent means 0). Under ``queue_throttle`` ec2_api answers
   ``RequestLimitExceeded`` while that backlog is longer than ``DNSRACE_EC2_NETMGR_BACKLOG_LIMIT``.
@@ -13,6 +16,7 @@ The contract between the EC2 launch API (issue 14, ``services.ec2.api``) and Net
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -24,6 +28,8 @@ log = logging.getLogger(__name__)
 
 LAUNCHES_STREAM = "dnsrace:ec2:launches"
 NETMGR_BACKLOG_KEY = "dnsrace:netmgr:backlog"
+SLOTS_KEY = "dnsrace:ec2:slots"
+"""A Redis hash: AZ -> how many instances were launched there (the next slot)."""
 PROPAGATED_KEY = "dnsrace:netmgr:propagated"
 """A Redis hash Network Manager writes: instance id -> ms its network state propagated (the
 instances and the NLB read it)."""
@@ -43,32 +49,54 @@ class Launch:
     az: str
     droplet: str
     at_ms: int
+    slot: int | None = None
+    """The instance's number in its AZ (its address's); None until :func:`append_launch`."""
 
     def fields(self) -> dict[str, str]:
-        return {
+        out = {
             "instance_id": self.instance_id,
             "az": self.az,
             "droplet": self.droplet,
             "at_ms": str(self.at_ms),
         }
+        if self.slot is not None:
+            out["slot"] = str(self.slot)
+        return out
 
     @classmethod
     def parse(cls, fields: dict[str, str]) -> Launch:
         try:
             launch = cls(
-                fields["instance_id"], fields["az"], fields["droplet"], int(fields["at_ms"])
+                fields["instance_id"], fields["az"], fields["droplet"], int(fields["at_ms"]),
+                int(fields["slot"]),
             )
         except (KeyError, ValueError, TypeError) as e:
             raise LaunchRecordError(f"not a launch record: {fields!r} ({e})") from None
-        if not (launch.instance_id and launch.az and launch.droplet) or launch.at_ms < 0:
+        if not (launch.instance_id and launch.az and launch.droplet):
             raise LaunchRecordError(f"not a launch record: {fields!r} (empty field)")
+        if launch.at_ms < 0 or (launch.slot or 0) < 0:
+            raise LaunchRecordError(f"not a launch record: {fields!r} (negative number)")
         return launch
 
 
-async def append_launch(client: aioredis.Redis, launch: Launch, key: str = LAUNCHES_STREAM) -> str:
-    """Append ``launch`` to the stream; returns its stream id."""
-    entry_id: str = await client.xadd(key, launch.fields(), maxlen=STREAM_MAXLEN, approximate=True)
-    return entry_id
+# The slot is counted and the entry added in one step: two appends can never share a slot.
+_APPEND = """
+local slot = redis.call('HINCRBY', KEYS[2], ARGV[2], 1) - 1
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*',
+    'instance_id', ARGV[1], 'az', ARGV[2], 'droplet', ARGV[3], 'at_ms', ARGV[4], 'slot', slot)
+return {id, slot}
+"""
+
+
+async def append_launch(
+    client: aioredis.Redis, launch: Launch, key: str = LAUNCHES_STREAM, slots_key: str = SLOTS_KEY
+) -> tuple[str, Launch]:
+    """Append ``launch`` to the stream, numbered in its AZ; returns its stream id and the
+    launch as recorded (with its slot), as :func:`read_launches` gives it back."""
+    entry_id, slot = await client.eval(
+        _APPEND, 2, key, slots_key, launch.instance_id, launch.az, launch.droplet,
+        str(launch.at_ms), str(STREAM_MAXLEN))
+    return str(entry_id), dataclasses.replace(launch, slot=int(slot))
 
 
 async def read_launches(
