@@ -5,7 +5,7 @@ from __future__ import annotations
 from services.config import Settings
 from services.containers.engine import run_args
 from services.containers.partition import partitioned
-from services.containers.plan import LABEL, plan
+from services.containers.plan import LABEL, mac_of, plan
 from services.core.faults import Fault, FaultType
 from services.core.names import AZS
 from services.resources import procfile_text
@@ -34,12 +34,22 @@ def test_run_command_labels_the_container_and_pins_its_address() -> None:
     enactor = LAYOUT.container("enactor_az1")
     args = run_args("podman", LAYOUT, enactor, "img", {"DNSRACE_MODE": "legacy"})
     assert f"{LABEL}=1" in args
-    assert "--network=dnsrace-use1-az1:ip=198.19.1.11" in args
+    assert "--network=dnsrace-use1-az1:ip=198.19.1.11,mac=02:00:c6:13:01:0b" in args
     assert args[args.index("--dns") + 1] == "198.19.1.2"
     assert args[-4:] == ["dnsrace", "enactor", "--az", "use1-az1"]
     assert "DNSRACE_MODE=legacy" in args
     loadgen = run_args("docker", LAYOUT, LAYOUT.container("loadgen"), "img", {})
     assert "--network=container:dnsrace-dataplane" in loadgen and "--replace" not in loadgen
+
+
+def test_every_container_has_a_mac_of_its_own_that_survives_a_reconnect() -> None:
+    """A partition takes Redis and DNS off an AZ's network and puts them back: with the same
+    MAC each time, the AZ's neighbour caches stay right (a new one kept them unreachable for
+    24-45 s after the heal)."""
+    macs = [mac_of(address) for c in LAYOUT.containers for address in c.addresses]
+    assert len(set(macs)) == len(macs)
+    assert all(int(m.split(":")[0], 16) & 0b11 == 0b10 for m in macs)  # local, unicast
+    assert mac_of("198.19.1.2") == "02:00:c6:13:01:02"
 
 
 def test_dig_output_is_read_as_addresses_empty_or_no_answer() -> None:

@@ -48,8 +48,8 @@ async def test_legacy_nlb_serves_without_connectivity_and_fails_every_az_away(
                                                         for a in azs)]
     ids = {az.az: f"{prefix}-{az.az}" for az in azs}
     try:
-        await _until(lambda: _true(nlb.in_name == ("use1-az1", "use1-az2", "use1-az4")
-                                   and all(a.started.is_set() for a in azs)), 10, "started")
+        await _until(lambda: _true(nlb.started.is_set() and all(a.started.is_set() for a in azs)),
+                     10, "started")
         for az, instance in ids.items():
             # What Network Manager records when it queues the launch (it is not running here).
             await sink.record(InstanceLaunched(instance=instance, az=az))
@@ -92,7 +92,7 @@ async def test_safe_nlb_waits_for_connectivity_and_keeps_capacity(
     tasks = [asyncio.create_task(nlb.run(stopping)), asyncio.create_task(az.run(stopping))]
     instance = f"{prefix}-safe"
     try:
-        await _until(lambda: _true(az.started.is_set() and bool(nlb.in_name)), 10, "started")
+        await _until(lambda: _true(az.started.is_set() and nlb.started.is_set()), 10, "started")
         await sink.record(InstanceLaunched(instance=instance, az="use1-az1"))
         await append_launch(redis_client, Launch(instance, "use1-az1", "d-1", 0))
         # the name is written after the removal is decided: wait for the name itself
@@ -164,7 +164,7 @@ async def test_the_nlb_checks_the_address_the_instance_listens_on_whenever_it_st
         await redis_client.hset(PROPAGATED_KEY, early, "1")
         await _until(lambda: _true(early in az.servers), 10, "the early instance listening")
         tasks.append(asyncio.create_task(nlb.run(stopping)))
-        await _until(lambda: _true(bool(nlb.in_name)), 10, "the NLB started")
+        await asyncio.wait_for(nlb.started.wait(), 10)
         await sink.record(InstanceLaunched(instance=late, az="use1-az1"))
         await append_launch(redis_client, Launch(late, "use1-az1", "d-1", 0))
         await _until(lambda: _true(late in nlb.checker.targets and late in az.addresses), 10,

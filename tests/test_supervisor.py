@@ -229,8 +229,12 @@ OUTAGE_ONLY = ["netmgr", "instances_az1", "instances_az2", "instances_az4", "nlb
 
 def test_up_with_outage_runs_issue_15s_processes_and_watch_shows_them(tmp_path: Path) -> None:
     """``dnsrace up --with-outage``: the NLB's name answers with its three AZ records through
-    our DNS, its clients call it, and ``dnsrace watch --once`` prints the network lines."""
-    settings = cluster_settings(tmp_path, load_rate=20.0, dwfm_droplets=6)
+    our DNS, its clients call it, and ``dnsrace watch --once`` prints the network lines.
+
+    In safe mode, where C2 and C3 must hold. In legacy (the default) the NLB puts a target in
+    service when it registers the launch, so whenever it registers one before Network Manager
+    has propagated it, C2 breaks as it did in 2025 (CI saw it: a race, not a failure)."""
+    settings = cluster_settings(tmp_path, load_rate=20.0, dwfm_droplets=6, mode="safe")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")}
     env.update(cluster_env(settings))
     dnsrace = str(Path(sys.executable).parent / "dnsrace")
@@ -256,7 +260,8 @@ def test_up_with_outage_runs_issue_15s_processes_and_watch_shows_them(tmp_path: 
         text = watch.stdout
         assert "nlb            name holds 3 of 3 AZ records" in text, text
         assert "network state  " in text and "service        " in text, text
-        assert "C2 BROKEN" not in text and "C3 BROKEN" not in text, text
+        assert "C2 BROKEN" not in text and "C3 BROKEN" not in text, text + "\n".join(
+            line for line in out.read_text().splitlines() if "WARNING" in line)
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 130, out.read_text()[-2000:]

@@ -2,7 +2,8 @@
 
 Command building is pure (:func:`run_args`, :func:`network_args`); :class:`Engine` runs them.
 podman is the one tried here (4.3, rootful, runc, netavark); docker takes the same commands
-except for a container's networks, for which it wants ``--network name=N,ip=A`` (Docker 25+).
+except for a container's networks, for which it wants ``--network name=N,ip=A,mac-address=M``
+(Docker 25+).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from services.containers.plan import (
     Network,
     Plan,
     address_of,
+    mac_of,
 )
 from services.errors import DnsraceError
 
@@ -60,8 +62,9 @@ def network_args(network: Network) -> list[str]:
 
 
 def _network_flag(kind: Kind, name: str, address: str) -> str:
-    return (f"--network={name}:ip={address}" if kind == "podman"
-            else f"--network=name={name},ip={address}")
+    mac = mac_of(address)
+    return (f"--network={name}:ip={address},mac={mac}" if kind == "podman"
+            else f"--network=name={name},ip={address},mac-address={mac}")
 
 
 def run_args(kind: Kind, plan: Plan, container: Container, image: str,
@@ -153,5 +156,5 @@ class Engine:
         half-done heal must not stop at the container that made it."""
         if network not in self.networks_of(container):
             address = container.address_on(network)
-            self.run("network", "connect", *(["--ip", address] if address else []), network,
-                     container.container_name)
+            at = ["--ip", address, "--mac-address", mac_of(address)] if address else []
+            self.run("network", "connect", *at, network, container.container_name)

@@ -32,6 +32,7 @@ how the processes are written. Each is still a container of its own.
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 from dataclasses import dataclass, field
 
@@ -228,6 +229,16 @@ def plan(settings: Settings, procfile: str, nets: tuple[Network, ...] | None = N
                                         dns=dns_at[regional.name], env=peers(regional.name),
                                         serves=serves))
     return Plan(nets, tuple(containers))
+
+
+def mac_of(address: str) -> str:
+    """The container's MAC on the network where it has ``address``: locally administered and
+    made of the address, as Docker's were. Fixed, so that a container put back on a network
+    after a partition (``network connect``) keeps it: the AZ's containers' neighbour caches
+    stay right. With a new random MAC they kept sending to the old one until their entry
+    failed, 24-45 s after the heal (a dig inside the AZ's enactor timing out all along)."""
+    octets = ipaddress.IPv4Address(address).packed
+    return "02:00:" + ":".join(f"{b:02x}" for b in octets)
 
 
 def address_of(plan: Plan, container: Container) -> str:

@@ -85,6 +85,8 @@ class Nlb:
     addresses: dict[str, str] = field(default_factory=dict)
     after: str = "0-0"
     rr: itertools.count[int] = field(default_factory=itertools.count)
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the NLB listens and reads launches: those appended after are registered."""
 
     def __post_init__(self) -> None:
         # velocity_control is the NLB's protection: capacity moves only on checks (a target
@@ -120,6 +122,10 @@ class Nlb:
         await self.sink.record(events.TargetInService(instance=target, az=az, nlb=NLB))
         if await self.client.hget(launches.PROPAGATED_KEY, target) is None:
             WITHOUT_CONNECTIVITY.labels(az).inc()
+            if not self.checker.settings.legacy_in_service_on_register:
+                log.warning("%s in service without connectivity: its checks at %s:%d passed "
+                            "before its network state propagated", target,
+                            self.addresses.get(target), self.instance_port)
 
     async def check(self, target: str) -> bool:
         try:
@@ -189,6 +195,7 @@ class Nlb:
         self.after = last[0][0] if last else "0-0"
         VELOCITY_LIMIT.set(velocity_budget(len(AZS), self.failover.max_share))
         await self.write_name(AZS)
+        self.started.set()
         try:
             while not stopping.is_set():
                 try:
