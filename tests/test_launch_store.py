@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from services.store.launches import (
     Launch,
     LaunchRecordError,
+    address_of,
     append_launch,
     netmgr_backlog,
     read_launches,
@@ -61,6 +62,16 @@ async def test_concurrent_launches_never_share_a_slot(
     read = {launch.instance_id: launch.slot for _, launch in await read_launches(
         redis_client, key=key, count=1000)}
     assert read == {launch.instance_id: launch.slot for _, launch in appended}
+
+
+def test_the_address_comes_from_the_az_and_the_slot_and_none_without_one() -> None:
+    """The AZ's instances and the NLB both call this: they agree, and skip the same launches."""
+    assert address_of(Launch("i-1", "use1-az2", "d-1", 0, slot=0)) == "127.41.0.1"
+    assert address_of(Launch("i-2", "use1-az4", "d-1", 0, slot=251)) == "127.42.1.2"
+    for launch in (Launch("i-3", "use1-az1", "d-1", 0),  # never appended: no slot
+                   Launch("i-4", "use1-az1", "d-1", 0, slot=250 * 256),  # past the last
+                   Launch("i-5", "use1-az9", "d-1", 0, slot=0)):  # no such AZ
+        assert address_of(launch) is None
 
 
 async def test_a_malformed_entry_is_skipped_not_fatal(

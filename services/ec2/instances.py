@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Gauge
 from redis.exceptions import RedisError
 
-from services.core.addresses import INSTANCE_PORT, MAX_INSTANCES, instance_address
+from services.core.addresses import INSTANCE_PORT
 from services.core.names import AZS
 from services.runtime.service import ServiceContext, observability_app, redis_client, start_site
 from services.store import launches
@@ -65,12 +65,9 @@ class AzInstances:
     async def take_launches(self) -> None:
         for entry_id, launch in await launches.read_launches(self.client, self.after, 1000):
             self.after = entry_id
-            if launch.az != self.az:
+            if launch.az != self.az or (address := launches.address_of(launch)) is None:
                 continue
-            if launch.slot is None or launch.slot >= MAX_INSTANCES:
-                log.warning("instance %s has no address (slot %s)", launch.instance_id, launch.slot)
-                continue
-            self.addresses[launch.instance_id] = instance_address(self.az, launch.slot)
+            self.addresses[launch.instance_id] = address
             self.waiting.add(launch.instance_id)
 
     async def bring_up(self) -> None:

@@ -31,13 +31,7 @@ from redis.exceptions import RedisError
 
 from services.config import Settings
 from services.core import events
-from services.core.addresses import (
-    INSTANCE_PORT,
-    MAX_INSTANCES,
-    NODE_PORT,
-    instance_address,
-    node_address,
-)
+from services.core.addresses import INSTANCE_PORT, NODE_PORT, node_address
 from services.core.cascade_invariants import velocity_budget
 from services.core.names import AZS
 from services.nlb.failover import FailoverSettings, Removal, decide
@@ -106,13 +100,11 @@ class Nlb:
     async def register_launches(self) -> None:
         for entry_id, launch in await launches.read_launches(self.client, self.after, 1000):
             self.after = entry_id
-            if launch.az not in AZS or launch.slot is None or launch.slot >= MAX_INSTANCES:
-                log.warning("launch %s not registered: no address for slot %s in %s",
-                            launch.instance_id, launch.slot, launch.az)
+            # From the launch's slot, not a count of what this process saw: the AZ's
+            # instances listen on the same address whenever each of them started reading.
+            if (address := launches.address_of(launch)) is None:
                 continue
-            # The slot, not a count of what this process saw: the AZ's instances listen on the
-            # same address whenever each of them started reading the stream.
-            self.addresses[launch.instance_id] = instance_address(launch.az, launch.slot)
+            self.addresses[launch.instance_id] = address
             moved = self.checker.register(launch.instance_id, launch.az, self.now_s())
             if moved is not None:
                 await self.put_in_service(launch.instance_id, launch.az)

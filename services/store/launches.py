@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from services.core.addresses import MAX_INSTANCES, instance_address
+from services.core.names import AZS
 from services.errors import DnsraceError
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,17 @@ class Launch:
         if launch.at_ms < 0 or (launch.slot or 0) < 0:
             raise LaunchRecordError(f"not a launch record: {fields!r} (negative number)")
         return launch
+
+
+def address_of(launch: Launch) -> str | None:
+    """The loopback address the instance listens on and the NLB checks, from its AZ and slot;
+    None (logged) for a launch no address can be given to: the AZ's instances and the NLB
+    skip the same launches."""
+    if launch.az not in AZS or launch.slot is None or not 0 <= launch.slot < MAX_INSTANCES:
+        log.warning("launch %s has no address: slot %s in %s", launch.instance_id, launch.slot,
+                    launch.az)
+        return None
+    return instance_address(launch.az, launch.slot)
 
 
 # The slot is counted and the entry added in one step: two appends can never share a slot.
