@@ -78,16 +78,22 @@ async def _true(value: bool) -> bool:
     return value
 
 
-async def test_safe_nlb_waits_for_connectivity_and_keeps_capacity(
-    redis_client: aioredis.Redis, prefix: str
-) -> None:
+def _safe_nlb_and_az1(redis_client: aioredis.Redis, prefix: str
+                      ) -> tuple[Nlb, AzInstances, history.RedisHistory]:
+    """An NLB under velocity_control and use1-az1's instances on ports of their own."""
     port, node_port = free_port(), free_port()
     sink = history.RedisHistory(redis_client, prefix=prefix, source="nlb", clock=WALL_CLOCK)
     settings = Settings(mode="safe", protections=("queue_throttle", "velocity_control"))
     nlb = Nlb(settings, redis_client, sink,
               ZoneStore(redis_client, ZoneKeys(prefix), clock=WALL_CLOCK),
               instance_port=port, node_port=node_port)
-    az = AzInstances("use1-az1", redis_client, port=port)
+    return nlb, AzInstances("use1-az1", redis_client, port=port), sink
+
+
+async def test_safe_nlb_waits_for_connectivity_and_keeps_capacity(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    nlb, az, sink = _safe_nlb_and_az1(redis_client, prefix)
     stopping = asyncio.Event()
     tasks = [asyncio.create_task(nlb.run(stopping)), asyncio.create_task(az.run(stopping))]
     instance = f"{prefix}-safe"
@@ -145,14 +151,8 @@ async def test_the_nlb_checks_the_address_the_instance_listens_on_whenever_it_st
     """The NLB and the AZ's instances start at different moments (``dnsrace up`` starts them
     side by side while ec2_api launches). An instance launched in between must not shift the
     NLB's addresses by one: the NLB would check the older, propagated instance's listener and
-    put the new one in service without connectivity (CI saw C2 reported so under ``up``)."""
-    port, node_port = free_port(), free_port()
-    sink = history.RedisHistory(redis_client, prefix=prefix, source="nlb", clock=WALL_CLOCK)
-    settings = Settings(mode="safe", protections=("queue_throttle", "velocity_control"))
-    nlb = Nlb(settings, redis_client, sink,
-              ZoneStore(redis_client, ZoneKeys(prefix), clock=WALL_CLOCK),
-              instance_port=port, node_port=node_port)
-    az = AzInstances("use1-az1", redis_client, port=port)
+    put the new one in service without connectivity (C2 broken under velocity_control)."""
+    nlb, az, sink = _safe_nlb_and_az1(redis_client, prefix)
     stopping = asyncio.Event()
     tasks = [asyncio.create_task(az.run(stopping))]
     early, late = f"{prefix}-before-the-nlb", f"{prefix}-after-the-nlb"
