@@ -12,18 +12,16 @@ commit's ``ZoneStore.apply_many`` sent them); ours takes ``BATCHES_PER_CALL`` pe
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench import zonedata
-from bench.common import REPO, machine, tree_cpu_seconds
+from bench.common import REPO, run_in_tempdir, tree_cpu_seconds
 from services.core import names
 from services.core.records import ChangeBatch
 from services.enactor.decisions import Commit, decide_endpoint
@@ -100,15 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.endpoints < 4 * WINDOW:
         parser.error(f"--endpoints must be at least {4 * WINDOW} (windows to alternate)")
-    with tempfile.TemporaryDirectory(prefix="change-batch-ab-") as root:
-        result = {"argv": sys.argv[1:] if argv is None else argv, "machine": machine(),
-                  "change_batch_ab": asyncio.run(measure(Path(root), args.endpoints,
-                                                         args.baseline_rev, args.rounds))}
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
-    return 0
+    return run_in_tempdir(
+        "change_batch_ab",
+        lambda root: measure(root, args.endpoints, args.baseline_rev, args.rounds), argv, args.out)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import math
 import os
 import platform
@@ -12,9 +14,10 @@ import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -293,3 +296,17 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def run_in_tempdir(section: str, measure: Callable[[Path], Coroutine[Any, Any, dict[str, Any]]],
+                   argv: Sequence[str] | None, out: Path | None) -> int:
+    """Run ``measure`` in a fresh folder; print its result under ``section`` with the command
+    line and the machine, and write it to ``out`` too when given. The exit status."""
+    with tempfile.TemporaryDirectory(prefix=f"{section.replace('_', '-')}-") as root:
+        result = {"argv": list(sys.argv[1:] if argv is None else argv), "machine": machine(),
+                  section: asyncio.run(measure(Path(root)))}
+    text = json.dumps(result, indent=2)
+    if out:
+        out.write_text(text + "\n")
+    print(text)
+    return 0

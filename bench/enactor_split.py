@@ -14,17 +14,14 @@ on a fresh Redis holding the steady state (two generations of trees).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
-import json
 import sys
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from bench import enactor_bench, zonedata
-from bench.common import machine
+from bench.common import run_in_tempdir
 from services.enactor.service import collector_tuned
 from services.store import history, plans
 from services.store import zone as zone_store
@@ -92,14 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.endpoints < 10:
         parser.error("--endpoints must be at least 10")
-    with tempfile.TemporaryDirectory(prefix="enactor-split-") as root:
-        result = {"argv": sys.argv[1:] if argv is None else argv, "machine": machine(),
-                  "enactor_split": asyncio.run(measure(Path(root), args.endpoints))}
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
-    return 0
+    return run_in_tempdir("enactor_split", lambda root: measure(root, args.endpoints), argv,
+                          args.out)
 
 
 if __name__ == "__main__":

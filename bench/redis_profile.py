@@ -16,20 +16,17 @@ Needs ``perf`` (Debian's linux-perf) and the right to profile the Redis process 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench import enactor_bench, zonedata
-from bench.common import machine
+from bench.common import run_in_tempdir
 from services.core import names
 from services.enactor.service import collector_tuned
 
@@ -155,14 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("perf is not installed: apt-get install linux-perf")
     if args.endpoints < 1:
         parser.error("--endpoints must be at least 1")
-    with tempfile.TemporaryDirectory(prefix="redis-profile-") as root:
-        result = {"argv": sys.argv[1:] if argv is None else argv, "machine": machine(),
-                  "redis_profile": asyncio.run(profile(Path(root), args.endpoints))}
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
-    return 0
+    return run_in_tempdir("redis_profile", lambda root: profile(root, args.endpoints), argv,
+                          args.out)
 
 
 if __name__ == "__main__":
