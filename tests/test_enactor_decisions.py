@@ -162,3 +162,13 @@ def test_safe_cleanup_never_deletes_a_named_tree_and_keeps_the_newest() -> None:
                             Policy("use1-az2", frozenset(ALL_PROTECTIONS), keep_newest=2))
     assert [r.generation for r in removals] == [10]
     assert all(r.change.if_unreferenced for r in removals)
+
+
+def test_safe_cleanup_keeps_the_newest_generations_it_is_told_of() -> None:
+    """Given only the old trees (the tree index's read), the newest generations come from the
+    zone: with 12 and 11 the newest two, trees 10 and 3 go, though no newer tree was given."""
+    safe = Policy("use1-az2", frozenset(ALL_PROTECTIONS), keep_newest=2)
+    assert [r.generation for r in plan_cleanup(20, trees(3, 10), {}, safe, newest=(12, 11))
+            ] == [3, 10]
+    assert [r.generation for r in plan_cleanup(20, trees(3, 10), {}, safe, newest=(10, 3))
+            ] == []

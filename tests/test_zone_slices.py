@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 
+import pytest
+import redis.asyncio as aioredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,7 +32,8 @@ from services.core.records import (
     decode_lock,
     lock_record,
 )
-from services.store.zone import BATCHES_PER_CALL, ZoneStore
+from services.store.zone import BATCHES_PER_CALL, ZoneKeys, ZoneStore
+from tests.conftest import ManualClock
 
 
 def _tree(i: int) -> RecordSet:
@@ -168,3 +172,54 @@ async def test_the_clean_ups_reads_keep_every_byte_also_a_line_break(zone: ZoneS
     await zone.client.hset(zone.keys.refs, odd, 2)
     assert await zone.trees() == expected | {odd: '{"records":\n[]}'}
     assert await zone.references() == {trees[0].name: 1, odd: 2}
+
+
+def _random_batch(rng: random.Random) -> ChangeBatch:
+    """One to three changes over two endpoints' trees and aliases: creates, upserts, deletes
+    (guarded or not, of values that may be stale), and sometimes a generation fence."""
+    changes = []
+    for _ in range(rng.randint(1, 3)):
+        endpoint = f"e{rng.randint(0, 1)}.example"
+        generation = rng.randint(1, 3)
+        tree = a_records(f"plan-{generation}.{endpoint}",
+                         [WeightedAddress(f"127.0.10.{rng.randint(1, 2)}", 10)])
+        alias = alias_record(endpoint, Alias(tree.name, generation))
+        rrset = rng.choice((tree, alias))
+        action = rng.choice(list(Action))
+        changes.append(Change(action, rrset, if_unreferenced=rng.random() < 0.5))
+    fences = ((GenerationFence("e0.example", rng.randint(1, 4)),) if rng.random() < 0.3
+              else ())
+    return ChangeBatch(tuple(changes), fences)
+
+
+async def _state(zone: ZoneStore) -> tuple[int, dict[str, str], dict[str, int], dict[str, str]]:
+    snap = await zone.snapshot()
+    return snap.serial, snap.rrsets, await zone.references(), await zone.trees()
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_a_call_of_many_batches_leaves_the_zone_as_the_batches_one_by_one(
+        redis_client: aioredis.Redis, clock: ManualClock, prefix: str, seed: int) -> None:
+    """change_batch.lua keeps a call's writes until its end, judging each batch by what the
+    ones before it wrote: 200 random batches sent 40 per round-trip (several per call) and
+    sent one per call give the same outcomes, record sets, reference counts, trees and
+    serial."""
+    rng = random.Random(seed)
+    batches = [_random_batch(rng) for _ in range(200)]
+    together = ZoneStore(redis_client, ZoneKeys(f"{prefix}-together"), clock=clock)
+    alone = ZoneStore(redis_client, ZoneKeys(f"{prefix}-alone"), clock=clock)
+    outcomes_together = [o for i in range(0, len(batches), 40)
+                         for o in await together.apply_many(batches[i:i + 40])]
+    outcomes_alone = [(await alone.apply_many([batch]))[0] for batch in batches]
+    assert [_shape(o) for o in outcomes_together] == [_shape(o) for o in outcomes_alone]
+    assert sum(isinstance(o, Committed) for o in outcomes_alone) >= 20  # not all refused
+    assert await _state(together) == await _state(alone)
+    old_together = await together.old_trees(below=4, newest=3)
+    assert old_together == await alone.old_trees(below=4, newest=3)
+
+
+def _shape(outcome: Committed | Rejected) -> tuple[object, ...]:
+    """An outcome without its commit time."""
+    if isinstance(outcome, Committed):
+        return ("committed", outcome.serial, outcome.live_deleted)
+    return ("rejected", outcome.reason, outcome.index)

@@ -256,3 +256,13 @@ class EndpointRecords:
     rollback_target: str | None
     lock: str | None
     tree: str | None
+
+
+@dataclass(frozen=True)
+class OldTrees:
+    """What the clean-up reads: the trees older than a generation, and the newest generations."""
+
+    trees: dict[str, str]
+    """Tree name -> value, for every tree older than the generation asked."""
+    newest: tuple[int, ...]
+    """The newest generations that have a tree, newest first (as many as asked)."""

@@ -216,17 +216,20 @@ class TreeRemoval:
 
 
 def plan_cleanup(applied_generation: int, trees: Mapping[str, str],
-                 references: Mapping[str, int], policy: Policy) -> list[TreeRemoval]:
+                 references: Mapping[str, int], policy: Policy,
+                 newest: Sequence[int] | None = None) -> list[TreeRemoval]:
     """Trees to delete after applying ``applied_generation``, oldest first.
 
     legacy: every tree more than ``cleanup_age`` generations older, by age alone.
     safe clean-up: never a tree an alias or rollback names (checked again atomically at
     delete time with ``if_unreferenced``), and never one of the ``keep_newest`` newest
-    generations.
+    generations: those of ``newest`` (the zone's newest generations with trees, newest first)
+    when ``trees`` holds only the old ones, else found in ``trees``.
     """
     safe = policy.has("safe_cleanup")
     parsed = [(names.parse_tree(name), name, value) for name, value in trees.items()]
-    generations = sorted({t.generation for t, _, _ in parsed if t is not None}, reverse=True)
+    generations = (list(newest) if newest is not None else
+                   sorted({t.generation for t, _, _ in parsed if t is not None}, reverse=True))
     kept = set(generations[:policy.keep_newest]) if safe else set()
     threshold = applied_generation - policy.cleanup_age
     removals = []

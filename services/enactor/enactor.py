@@ -7,7 +7,9 @@ actions it is given. Every store call is an ``await`` on the zone or plan store,
 the interleaving explorer takes its turns; time and sleeping are injected for the same reason.
 
 With ``overlap`` (the cluster's), the next window is read while the last one's batches commit:
-the walk is told their outcomes only when it asks. The explorer turns it off, so that one
+the walk is told their outcomes only when it asks. The batches are held until that read is on
+the wire and sent right behind it, so Redis answers the read first and runs the batches while
+the enactor decides the window it read. The explorer turns it off, so that one
 round-trip ends before the next starts (its scheduler takes one turn per round-trip): the walk
 then settles each window before reading the next. A window of 1 never overlaps: it is the
 one-at-a-time walk, round-trip for round-trip.
@@ -19,7 +21,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -44,6 +46,7 @@ from services.core.records import (
     ChangeBatch,
     Committed,
     EndpointRecords,
+    OldTrees,
     Rejected,
     RejectReason,
     decode_alias,
@@ -100,8 +103,8 @@ class ZoneAccess(Protocol):
                              ) -> list[EndpointRecords]: ...
     async def apply_many(self, batches: Sequence[ChangeBatch]
                          ) -> list[Committed | Rejected]: ...
-    async def trees(self) -> dict[str, str]: ...
-    async def references(self) -> dict[str, int]: ...
+    async def old_trees(self, below: int, newest: int) -> OldTrees: ...
+    async def references(self, of: Collection[str] | None = None) -> dict[str, int]: ...
 
 
 class PlanSource(Protocol):
@@ -192,20 +195,36 @@ class Enactor:
         generation = plan.generation
         walk = Walk(generation, tuple(plan.endpoints.items()), self.policy, self.window)
         on_its_way: asyncio.Future[list[Committed | Rejected]] | None = None
+        held: Sequence[ChangeBatch] = ()
+        """A window's batches not sent yet: they go right behind the next window's read."""
+
+        async def send_held() -> None:
+            nonlocal on_its_way, held
+            if held:
+                on_its_way = asyncio.ensure_future(self.zone.apply_many(held))
+                held = ()
+                await asyncio.sleep(0)  # the batches go on the wire before anything else
+
         reply = self._reply()
         try:
             while True:
-                match walk.next(reply):
+                action = walk.next(reply)
+                if not isinstance(action, ReadWindow):
+                    await send_held()
+                match action:
                     case ReadWindow() as read:
-                        views = await self.zone.read_endpoints(read.requests)
+                        # The read goes first, the held batches right behind it: Redis answers
+                        # the read before it runs them, so this window is decided while they
+                        # commit (behind them, the read would wait for every one).
+                        views, _ = await asyncio.gather(
+                            self.zone.read_endpoints(read.requests), send_held())
                         stalled = tuple(self.gate.stall_pending(StallPoint.BEFORE_FLIP,
                                                                 generation, endpoint)
                                         for endpoint in read.endpoints)
                         reply = self._reply(views=tuple(views), stalled=stalled,
                                             now_ms=self._now_ms())
                     case SendWindow(batches) if self.overlap:
-                        on_its_way = asyncio.ensure_future(self.zone.apply_many(batches))
-                        await asyncio.sleep(0)  # the batches go on the wire before anything else
+                        held = batches
                         reply = self._reply()
                     case SendWindow(batches):
                         reply = self._reply(outcomes=tuple(await self.zone.apply_many(batches)))
@@ -283,9 +302,10 @@ class Enactor:
         await self.sleep(delay)
 
     async def _clean_up(self, generation: int, report: RoundReport) -> None:
-        trees = await self.zone.trees()
-        references = await self.zone.references()
-        removals = plan_cleanup(generation, trees, references, self.policy)
+        old = await self.zone.old_trees(below=generation - self.policy.cleanup_age,
+                                        newest=self.policy.keep_newest)
+        references = await self.zone.references(old.trees)
+        removals = plan_cleanup(generation, old.trees, references, self.policy, old.newest)
         for start in range(0, len(removals), self.window):
             chunk = removals[start:start + self.window]
             outcomes = await self.zone.apply_many([ChangeBatch((r.change,)) for r in chunk])

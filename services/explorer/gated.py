@@ -3,7 +3,7 @@ every round-trip to Redis first waits for the actor's turn, and each commit is j
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -15,6 +15,7 @@ from services.core.records import (
     ChangeBatch,
     Committed,
     EndpointRecords,
+    OldTrees,
     Rejected,
     ZoneSnapshot,
 )
@@ -111,13 +112,13 @@ class GatedZone(ZoneStore):
         await self._lab.turn(self._actor)
         return await super().read_endpoints(requests)
 
-    async def trees(self) -> dict[str, str]:
+    async def old_trees(self, below: int, newest: int) -> OldTrees:
         await self._lab.turn(self._actor)
-        return await super().trees()
+        return await super().old_trees(below, newest)
 
-    async def references(self) -> dict[str, int]:
+    async def references(self, of: Collection[str] | None = None) -> dict[str, int]:
         await self._lab.turn(self._actor)
-        return await super().references()
+        return await super().references(of)
 
     async def snapshot(self) -> ZoneSnapshot:
         await self._lab.turn(self._actor)

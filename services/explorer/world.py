@@ -182,9 +182,10 @@ class Lab:
         # Nobody changes load-balancer health here: the planner reads it ungated.
         self.health = HealthStore(self.client, self.prefix)
         store = self.plans[0]
-        self._keys = [self.keys.rrsets, self.keys.serial, self.keys.refs, store.newest_key,
-                      store.index_key,
-                      *(f"{store.plan_prefix}{g}" for g in range(1, self.config.plans + 1))]
+        generations = range(1, self.config.plans + 1)
+        self._keys = [*self.keys.stored, store.newest_key, store.index_key,
+                      *(self.keys.trees_of(g) for g in generations),
+                      *(f"{store.plan_prefix}{g}" for g in generations)]
         self.watch = ZoneWatch(self.endpoints, frozenset(self.config.invariants))
 
     async def reset(self) -> None:

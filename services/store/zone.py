@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Collection, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -29,6 +29,7 @@ from services.core.records import (
     ChangeBatch,
     Committed,
     EndpointRecords,
+    OldTrees,
     RecordSet,
     RecordType,
     Rejected,
@@ -65,8 +66,33 @@ class ZoneKeys:
         return f"{self.prefix}:zone:refs"
 
     @property
+    def trees(self) -> str:
+        """The tree index (kept by change_batch.lua): the generations that have trees, a sorted
+        set; each generation's trees are the set under this key, ``:``, the generation."""
+        return f"{self.prefix}:zone:trees"
+
+    def trees_of(self, generation: int) -> str:
+        """The set of generation ``generation``'s tree names."""
+        return f"{self.trees}:{generation}"
+
+    @property
+    def trees_indexed(self) -> str:
+        """Set once the tree index holds every tree (a zone from before the index has none)."""
+        return f"{self.prefix}:zone:trees:indexed"
+
+    @property
     def channel(self) -> str:
         return f"{self.prefix}:zone:changes"
+
+    @property
+    def change_batch(self) -> tuple[str, str, str, str]:
+        """change_batch.lua's KEYS, in order."""
+        return (self.rrsets, self.serial, self.refs, self.trees)
+
+    @property
+    def stored(self) -> tuple[str, ...]:
+        """Every key the zone is stored under."""
+        return (*self.change_batch, self.trees_indexed)
 
 
 @dataclass(frozen=True)
@@ -159,6 +185,70 @@ elements at several us each; one string is split in C. cjson.encode of the refer
 200,000 pairs took 2 s of Redis's time in a round of 100,000 endpoints."""
 
 
+_OLD_TREES = _LINES + """
+redis.replicate_commands()  -- HSCAN below, then writes
+local rrsets, index, indexed = KEYS[1], KEYS[2], KEYS[3]
+local SLICE = 1000
+if redis.call('EXISTS', indexed) == 0 then  -- a zone from before the index: index it once
+  local cursor = '0'
+  repeat
+    local reply = redis.call('HSCAN', rrsets, cursor, 'MATCH', 'plan-*|A', 'COUNT', SLICE)
+    cursor = reply[1]
+    for i = 1, #reply[2], 2 do
+      local key = reply[2][i]
+      local generation = string.match(key, '^plan%-(%d+)%..*|A$')
+      if generation then
+        redis.call('SADD', index .. ':' .. generation, string.sub(key, 1, -3))
+        redis.call('ZADD', index, generation, generation)
+      end
+    end
+  until cursor == '0'
+  redis.call('SET', indexed, '1')
+end
+local newest = redis.call('ZREVRANGE', index, 0, tonumber(ARGV[2]) - 1)
+local names = {}
+for _, generation in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. ARGV[1])) do
+  for _, name in ipairs(redis.call('SMEMBERS', index .. ':' .. generation)) do
+    names[#names + 1] = name
+  end
+end
+local out = {}
+for first = 1, #names, SLICE do
+  local fields = {}
+  for i = first, math.min(first + SLICE - 1, #names) do fields[#fields + 1] = names[i] .. '|A' end
+  local values = redis.call('HMGET', rrsets, unpack(fields))
+  for i = 1, #values do
+    if values[i] then
+      out[#out + 1] = names[first + i - 1]
+      out[#out + 1] = values[i]
+    end
+  end
+end
+local flat = lines_or_json(out)
+return {table.concat(newest, ','), flat[1], flat[2]}
+"""
+"""The clean-up's trees, from the tree index in one call: the newest ARGV[2] generations that
+have trees, then every tree older than generation ARGV[1] with its value (name, value, ... as
+:func:`_flat` reads them). A scan of every tree gave the clean-up the same, reading every tree it
+keeps too: in a zone of 100,000 endpoints, 2.7 s of Redis's time a round."""
+
+_HMGET_LINES = _LINES + """
+local out = {}
+for first = 1, #ARGV, 1000 do  -- Lua's unpack stops near 8,000 values
+  local got = redis.call('HMGET', KEYS[1], unpack(ARGV, first, math.min(first + 999, #ARGV)))
+  for i = 1, #got do
+    if got[i] then
+      out[#out + 1] = ARGV[first + i - 1]
+      out[#out + 1] = got[i]
+    end
+  end
+end
+local flat = lines_or_json(out)
+return {flat[1], flat[2]}
+"""
+"""HMGET of ARGV's fields, the present ones as :func:`_flat` reads them (field, value, ...)."""
+
+
 def _flat(kind: str, payload: str) -> list[str]:
     """The elements of a flat reply of :data:`_LINES`."""
     if kind == "json":
@@ -208,10 +298,12 @@ class ZoneStore:
         self._read_endpoints = client.register_script(_READ_ENDPOINTS)
         self._scan_trees = client.register_script(_SCAN_TREES)
         self._hgetall_lines = client.register_script(_HGETALL_LINES)
+        self._old_trees = client.register_script(_OLD_TREES)
+        self._hmget_lines = client.register_script(_HMGET_LINES)
 
     async def apply(self, batch: ChangeBatch) -> Committed:
         """Commit a batch atomically, or raise Rejected saying which change failed."""
-        raw = await self._apply(keys=[self.keys.rrsets, self.keys.serial, self.keys.refs],
+        raw = await self._apply(keys=list(self.keys.change_batch),
                                 args=[self.keys.channel, self.clock.now_ms(),
                                       _batches_json((batch,))])
         (outcome,) = _outcomes((batch,), raw)
@@ -253,7 +345,7 @@ class ZoneStore:
         now_ms = self.clock.now_ms()
         async with self.client.pipeline(transaction=False) as pipe:
             for part in slices:
-                pipe.evalsha(sha, 3, keys.rrsets, keys.serial, keys.refs, channel, now_ms,
+                pipe.evalsha(sha, len(keys.change_batch), *keys.change_batch, channel, now_ms,
                              _batches_json(part))
             return list(await pipe.execute(raise_on_error=False))
 
@@ -303,9 +395,25 @@ class ZoneStore:
             if cursor == "0":
                 return found
 
-    async def references(self) -> dict[str, int]:
-        """Record-set names that aliases name, with how many aliases name each."""
-        flat = _flat(*await self._hgetall_lines(keys=[self.keys.refs]))
+    async def old_trees(self, below: int, newest: int) -> OldTrees:
+        """Every tree of a generation below ``below`` with its value, and the ``newest`` newest
+        generations that have trees: one atomic read of the tree index."""
+        generations, kind, payload = await self._old_trees(
+            keys=[self.keys.rrsets, self.keys.trees, self.keys.trees_indexed],
+            args=[below, newest])
+        flat = _flat(kind, payload)
+        return OldTrees(dict(zip(flat[0::2], flat[1::2], strict=True)),
+                        tuple(int(g) for g in generations.split(",") if g))
+
+    async def references(self, of: Collection[str] | None = None) -> dict[str, int]:
+        """Record-set names that aliases name, with how many aliases name each: every one, or
+        those of ``of``."""
+        if of is None:
+            flat = _flat(*await self._hgetall_lines(keys=[self.keys.refs]))
+        elif of:
+            flat = _flat(*await self._hmget_lines(keys=[self.keys.refs], args=list(of)))
+        else:
+            return {}
         return dict(zip(flat[0::2], map(int, flat[1::2]), strict=True))
 
     async def changes(self, *, resync: Resync,

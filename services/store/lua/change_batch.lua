@@ -4,6 +4,9 @@
 -- KEYS[1] record sets hash   field "<name>|<TYPE>" -> canonical JSON value
 -- KEYS[2] zone serial        integer, +1 per committed batch
 -- KEYS[3] alias references   field "<target name>" -> number of ALIAS sets naming it
+-- KEYS[4] tree index         sorted set of the generations that have trees; the set
+--                            KEYS[4]:<generation> holds that generation's tree names (the
+--                            clean-up reads the old ones there instead of scanning the zone)
 -- ARGV[1] change notification channel
 -- ARGV[2] now_ms: the writer's clock, passed in; the only time this script decides by
 -- ARGV[3] the batches as one JSON array, each:
@@ -16,9 +19,10 @@
 -- "live": [...]} or {"ok": false, "index": i, "reason": r, "detail": d} (index 0 = the batch
 -- itself). Each batch is judged against the zone as the batches before it left it, exactly as
 -- if it were sent alone after them: nothing of a batch is written unless every change of it
--- is valid (pass one checks against an overlay, pass two writes), and a refused batch does
--- not stop the ones after it. Each committed batch takes its own serial and publishes its
--- own notification.
+-- is valid (it is checked against an overlay of the zone), and a refused batch does not stop
+-- the ones after it. Each committed batch takes its own serial and publishes its own
+-- notification. The reads of all the batches go in two commands at the start, the writes of
+-- all the committed ones in a few at the end (a script runs alone: no reader sees between).
 
 redis.replicate_commands()
 local channel = ARGV[1]
@@ -30,6 +34,11 @@ local batches = cjson.decode(ARGV[3])
 local now = redis.call('TIME')
 local commit_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local null = cjson.null
+
+-- A tree's record set: "plan-<generation>.<endpoint>|A" (services.core.names.tree_name).
+local function tree_generation(key)
+  return string.match(key, '^plan%-(%d+)%..*|A$')
+end
 
 -- Commands with many arguments, in slices (Lua's unpack stops near 8,000 values).
 local SLICE = 1000
@@ -47,6 +56,34 @@ local function each_slice(command, key, args)  -- SLICE is even: HSET's pairs st
   end
 end
 
+-- The zone as the batches before this one left it. The batches' writes go to Redis at the
+-- end of the call, all at once (nothing else runs inside a script, so nobody can tell): until
+-- then every key a committed batch wrote, and every count it changed, is here, and a key not
+-- here is read from Redis as it was when the call began.
+local zone = {}      -- key -> value, or false when missing
+local counts = {}    -- target name -> reference count
+local written, written_seen = {}, {}  -- keys committed batches wrote, in order
+local counted, counted_seen = {}, {}  -- targets whose counts they changed
+local serial = tonumber(redis.call('GET', KEYS[2]) or '0')
+
+local function zone_value(key)
+  local v = zone[key]
+  if v == nil then
+    v = redis.call('HGET', KEYS[1], key)
+    zone[key] = v
+  end
+  return v
+end
+
+local function zone_count(target)
+  local n = counts[target]
+  if n == nil then
+    n = tonumber(redis.call('HGET', KEYS[3], target) or '0')
+    counts[target] = n
+  end
+  return n
+end
+
 local function reject(index, reason, detail)
   return {ok = false, index = index, reason = reason, detail = detail}
 end
@@ -58,87 +95,72 @@ local function failed(ch, reason)
   return reason
 end
 
+local aliases = {} -- alias value -> decoded, once per value in the call
+local function alias_of(value)
+  if not value then return nil end
+  local a = aliases[value]
+  if a == nil then a = cjson.decode(value); aliases[value] = a end
+  return a
+end
+-- For the reads ahead only: a value that is no alias fails where the original order of
+-- checks meets it, not here.
+local function target_of(value)
+  local ok, a = pcall(alias_of, value)
+  if ok and type(a) == 'table' and type(a.target) == 'string' then return a.target end
+  return nil
+end
+
+local function fences_of(batch)
+  if not batch.fences or batch.fences == null then return {} end
+  return batch.fences
+end
+
+-- Every record set a batch names: its fences' aliases, its changes, the trees its new aliases
+-- name (Route 53's rule below).
+local function keys_read(batch)
+  local keys = {}
+  for _, fence in ipairs(fences_of(batch)) do keys[#keys + 1] = fence.name .. '|ALIAS' end
+  for _, ch in ipairs(batch.changes) do
+    keys[#keys + 1] = ch.name .. '|' .. ch.type
+    if ch.type == 'ALIAS' and ch.action ~= 'DELETE' then
+      local t = target_of(ch.value)
+      if t then keys[#keys + 1] = t .. '|A' end
+    end
+  end
+  return keys
+end
+
 local function apply(batch)
   if batch.not_after_ms and batch.not_after_ms ~= null and now_ms > batch.not_after_ms then
     return reject(0, 'lock_expired',
       'lock lease ended ' .. (now_ms - batch.not_after_ms) .. ' ms before the commit')
   end
   local changes = batch.changes
-  local fences = batch.fences
-  if not fences or fences == null then fences = {} end
+  local fences = fences_of(batch)
 
-  local aliases = {} -- alias value -> decoded, once per value
-  local function alias_of(value)
-    if not value then return nil end
-    local a = aliases[value]
-    if a == nil then a = cjson.decode(value); aliases[value] = a end
-    return a
-  end
-  -- For the reads ahead only: a value that is no alias fails where the original order of
-  -- checks meets it, not here.
-  local function target_of(value)
-    local ok, a = pcall(alias_of, value)
-    if ok and type(a) == 'table' and type(a.target) == 'string' then return a.target end
-    return nil
-  end
-
-  -- Every record set the batch names, read in one command.
   local view = {}   -- key -> value, or false when missing or deleted in this batch
-  local wanted, seen = {}, {}
-  local function want(key)
-    if not seen[key] then seen[key] = true; wanted[#wanted + 1] = key end
-  end
-  for _, fence in ipairs(fences) do want(fence.name .. '|ALIAS') end
-  for _, ch in ipairs(changes) do want(ch.name .. '|' .. ch.type) end
-  for _, ch in ipairs(changes) do  -- the trees the new aliases name (Route 53's rule below)
-    if ch.type == 'ALIAS' and ch.action ~= 'DELETE' then
-      local t = target_of(ch.value)
-      if t then want(t .. '|A') end
-    end
-  end
-  local got = hmget(KEYS[1], wanted)
-  for i, key in ipairs(wanted) do view[key] = got[i] end
   local function current(key)
     local v = view[key]
     if v == nil then
-      v = redis.call('HGET', KEYS[1], key)
+      v = zone_value(key)
       view[key] = v
     end
     return v
   end
 
   for _, fence in ipairs(fences) do
-    local alias = alias_of(view[fence.name .. '|ALIAS'])
+    local alias = alias_of(current(fence.name .. '|ALIAS'))
     if alias and alias.generation >= fence.below then
       return reject(0, 'generation_fence', fence.name .. ' already serves generation ' ..
         alias.generation .. ', not older than ' .. fence.below)
     end
   end
 
-  -- The reference counts the batch's aliases touch, read in one command.
   local refs = {}   -- target -> reference count after this batch
-  local targets, named = {}, {}
-  local function name_target(value)
-    local t = target_of(value)
-    if t and not named[t] then named[t] = true; targets[#targets + 1] = t end
-  end
-  for _, ch in ipairs(changes) do
-    if ch.type == 'ALIAS' then
-      local old = view[ch.name .. '|ALIAS']
-      if old then name_target(old) end
-      if ch.action ~= 'DELETE' then name_target(ch.value) end
-    elseif ch.action == 'DELETE' and ch.if_unreferenced then
-      if not named[ch.name] then named[ch.name] = true; targets[#targets + 1] = ch.name end
-    end
-  end
-  if #targets > 0 then
-    local counts = hmget(KEYS[3], targets)
-    for i, t in ipairs(targets) do refs[t] = tonumber(counts[i] or '0') end
-  end
   local function refcount(target)
     local n = refs[target]
     if n == nil then
-      n = tonumber(redis.call('HGET', KEYS[3], target) or '0')
+      n = zone_count(target)
       refs[target] = n
     end
     return n
@@ -197,33 +219,22 @@ local function apply(batch)
   end
 
   local live = {}  -- record sets this batch deletes while an alias still names them
-  local sets, deletes, values = {}, {}, {}
+  local values = {}
   for i, key in ipairs(changed) do
     local v = view[key]
     values[i] = v
-    if v then
-      sets[#sets + 1] = key
-      sets[#sets + 1] = v
-    else
+    if not v then
       local name = string.match(key, '^(.*)|[^|]*$')
       if refcount(name) > 0 then live[#live + 1] = name end
-      deletes[#deletes + 1] = key
     end
+    zone[key] = v
+    if not written_seen[key] then written_seen[key] = true; written[#written + 1] = key end
   end
-  each_slice('HSET', KEYS[1], sets)
-  each_slice('HDEL', KEYS[1], deletes)
-  local ref_sets, ref_deletes = {}, {}
   for target, n in pairs(refs) do
-    if n > 0 then
-      ref_sets[#ref_sets + 1] = target
-      ref_sets[#ref_sets + 1] = n
-    else
-      ref_deletes[#ref_deletes + 1] = target
-    end
+    counts[target] = n
+    if not counted_seen[target] then counted_seen[target] = true; counted[#counted + 1] = target end
   end
-  each_slice('HSET', KEYS[3], ref_sets)
-  each_slice('HDEL', KEYS[3], ref_deletes)
-  local serial = redis.call('INCR', KEYS[2])
+  serial = serial + 1
   -- The notification carries the batch's new values, so a follower applies it without
   -- reading: in serial order, the values are exactly the zone at that serial. Lines: serial,
   -- ms, then each key and its value marked '=' (set) or '-' alone (deleted); no encoder
@@ -248,6 +259,90 @@ local function apply(batch)
   return {ok = true, serial = serial, ms = commit_ms, live = live}
 end
 
+-- Every batch's reads at once: the record sets they name, then the reference counts their
+-- changes touch (the old and new aliases' targets, the record sets they delete). A batch after
+-- another that changed them finds them in the call's state; what no read foresaw is read alone.
+local wanted, seen = {}, {}
+for _, batch in ipairs(batches) do
+  for _, key in ipairs(keys_read(batch)) do
+    if not seen[key] then seen[key] = true; wanted[#wanted + 1] = key end
+  end
+end
+local got = hmget(KEYS[1], wanted)
+for i, key in ipairs(wanted) do zone[key] = got[i] end
+local targets = {}
+seen = {}
+local function target(name)
+  if name and not seen[name] then seen[name] = true; targets[#targets + 1] = name end
+end
+for _, batch in ipairs(batches) do
+  for _, ch in ipairs(batch.changes) do
+    if ch.type == 'ALIAS' then
+      local old = zone[ch.name .. '|ALIAS']
+      if old then target(target_of(old)) end
+      if ch.action ~= 'DELETE' then target(target_of(ch.value)) end
+    end
+    if ch.action == 'DELETE' then target(ch.name) end
+  end
+end
+got = hmget(KEYS[3], targets)
+for i, name in ipairs(targets) do counts[name] = tonumber(got[i] or '0') end
+
 local outcomes = {}
-for b, batch in ipairs(batches) do outcomes[b] = apply(batch) end
+local committed = 0
+for b, batch in ipairs(batches) do
+  outcomes[b] = apply(batch)
+  if outcomes[b].ok then committed = committed + 1 end
+end
+
+-- The committed batches' writes: each key's and each count's last value, the tree index
+-- with them, and the serial.
+local sets, deletes = {}, {}
+local added, removed = {}, {}  -- generation -> the tree names to add to its set, or remove
+local generations, touched = {}, {}  -- the generations of those trees, each once
+for _, key in ipairs(written) do
+  local v = zone[key]
+  local generation = tree_generation(key)
+  if generation then
+    if not touched[generation] then
+      touched[generation] = true
+      generations[#generations + 1] = generation
+    end
+    local into = v and added or removed
+    into[generation] = into[generation] or {}
+    into[generation][#into[generation] + 1] = string.sub(key, 1, -3)
+  end
+  if v then
+    sets[#sets + 1] = key
+    sets[#sets + 1] = v
+  else
+    deletes[#deletes + 1] = key
+  end
+end
+each_slice('HSET', KEYS[1], sets)
+each_slice('HDEL', KEYS[1], deletes)
+for _, generation in ipairs(generations) do
+  local trees = KEYS[4] .. ':' .. generation
+  if added[generation] then
+    each_slice('SADD', trees, added[generation])
+    redis.call('ZADD', KEYS[4], generation, generation)
+  end
+  if removed[generation] then
+    each_slice('SREM', trees, removed[generation])
+    if redis.call('SCARD', trees) == 0 then redis.call('ZREM', KEYS[4], generation) end
+  end
+end
+local ref_sets, ref_deletes = {}, {}
+for _, target in ipairs(counted) do
+  local n = counts[target]
+  if n > 0 then
+    ref_sets[#ref_sets + 1] = target
+    ref_sets[#ref_sets + 1] = n
+  else
+    ref_deletes[#ref_deletes + 1] = target
+  end
+end
+each_slice('HSET', KEYS[3], ref_sets)
+each_slice('HDEL', KEYS[3], ref_deletes)
+if committed > 0 then redis.call('INCRBY', KEYS[2], committed) end
 return cjson.encode(outcomes)
