@@ -88,21 +88,22 @@ async def _persistence(s: zonedata.Store, appendonly: bool) -> None:
     raise TimeoutError("append-only file did not settle")
 
 
-async def _prune(zone: ZoneStore, below: int, chunk: int = 2000) -> None:
+async def prune(zone: ZoneStore, below: int, chunk: int = 2000) -> None:
     """Delete every tree older than generation ``below``, in big batches (no alias names one)."""
-    trees = await zone.trees()
+    trees = (await zone.old_trees(below, newest=0)).trees
     old = [Change(Action.DELETE, RecordSet(name, RecordType.A, value))
-           for name, value in trees.items()
-           if (tree := names.parse_tree(name)) is not None and tree.generation < below]
+           for name, value in trees.items()]
     await zone.apply_many([ChangeBatch(tuple(old[i:i + chunk]))
                            for i in range(0, len(old), chunk)])
 
 
 async def timed_round(s: zonedata.Store, generation: int, endpoints: int,
                       profile: bool = False, window: int | None = None,
-                      cleanup_age: int = NO_DELETION) -> dict[str, Any]:
-    """Publish plan ``generation`` and time one ``run_round`` applying it."""
-    await _prune(s.zone(), generation - 2)
+                      cleanup_age: int = NO_DELETION, pruned: bool = False) -> dict[str, Any]:
+    """Publish plan ``generation`` and time one ``run_round`` applying it (after pruning the
+    trees older than ``generation - 2``, unmeasured, unless the caller has: ``pruned``)."""
+    if not pruned:
+        await prune(s.zone(), generation - 2)
     await s.publish_plan(generation)
     enactor = s.enactor(window=window)
     enactor.policy = dataclasses.replace(enactor.policy, cleanup_age=cleanup_age)

@@ -67,10 +67,11 @@ async def measure(root: Path, endpoints: int) -> dict[str, Any]:
             await s.apply_plan(2)
             for generation, appendonly in ((3, True), (4, False)):
                 await enactor_bench._persistence(s, appendonly=appendonly)
+                await enactor_bench.prune(s.zone(), generation - 2)  # not the round's
                 await s.client.config_set("slowlog-log-slower-than", 0)
                 await s.client.config_set("slowlog-max-len", SLOWLOG_MAX)
                 await s.client.slowlog_reset()
-                timed = await enactor_bench.timed_round(s, generation, endpoints)
+                timed = await enactor_bench.timed_round(s, generation, endpoints, pruned=True)
                 entries = await s.client.slowlog_get(SLOWLOG_MAX)
                 await s.client.config_set("slowlog-log-slower-than", 10_000)
                 key = "cluster_config" if appendonly else "no_persistence"
