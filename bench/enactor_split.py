@@ -23,7 +23,7 @@ from typing import Any
 from bench import enactor_bench, zonedata
 from bench.common import run_in_tempdir
 from services.enactor.service import collector_tuned
-from services.store import history, plans
+from services.store import history, plans, reads
 from services.store import zone as zone_store
 
 SLOWLOG_MAX = 2_000_000
@@ -34,9 +34,9 @@ def script_names() -> dict[str, str]:
     """SHA1 of each Lua script the enactor runs -> a readable name."""
     found = {hashlib.sha1(zone_store._script("change_batch.lua").encode()).hexdigest():
              "change_batch.lua"}
-    for module in (zone_store, history, plans):
+    for module in (zone_store, reads, history, plans):
         for key, value in vars(module).items():
-            if key.startswith("_") and isinstance(value, str) and "redis.call" in value:
+            if key.lstrip("_").isupper() and isinstance(value, str) and "redis.call" in value:
                 found[hashlib.sha1(value.encode()).hexdigest()] = \
                     f"{module.__name__.rsplit('.', 1)[-1]}.{key}"
     return found

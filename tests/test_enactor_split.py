@@ -15,7 +15,8 @@ def test_every_script_the_enactor_runs_is_named_by_its_sha() -> None:
     names = script_names()
     change_batch = hashlib.sha1(zone_store._script("change_batch.lua").encode()).hexdigest()
     assert names[change_batch] == "change_batch.lua"
-    assert "zone._READ_ENDPOINTS" in names.values()
+    assert "reads.READ_ENDPOINTS" in names.values()
+    assert "reads.OLD_TREES" in names.values() and "history._XADD_MANY" in names.values()
 
 
 def test_slowlog_entries_are_summed_per_script_and_command() -> None:

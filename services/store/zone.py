@@ -37,6 +37,7 @@ from services.core.records import (
     ZoneSnapshot,
     canonical,
 )
+from services.store import reads
 from services.store.follow import FOLLOW_BACKOFF, Resync, follow
 
 log = logging.getLogger(__name__)
@@ -107,156 +108,6 @@ class ZoneChange:
     values: tuple[str | None, ...]
 
 
-_READ_ENDPOINTS = """
-local SLICE = 1000  -- Lua's unpack stops near 8,000 values
-local function hmget(fields)
-  local out = {}
-  for first = 1, #fields, SLICE do
-    local last = math.min(first + SLICE - 1, #fields)
-    local got = redis.call('HMGET', KEYS[1], unpack(fields, first, last))
-    for i = 1, #got do out[first + i - 1] = got[i] end
-  end
-  return out
-end
-local names = cjson.decode(ARGV[1])
-local fields = {}
-for i = 1, #names, 4 do
-  fields[i] = names[i] .. '|ALIAS'
-  fields[i + 1] = names[i + 1] .. '|ALIAS'
-  fields[i + 2] = names[i + 2] .. '|TXT'
-  fields[i + 3] = names[i + 3] .. '|A'
-end
-local got = hmget(fields)
-local targets = {}  -- the alias and rollback targets' trees, in the same order
-for i = 1, #names, 4 do
-  for j = 0, 1 do
-    local alias = got[i + j]
-    targets[#targets + 1] = alias and (cjson.decode(alias).target .. '|A') or ''
-  end
-end
-local target_values = hmget(targets)
-local out = {}
-local function value(v) return v or cjson.null end
-for e = 0, #names / 4 - 1 do
-  local i, n = 4 * e + 1, 6 * e
-  out[n + 1] = value(got[i])
-  out[n + 2] = got[i] and value(target_values[2 * e + 1]) or cjson.null
-  out[n + 3] = value(got[i + 1])
-  out[n + 4] = got[i + 1] and value(target_values[2 * e + 2]) or cjson.null
-  out[n + 5] = value(got[i + 2])
-  out[n + 6] = value(got[i + 3])
-end
-return cjson.encode(out)
-"""
-"""Every endpoint's records in one call: ARGV[1] is one JSON array of (endpoint, rollback,
-lock, tree) per endpoint, the reply one JSON array of six values per endpoint (null for a
-missing record set). Two HMGETs for a window (its record sets, then its aliases' trees), not
-six HGETs per endpoint. One string each way, because redis-py packs an argument at several us
-and parses a reply of many elements at ~6 us each, json in C."""
-
-_LINES = """
--- The elements of a flat reply, for the client: joined by line breaks ('lines'), which costs
--- next to nothing, or as one JSON array ('json') when an element holds a line break itself
--- (no name or value this project writes does: its JSON has none).
-local function lines_or_json(flat)
-  for i = 1, #flat do
-    if string.find(flat[i], '\\n', 1, true) then return {'json', cjson.encode(flat)} end
-  end
-  return {'lines', table.concat(flat, '\\n')}
-end
-"""
-
-_SCAN_TREES = _LINES + """
-local reply = redis.call('HSCAN', KEYS[1], ARGV[1], 'MATCH', ARGV[2] .. '|A', 'COUNT', ARGV[3])
-local out = lines_or_json(reply[2])
-return {reply[1], out[1], out[2]}
-"""
-"""One HSCAN step over the A record sets whose names match ARGV[2]: the cursor, then their
-fields and values (field, value, ...) as :func:`_flat` reads them. Encoding them with cjson
-was most of the clean-up's scan (tree values are JSON, every quote escaped): 3 s of Redis's
-time in a round of 100,000 endpoints."""
-
-_HGETALL_LINES = _LINES + """
-local out = lines_or_json(redis.call('HGETALL', KEYS[1]))
-return {out[1], out[2]}
-"""
-"""HGETALL as :func:`_flat` reads it (field, value, ...): redis-py parses a reply of many
-elements at several us each; one string is split in C. cjson.encode of the reference counts'
-200,000 pairs took 2 s of Redis's time in a round of 100,000 endpoints."""
-
-
-_OLD_TREES = _LINES + """
-redis.replicate_commands()  -- HSCAN below, then writes
-local rrsets, index, indexed = KEYS[1], KEYS[2], KEYS[3]
-local SLICE = 1000
-if redis.call('EXISTS', indexed) == 0 then  -- a zone from before the index: index it once
-  local cursor = '0'
-  repeat
-    local reply = redis.call('HSCAN', rrsets, cursor, 'MATCH', 'plan-*|A', 'COUNT', SLICE)
-    cursor = reply[1]
-    for i = 1, #reply[2], 2 do
-      local key = reply[2][i]
-      local generation = string.match(key, '^plan%-(%d+)%..*|A$')
-      if generation then
-        redis.call('SADD', index .. ':' .. generation, string.sub(key, 1, -3))
-        redis.call('ZADD', index, generation, generation)
-      end
-    end
-  until cursor == '0'
-  redis.call('SET', indexed, '1')
-end
-local newest = redis.call('ZREVRANGE', index, 0, tonumber(ARGV[2]) - 1)
-local names = {}
-for _, generation in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. ARGV[1])) do
-  for _, name in ipairs(redis.call('SMEMBERS', index .. ':' .. generation)) do
-    names[#names + 1] = name
-  end
-end
-local out = {}
-for first = 1, #names, SLICE do
-  local fields = {}
-  for i = first, math.min(first + SLICE - 1, #names) do fields[#fields + 1] = names[i] .. '|A' end
-  local values = redis.call('HMGET', rrsets, unpack(fields))
-  for i = 1, #values do
-    if values[i] then
-      out[#out + 1] = names[first + i - 1]
-      out[#out + 1] = values[i]
-    end
-  end
-end
-local flat = lines_or_json(out)
-return {table.concat(newest, ','), flat[1], flat[2]}
-"""
-"""The clean-up's trees, from the tree index in one call: the newest ARGV[2] generations that
-have trees, then every tree older than generation ARGV[1] with its value (name, value, ... as
-:func:`_flat` reads them). A scan of every tree gave the clean-up the same, reading every tree it
-keeps too: in a zone of 100,000 endpoints, 2.7 s of Redis's time a round."""
-
-_HMGET_LINES = _LINES + """
-local out = {}
-for first = 1, #ARGV, 1000 do  -- Lua's unpack stops near 8,000 values
-  local got = redis.call('HMGET', KEYS[1], unpack(ARGV, first, math.min(first + 999, #ARGV)))
-  for i = 1, #got do
-    if got[i] then
-      out[#out + 1] = ARGV[first + i - 1]
-      out[#out + 1] = got[i]
-    end
-  end
-end
-local flat = lines_or_json(out)
-return {flat[1], flat[2]}
-"""
-"""HMGET of ARGV's fields, the present ones as :func:`_flat` reads them (field, value, ...)."""
-
-
-def _flat(kind: str, payload: str) -> list[str]:
-    """The elements of a flat reply of :data:`_LINES`."""
-    if kind == "json":
-        decoded = json.loads(payload)
-        return decoded if isinstance(decoded, list) else []  # cjson spells [] as {}
-    return payload.split("\n") if payload else []
-
-
 BATCHES_PER_CALL = 32
 """Change batches per ``change_batch.lua`` call. The call runs without interruption: a slice
 of a window keeps Redis from other clients (the DNS server's zone sync, other enactors) for
@@ -295,11 +146,11 @@ class ZoneStore:
         self.keys = keys or ZoneKeys()
         self.clock = clock
         self._apply = client.register_script(_script("change_batch.lua"))
-        self._read_endpoints = client.register_script(_READ_ENDPOINTS)
-        self._scan_trees = client.register_script(_SCAN_TREES)
-        self._hgetall_lines = client.register_script(_HGETALL_LINES)
-        self._old_trees = client.register_script(_OLD_TREES)
-        self._hmget_lines = client.register_script(_HMGET_LINES)
+        self._read_endpoints = client.register_script(reads.READ_ENDPOINTS)
+        self._scan_trees = client.register_script(reads.SCAN_TREES)
+        self._hgetall_lines = client.register_script(reads.HGETALL_LINES)
+        self._old_trees = client.register_script(reads.OLD_TREES)
+        self._hmget_lines = client.register_script(reads.HMGET_LINES)
 
     async def apply(self, batch: ChangeBatch) -> Committed:
         """Commit a batch atomically, or raise Rejected saying which change failed."""
@@ -390,7 +241,7 @@ class ZoneStore:
         while True:
             cursor, kind, payload = await self._scan_trees(
                 keys=[self.keys.rrsets], args=[cursor, f"{names.TREE_PREFIX}*", 2000])
-            flat = _flat(kind, payload)
+            flat = reads.flat(kind, payload)
             found.update(zip([field[:-2] for field in flat[0::2]], flat[1::2], strict=True))
             if cursor == "0":
                 return found
@@ -401,7 +252,7 @@ class ZoneStore:
         generations, kind, payload = await self._old_trees(
             keys=[self.keys.rrsets, self.keys.trees, self.keys.trees_indexed],
             args=[below, newest])
-        flat = _flat(kind, payload)
+        flat = reads.flat(kind, payload)
         return OldTrees(dict(zip(flat[0::2], flat[1::2], strict=True)),
                         tuple(int(g) for g in generations.split(",") if g))
 
@@ -409,9 +260,9 @@ class ZoneStore:
         """Record-set names that aliases name, with how many aliases name each: every one, or
         those of ``of``."""
         if of is None:
-            flat = _flat(*await self._hgetall_lines(keys=[self.keys.refs]))
+            flat = reads.flat(*await self._hgetall_lines(keys=[self.keys.refs]))
         elif of:
-            flat = _flat(*await self._hmget_lines(keys=[self.keys.refs], args=list(of)))
+            flat = reads.flat(*await self._hmget_lines(keys=[self.keys.refs], args=list(of)))
         else:
             return {}
         return dict(zip(flat[0::2], map(int, flat[1::2]), strict=True))

@@ -295,32 +295,40 @@ for b, batch in ipairs(batches) do
   if outcomes[b].ok then committed = committed + 1 end
 end
 
--- The committed batches' writes: each key's and each count's last value, the tree index
--- with them, and the serial.
-local sets, deletes = {}, {}
+-- The committed batches' writes: each field's last value (HSET; HDEL where it has none).
+local function write(hash, fields, value_of)
+  local sets, deletes = {}, {}
+  for _, field in ipairs(fields) do
+    local v = value_of(field)
+    if v then
+      sets[#sets + 1] = field
+      sets[#sets + 1] = v
+    else
+      deletes[#deletes + 1] = field
+    end
+  end
+  each_slice('HSET', hash, sets)
+  each_slice('HDEL', hash, deletes)
+end
+write(KEYS[1], written, function(key) return zone[key] end)
+write(KEYS[3], counted, function(target) return counts[target] > 0 and counts[target] end)
+
+-- The tree index with them: each generation's set of tree names, and the generations that
+-- have trees.
 local added, removed = {}, {}  -- generation -> the tree names to add to its set, or remove
 local generations, touched = {}, {}  -- the generations of those trees, each once
 for _, key in ipairs(written) do
-  local v = zone[key]
   local generation = tree_generation(key)
   if generation then
     if not touched[generation] then
       touched[generation] = true
       generations[#generations + 1] = generation
     end
-    local into = v and added or removed
+    local into = zone[key] and added or removed
     into[generation] = into[generation] or {}
     into[generation][#into[generation] + 1] = string.sub(key, 1, -3)
   end
-  if v then
-    sets[#sets + 1] = key
-    sets[#sets + 1] = v
-  else
-    deletes[#deletes + 1] = key
-  end
 end
-each_slice('HSET', KEYS[1], sets)
-each_slice('HDEL', KEYS[1], deletes)
 for _, generation in ipairs(generations) do
   local trees = KEYS[4] .. ':' .. generation
   if added[generation] then
@@ -332,17 +340,5 @@ for _, generation in ipairs(generations) do
     if redis.call('SCARD', trees) == 0 then redis.call('ZREM', KEYS[4], generation) end
   end
 end
-local ref_sets, ref_deletes = {}, {}
-for _, target in ipairs(counted) do
-  local n = counts[target]
-  if n > 0 then
-    ref_sets[#ref_sets + 1] = target
-    ref_sets[#ref_sets + 1] = n
-  else
-    ref_deletes[#ref_deletes + 1] = target
-  end
-end
-each_slice('HSET', KEYS[3], ref_sets)
-each_slice('HDEL', KEYS[3], ref_deletes)
 if committed > 0 then redis.call('INCRBY', KEYS[2], committed) end
 return cjson.encode(outcomes)
