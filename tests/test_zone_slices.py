@@ -9,6 +9,7 @@ import random
 
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -223,3 +224,30 @@ def _shape(outcome: Committed | Rejected) -> tuple[object, ...]:
     if isinstance(outcome, Committed):
         return ("committed", outcome.serial, outcome.live_deleted)
     return ("rejected", outcome.reason, outcome.index)
+
+
+async def test_a_call_that_fails_part_way_writes_nothing_and_tells_nobody(
+        zone: ZoneStore) -> None:
+    """An alias value no writer of ours makes (not JSON) makes the script fail at the second
+    batch of a call: the first batch, valid, is neither written nor notified, and the error
+    says what failed."""
+    await zone.client.hset(zone.keys.rrsets, "e1.example|ALIAS", "not json")
+    before = await zone.serial()
+    confirmed = asyncio.Event()
+
+    async def resync() -> None:
+        confirmed.set()
+
+    stream = zone.changes(resync=resync)
+    notified = asyncio.ensure_future(anext(stream))
+    await asyncio.wait_for(confirmed.wait(), 5)
+    flip = Change(Action.UPSERT, alias_record("e1.example", Alias(_tree(1).name, 1)))
+    with pytest.raises(redis.exceptions.ResponseError, match="found invalid token"):
+        await zone.apply_many([ChangeBatch((Change(Action.CREATE, _tree(0)),)),
+                               ChangeBatch((Change(Action.CREATE, _tree(1)), flip))])
+    assert await zone.serial() == before
+    assert (await zone.get_many([_tree(0).key]))[_tree(0).key] is None
+    await zone.apply(ChangeBatch((Change(Action.CREATE, _tree(2)),)))  # the next commit
+    first = await asyncio.wait_for(notified, 5)  # is the first anyone hears of
+    await stream.aclose()
+    assert (first.serial, first.keys) == (before + 1, (_tree(2).key,))

@@ -63,6 +63,9 @@ end
 local zone = {}      -- key -> value, or false when missing
 local counts = {}    -- target name -> reference count
 local written, written_seen = {}, {}  -- keys committed batches wrote, in order
+local notifications = {}  -- theirs, in order: published after the writes (a script that fails
+                          -- part-way, on a value no writer of ours makes, writes nothing and
+                          -- tells nobody)
 local counted, counted_seen = {}, {}  -- targets whose counts they changed
 local serial = tonumber(redis.call('GET', KEYS[2]) or '0')
 
@@ -251,10 +254,10 @@ local function apply(batch)
     lines[#lines + 1] = v and ('=' .. v) or '-'
   end
   if plain then
-    redis.call('PUBLISH', channel, table.concat(lines, '\n'))
+    notifications[#notifications + 1] = table.concat(lines, '\n')
   else
-    redis.call('PUBLISH', channel, cjson.encode({serial = serial, ms = commit_ms,
-                                                 keys = changed, values = values}))
+    notifications[#notifications + 1] = cjson.encode({serial = serial, ms = commit_ms,
+                                                      keys = changed, values = values})
   end
   return {ok = true, serial = serial, ms = commit_ms, live = live}
 end
@@ -341,4 +344,5 @@ for _, generation in ipairs(generations) do
   end
 end
 if committed > 0 then redis.call('INCRBY', KEYS[2], committed) end
+for _, notification in ipairs(notifications) do redis.call('PUBLISH', channel, notification) end
 return cjson.encode(outcomes)
