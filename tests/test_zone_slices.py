@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections.abc import AsyncGenerator
 
 import pytest
 import redis.asyncio as aioredis
@@ -33,12 +34,27 @@ from services.core.records import (
     decode_lock,
     lock_record,
 )
-from services.store.zone import BATCHES_PER_CALL, ZoneKeys, ZoneStore
+from services.store.zone import BATCHES_PER_CALL, ZoneChange, ZoneKeys, ZoneStore
 from tests.conftest import ManualClock
 
 
 def _tree(i: int) -> RecordSet:
     return a_records(f"plan-1.e{i}.example", [WeightedAddress("127.0.10.1", 10)])
+
+
+async def _following(zone: ZoneStore
+                     ) -> tuple[AsyncGenerator[ZoneChange, None], asyncio.Future[ZoneChange]]:
+    """The zone's notifications from now on, and the first of them to come, once Redis has
+    confirmed the subscription."""
+    confirmed = asyncio.Event()
+
+    async def resync() -> None:
+        confirmed.set()
+
+    stream = zone.changes(resync=resync)
+    first = asyncio.ensure_future(anext(stream))
+    await asyncio.wait_for(confirmed.wait(), 5)
+    return stream, first
 
 
 async def test_batches_across_calls_commit_in_order_each_alone(zone: ZoneStore) -> None:
@@ -49,14 +65,7 @@ async def test_batches_across_calls_commit_in_order_each_alone(zone: ZoneStore) 
     await zone.apply(ChangeBatch((Change(Action.CREATE, _tree(5)),
                                   Change(Action.CREATE, _tree(BATCHES_PER_CALL)))))
     before = await zone.serial()
-    confirmed = asyncio.Event()
-
-    async def resync() -> None:
-        confirmed.set()  # Redis confirmed the subscription
-
-    stream = zone.changes(resync=resync)
-    first = asyncio.ensure_future(anext(stream))
-    await asyncio.wait_for(confirmed.wait(), 5)
+    stream, first = await _following(zone)
     batches = [ChangeBatch((Change(Action.CREATE, _tree(i)),
                             Change(Action.UPSERT, alias_record(f"e{i}.example",
                                                                Alias(_tree(i).name, 1)))))
@@ -132,14 +141,7 @@ async def test_notifications_carry_values_in_lines_or_json_when_a_value_breaks_l
         zone: ZoneStore) -> None:
     """A follower reads the same change whichever form it came in: a value with a line break
     (no record set the enactor writes has one) makes the batch's notification JSON."""
-    confirmed = asyncio.Event()
-
-    async def resync() -> None:
-        confirmed.set()
-
-    stream = zone.changes(resync=resync)
-    first = asyncio.ensure_future(anext(stream))
-    await asyncio.wait_for(confirmed.wait(), 5)
+    stream, first = await _following(zone)
     odd = RecordSet("odd.example", RecordType.TXT, '{"note":"two\nlines"}')
     plain, broken, deleted = await zone.apply_many([
         ChangeBatch((Change(Action.CREATE, _tree(1)),)),
@@ -233,14 +235,7 @@ async def test_a_call_that_fails_part_way_writes_nothing_and_tells_nobody(
     says what failed."""
     await zone.client.hset(zone.keys.rrsets, "e1.example|ALIAS", "not json")
     before = await zone.serial()
-    confirmed = asyncio.Event()
-
-    async def resync() -> None:
-        confirmed.set()
-
-    stream = zone.changes(resync=resync)
-    notified = asyncio.ensure_future(anext(stream))
-    await asyncio.wait_for(confirmed.wait(), 5)
+    stream, notified = await _following(zone)
     flip = Change(Action.UPSERT, alias_record("e1.example", Alias(_tree(1).name, 1)))
     with pytest.raises(redis.exceptions.ResponseError, match="found invalid token"):
         await zone.apply_many([ChangeBatch((Change(Action.CREATE, _tree(0)),)),
