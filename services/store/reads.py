@@ -73,9 +73,10 @@ local out = lines_or_json(reply[2])
 return {reply[1], out[1], out[2]}
 """
 """One HSCAN step over the A record sets whose names match ARGV[2]: the cursor, then their
-fields and values (field, value, ...) as :func:`flat` reads them. Encoding them with cjson
-was most of the clean-up's scan (tree values are JSON, every quote escaped): 3 s of Redis's
-time in a round of 100,000 endpoints."""
+fields and values (field, value, ...) as :func:`flat` reads them (``ZoneStore.trees``: every
+tree, which the clean-up read this way before the tree index). Encoding them with cjson was
+most of such a scan (tree values are JSON, every quote escaped): 3 s of Redis's time in a
+round of 100,000 endpoints."""
 
 HGETALL_LINES = LINES + """
 local out = lines_or_json(redis.call('HGETALL', KEYS[1]))

@@ -92,7 +92,8 @@ class ZoneKeys:
 
     @property
     def stored(self) -> tuple[str, ...]:
-        """Every key the zone is stored under."""
+        """Every key the zone is stored under but the sets of each generation's trees
+        (:meth:`trees_of`)."""
         return (*self.change_batch, self.trees_indexed)
 
 
