@@ -182,6 +182,20 @@ async def test_a_window_read_is_each_endpoint_read_alone(zone: ZoneStore) -> Non
     assert await zone.read_endpoints([]) == []
 
 
+async def test_a_window_read_returns_values_exactly_as_stored(zone: ZoneStore) -> None:
+    """The window's values go back joined by line breaks; a value holding one (no writer of
+    ours makes it) or an alias spelled otherwise (escaped characters) still reads exactly."""
+    odd_tree = '{"records":[{"ip":"127.0.10.3","weight":1}],\n "note":"two lines"}'
+    escaped = '{"generation":1,"target":"plan-1.\\u0078.example"}'  # target plan-1.x.example
+    await zone.apply(batch(Change(Action.CREATE, TREE)))
+    await zone.client.hset(zone.keys.rrsets, mapping={"plan-4.y.example|A": odd_tree,
+                                                      "y.example|ALIAS": escaped})
+    views = await zone.read_endpoints([("y.example", "plan-4.y.example"),
+                                       ("x.example", "plan-1.x.example")])
+    assert views[0] == EndpointRecords(escaped, TREE.value, None, None, None, odd_tree)
+    assert views[1] == EndpointRecords(None, None, None, None, None, TREE.value)
+
+
 async def test_a_pipeline_of_batches_survives_redis_losing_its_scripts(zone: ZoneStore) -> None:
     await zone.apply(batch(Change(Action.CREATE, TREE)))
     await zone.client.script_flush()  # as after a restart: the scripts are gone

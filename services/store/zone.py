@@ -231,8 +231,8 @@ class ZoneStore:
         args: list[str] = []
         for endpoint, tree in requests:
             args += (endpoint, names.rollback_name(endpoint), names.lock_name(endpoint), tree)
-        values = json.loads(await self._read_endpoints(keys=[self.keys.rrsets],
-                                                       args=[_COMPACT.encode(args)]))
+        values = [value or None for value in reads.flat(*await self._read_endpoints(
+            keys=[self.keys.rrsets], args=[_COMPACT.encode(args)]))]
         return [EndpointRecords(*values[i:i + 6]) for i in range(0, len(values), 6)]
 
     async def trees(self) -> dict[str, str]:
