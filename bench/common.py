@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from services.errors import DnsraceError
-from services.runtime.processes import terminate
+from services.runtime.processes import ending_with_this_process, terminate
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -139,7 +139,8 @@ class Child:
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
                 list(self.args), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.env, cwd=self.cwd, start_new_session=True)
+                env=self.env, cwd=self.cwd, start_new_session=True,
+                preexec_fn=ending_with_this_process())  # a bench killed leaves none behind
         return self
 
     @property

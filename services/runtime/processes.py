@@ -3,9 +3,42 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
+import threading
+from collections.abc import Callable
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _prctl() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
+    except (OSError, AttributeError, TypeError):  # not Linux: no such call
+        return None
+
+
+_PRCTL = _prctl()
+
+
+def dying_with(parent: int) -> Callable[[], None]:
+    """For ``preexec_fn``, given this process's pid: the child gets SIGTERM when ``parent``
+    ends, however it ends (SIGKILL, a crash), so a harness killed part-way leaves no server
+    behind. Linux only (elsewhere nothing happens). The kernel tells the child when the
+    *thread* that started it ends: start it from the main thread. A parent that ended before
+    the child was told is seen, and the child ends at once."""
+
+    def die_with_parent() -> None:
+        if _PRCTL is None:
+            return
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return die_with_parent
 
 
 def terminate(process: subprocess.Popen[bytes], timeout_s: float) -> None:
@@ -20,3 +53,11 @@ def terminate(process: subprocess.Popen[bytes], timeout_s: float) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def ending_with_this_process() -> Callable[[], None] | None:
+    """``preexec_fn`` for a child that must not outlive this process: :func:`dying_with` when
+    called from the main thread; None from any other thread (whose end would end the child)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return dying_with(os.getpid())

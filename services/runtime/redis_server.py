@@ -16,7 +16,7 @@ from pathlib import Path
 
 from services.errors import DnsraceError
 from services.runtime.ports import free_port
-from services.runtime.processes import terminate
+from services.runtime.processes import ending_with_this_process, terminate
 
 
 class RedisServerError(DnsraceError, RuntimeError):
@@ -78,6 +78,7 @@ class EmbeddedRedis:
         self.process = subprocess.Popen(
             server_args(self.port, self.data_dir, self.appendonly),
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            preexec_fn=ending_with_this_process(),  # a harness killed leaves no server
         )
         deadline = time.monotonic() + timeout_s
         while not port_answers(self.port):
