@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import dns_bench, enactor_bench, loadgen_bench, memory_bench
+from bench import dns_bench, enactor_bench, loadgen_bench, memory_bench, zone_cpu
 from bench.common import REPO, LoadSampler, machine
 
 SECTIONS = ("dns", "enactor", "memory", "loadgen")
@@ -86,6 +86,10 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             memory["server_start_to_first_answer_s"], 20.0, False, "s")
         add(f"zone of {memory['record_sets']} record sets: peak RSS <= 1024 MiB",
             memory["peak_rss_mib"], 1024.0, False, "MiB")
+        for path, c in memory.get("cpu_large_vs_small", {}).items():
+            add(f"zone of {memory['record_sets']} record sets: CPU per query ({path}) vs "
+                f"{memory['small_zone']['endpoints']} endpoints, same queries (<= 1.1)",
+                c["ratio_of_medians"], 1.1, False, "x")
     loadgen = result.get("loadgen")
     if loadgen:
         add("loadgen >= 99% of 2000 req/s", loadgen["at_2000"]["achieved_pct_of_target"],
@@ -132,7 +136,14 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"zone of {memory['record_sets']} record sets: first answer after "
                      f"{memory['server_start_to_first_answer_s']} s, RSS "
                      f"{memory['rss_after_load_mib']} MiB loaded, "
-                     f"{memory['rss_after_queries_mib']} MiB after queries")
+                     f"{memory['rss_after_queries_mib']} MiB after queries; all-names file "
+                     f"(misses): {memory['cpu_per_query_us']} us CPU/query")
+        for path, c in memory.get("cpu_large_vs_small", {}).items():
+            lines.append(f"  CPU per query, reply cache {path}, large vs "
+                         f"{memory['small_zone']['endpoints']} endpoints: "
+                         f"{c['large_cpu_per_query_us_median']} vs "
+                         f"{c['small_cpu_per_query_us_median']} us (medians; ratio "
+                         f"{c['ratio_of_medians']}, by round {c['ratio_runs']})")
     loadgen = result.get("loadgen")
     if loadgen:
         a = loadgen["at_2000"]
@@ -168,8 +179,9 @@ async def _run_async(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                                                     sweep=args.enactor_sweep)
     if "memory" in args.only:
         log(f"== memory: a zone of {args.memory_endpoints} endpoints")
-        result["memory"] = await memory_bench.run(root / "memory", args.memory_endpoints,
-                                                  query_s=min(5.0, args.duration))
+        result["memory"] = await memory_bench.run(
+            root / "memory", args.memory_endpoints, query_s=min(5.0, args.duration),
+            rounds=args.rounds, small_endpoints=args.memory_small_endpoints, log=log)
     return result
 
 
@@ -195,6 +207,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--enactor-sweep", default=",".join(map(str, enactor_bench.SWEEP)),
                         help="enactor windows tried one round each (comma-separated; '' none)")
     parser.add_argument("--memory-endpoints", type=int, default=25_000)
+    parser.add_argument("--memory-small-endpoints", type=int,
+                        default=zone_cpu.SMALL_ENDPOINTS,
+                        help="endpoints of the small zone whose CPU per query the large "
+                             "zone's is compared with (--rounds rounds)")
     parser.add_argument("--propagation-samples", type=int, default=300)
     parser.add_argument("--loadgen-duration", type=float, default=10.0)
     args = parser.parse_args(argv)
@@ -209,7 +225,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.quick:
         args.rounds, args.duration, args.rate, args.low_rate = 1, 2.0, 5000, 0
         args.endpoints, args.enactor_endpoints, args.memory_endpoints = 53, 200, 500
+        args.memory_small_endpoints = min(args.memory_small_endpoints, 53)
         args.propagation_samples, args.loadgen_duration = 20, 2.0
+    if "memory" in args.only and not 4 <= args.memory_small_endpoints <= args.memory_endpoints:
+        parser.error(f"--memory-small-endpoints {args.memory_small_endpoints}: from 4 (the "
+                     f"named endpoints and a cell) to --memory-endpoints "
+                     f"({args.memory_endpoints})")
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: at least 1")
     return args
 
 

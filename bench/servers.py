@@ -43,10 +43,12 @@ def _env(**values: str) -> dict[str, str]:
 
 def start_ours(work: Path, redis_url: str, probe: str = names.REGIONAL,
                timeout_s: float = 60.0, udp_batch: int | None = None,
-               name: str = "ours", code: Path | None = None) -> DnsChild:
+               name: str = "ours", code: Path | None = None,
+               cache_entries: int | None = None) -> DnsChild:
     """Our server, answering once its zone is loaded from Redis; ``udp_batch`` as
     DNSRACE_DNS_UDP_BATCH (0: the asyncio transport, a system call per datagram); ``code``:
-    run the ``dns_server`` of another checkout (a baseline measured beside this one)."""
+    run the ``dns_server`` of another checkout (a baseline measured beside this one);
+    ``cache_entries`` as DNSRACE_DNS_CACHE_ENTRIES (1: every query a reply-cache miss)."""
     port = free_port()
     metrics_base = metrics_port_base()
     env = _env(DNSRACE_REDIS_URL=redis_url, DNSRACE_DNS_PORT=str(port),
@@ -54,6 +56,8 @@ def start_ours(work: Path, redis_url: str, probe: str = names.REGIONAL,
                DNSRACE_STATE_DIR=str(work / name))
     if udp_batch is not None:
         env["DNSRACE_DNS_UDP_BATCH"] = str(udp_batch)
+    if cache_entries is not None:
+        env["DNSRACE_DNS_CACHE_ENTRIES"] = str(cache_entries)
     child = Child(name, [PYTHON, "-m", "dns_server"], work / f"{name}.log", env=env,
                   cwd=code or REPO).start()
     wait_answering(port, probe, child, timeout_s)

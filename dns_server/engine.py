@@ -65,7 +65,7 @@ class ReplyEngine:
                  sampled_names: frozenset[str] = SAMPLED_NAMES) -> None:
         self.policy = policy
         self.zone: Zone | None = None
-        self.cache = cache or ReplyCache()
+        self.cache = cache if cache is not None else ReplyCache()
         self.clock = clock
         self.sampled_names = sampled_names
         self._sampled: list[CachedReply] = []

@@ -19,6 +19,7 @@ from types import TracebackType
 from redis.exceptions import RedisError
 
 from dns_server.answer import AnswerPolicy
+from dns_server.cache import ReplyCache
 from dns_server.engine import ReplyEngine
 from dns_server.errors import ListenAddressError
 from dns_server.sampling import AnswerSampler
@@ -72,7 +73,8 @@ class DnsServer:
         self.host = loopback_host(settings.dns_host)
         self.port = settings.dns_port if port is None else port
         """The bound port once started (``port=0`` picks a free one)."""
-        self.engine = ReplyEngine(AnswerPolicy(ttl_s=settings.ttl_s), rng)
+        self.engine = ReplyEngine(AnswerPolicy(ttl_s=settings.ttl_s), rng,
+                                  ReplyCache(settings.dns_cache_entries))
         self.sync = ZoneSync(redis_url or settings.effective_redis_url, keys,
                              listener=self._zone_changed)
         self._tcp_connections = TcpConnections(tcp_limits or TcpLimits())

@@ -36,6 +36,10 @@ def test_quick_bench_runs_every_section_and_writes_json(tmp_path: Path) -> None:
     assert result["dns"]["propagation_idle"]["samples"] == 20
     assert result["enactor"]["cluster_config"]["committed"] == 200
     assert result["memory"]["record_sets"] > 2500
+    for path in ("hit", "miss"):  # the large zone's CPU per query beside the small zone's
+        compared = result["memory"]["cpu_large_vs_small"][path]
+        assert compared["rounds"] == 1 and compared["lost_total"] == 0
+        assert compared["response_bytes"]["large"] == compared["response_bytes"]["small"]
     assert result["loadgen"]["at_2000"]["sent"] > 0
     assert {row["target"] for row in result["targets"]}
 

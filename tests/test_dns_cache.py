@@ -5,15 +5,18 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 
+import pytest
 from dnslib import EDNS0, DNSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dns_server.answer import AnswerPolicy
-from dns_server.cache import CachedReply
+from dns_server.cache import MAX_ENTRIES, CachedReply, ReplyCache
 from dns_server.engine import ReplyEngine
+from dns_server.server import DnsServer
 from dns_server.wire import fast_parse
 from dns_server.zone import Zone
+from services.config import ConfigError, load
 from services.core import names
 from services.core.records import (
     Alias,
@@ -141,3 +144,38 @@ def test_every_reply_to_a_query_seen_before_equals_a_fresh_one(steps: list[Chang
             reply = engine.respond(asked, False)
             assert reply is not None and reply[:2] == asked[:2]
             assert reply == fresh.respond(asked, False), (change, packet)
+
+
+def test_an_engine_keeps_the_cache_it_is_given_even_empty() -> None:
+    # An empty ReplyCache is falsy (it has a length): ``cache or ReplyCache()`` dropped it.
+    cache = ReplyCache(max_entries=1)
+    assert ReplyEngine(AnswerPolicy(ttl_s=5), random.Random(0), cache).cache is cache
+
+
+def test_a_one_entry_cache_resolves_every_query_anew_with_the_same_replies() -> None:
+    """DNSRACE_DNS_CACHE_ENTRIES=1 (the benchmarks' cache-miss path): every query is a miss,
+    the cache never holds more than one reply, and the replies are a full cache's."""
+    steps = [(_tree(0, 1, [0, 1]).key, _tree(0, 1, [0, 1]).value),
+             (alias_record(ENDPOINTS[0], Alias(names.tree_name(1, ENDPOINTS[0]), 1)).key,
+              alias_record(ENDPOINTS[0], Alias(names.tree_name(1, ENDPOINTS[0]), 1)).value)]
+    zone = _apex_zone()
+    for key, value in steps:
+        zone.set(key, value)
+    full = _fresh(zone, _Middle())
+    one = ReplyEngine(AnswerPolicy(ttl_s=5), _Middle(), ReplyCache(max_entries=1))
+    one.set_zone(zone)
+    built: list[CachedReply] = []  # kept alive: no two can share an id
+    for _ in range(2):
+        for packet in QUERIES:
+            assert one.respond(packet, False) == full.respond(packet, False), packet
+            assert len(one.cache.entries) == 1 and len(one.cache.prepared) <= 1
+            built.append(next(iter(one.cache.entries.values())))
+    assert len({id(entry) for entry in built}) == 2 * len(QUERIES)  # each one built anew
+
+
+def test_the_servers_cache_holds_dnsrace_dns_cache_entries_replies() -> None:
+    assert DnsServer(load({})).engine.cache.max_entries == MAX_ENTRIES
+    server = DnsServer(load({"DNSRACE_DNS_CACHE_ENTRIES": "1"}), redis_url="redis://127.0.0.1:1")
+    assert server.engine.cache.max_entries == 1
+    with pytest.raises(ConfigError, match="DNSRACE_DNS_CACHE_ENTRIES must be >= 1"):
+        load({"DNSRACE_DNS_CACHE_ENTRIES": "0"})
