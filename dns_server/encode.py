@@ -137,23 +137,30 @@ def _address_reply(question: Question, resolution: Resolution,
             or resolution.additional or not resolution.variants):
         return None
     name = question.name
-    for variant in resolution.variants:
-        for record in variant.answer:
-            if record.name != name or not isinstance(record.rdata, ARdata):
-                return None
+    first = resolution.variants[0].answer
+    for record in first:
+        if record.name != name or not isinstance(record.rdata, ARdata):
+            return None
     opt = _opt_wire(edns, resolution.generation) if edns is not EdnsKind.NONE else b""
     ar = b"\x00\x01" if opt else b"\x00\x00"
     aa = 0x04 if resolution.authoritative else 0
-    count = len(resolution.variants[0].answer)
+    count = len(first)
     head = bytes((_QR_FLAG | aa, 0, 0, 1)) + count.to_bytes(2, "big") + b"\x00\x00" + ar
+    # The variants order the same records differently (each address first once): each record
+    # is encoded once, by ``id``, and a variant is its records' bytes in its order. A variant
+    # with another record, or another count, takes the general path.
+    encoded = {id(record): b"\xc0\x0c\x00\x01\x00\x01"
+               + (record.ttl & 0xFFFFFFFF).to_bytes(4, "big")
+               + b"\x00\x04" + socket.inet_aton(record.rdata.ip)  # type: ignore[union-attr]
+               for record in first}
     tails = []
     for variant in resolution.variants:
         if len(variant.answer) != count:
             return None
-        tails.append(b"".join(
-            b"\xc0\x0c\x00\x01\x00\x01" + (record.ttl & 0xFFFFFFFF).to_bytes(4, "big")
-            + b"\x00\x04" + socket.inet_aton(record.rdata.ip)  # type: ignore[union-attr]
-            for record in variant.answer) + opt)
+        try:
+            tails.append(b"".join([encoded[id(record)] for record in variant.answer]) + opt)
+        except KeyError:
+            return None
     trunc_head = bytes((_QR_FLAG | aa | 0x02, 0, 0, 1, 0, 0, 0, 0)) + ar
     trunc_tail = _opt_wire(edns, None) if opt else b""
     size = HEADER_LEN + len(question_wire(question)) + max(len(t) for t in tails)

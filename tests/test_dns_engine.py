@@ -13,8 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from dns_server.answer import AnswerPolicy
+from dns_server.answer import AnswerPolicy, Question, resolve
+from dns_server.encode import _address_reply, encode_reply_dnslib
 from dns_server.engine import ReplyEngine
+from dns_server.protocol import EdnsKind
 from dns_server.zone import Zone
 from services.core import names
 from services.core.records import (
@@ -255,3 +257,21 @@ def test_trailing_bytes_after_a_query_still_get_an_answer_with_the_question_echo
     reply = DNSRecord.parse(engine.respond(packet, False))
     assert str(reply.q.qname) == "DynamoDB.us-east-1.amazonaws.com."
     assert [str(rr.rdata) for rr in reply.rr] == ["127.0.10.7"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(weights=st.lists(st.integers(0, 300), min_size=1, max_size=12),
+       edns=st.sampled_from(list(EdnsKind)))
+def test_the_direct_encoding_is_dnslibs_byte_for_byte(weights: list[int],
+                                                       edns: EdnsKind) -> None:
+    """Every weighted variant of an alias's answer (any count, zero weights, all zero), with
+    and without EDNS: the reply encoded directly is the one dnslib packs."""
+    tree = a_records(TREE3.name, [WeightedAddress(f"127.0.{i // 250}.{i % 250 + 1}", w)
+                                  for i, w in enumerate(weights)])
+    zone = zone_of(tree, ALIAS3)
+    question = Question(tuple(names.REGIONAL.split(".")), int(QTYPE.A))
+    resolution = resolve(zone, question, AnswerPolicy(ttl_s=5))
+    direct = _address_reply(question, resolution, edns)
+    assert direct is not None, "the direct encoding is the one this tests"
+    assert len(direct.tails) == len(resolution.variants) >= 1
+    assert direct == encode_reply_dnslib(question, resolution, edns)
