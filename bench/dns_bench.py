@@ -3,7 +3,9 @@
 Every round runs every server once, one after the other (interleaved), so a busy moment on
 the shared machine hits all of them alike; the figures are medians over rounds.  Zone churn
 comes from a real planner/enactor pair, paused (SIGSTOP) during the static runs and resumed
-(SIGCONT) for the runs under churn, so those interleave too.
+(SIGCONT) for the runs under churn, so those interleave too. Under churn NSD and Knot run
+too, at the fixed rate: they serve a static zone, so what the churn does to their latency is
+the machine's share (the churn's processes take CPUs from every server and from dnsperf).
 """
 
 from __future__ import annotations
@@ -136,6 +138,10 @@ async def run(root: Path, log: Log, endpoints: int = 1003, rounds: int = 3,
                 churn_rates = []
                 churn_cpu: list[dict[str, float]] = []
                 compared = [srv for srv in running if srv.name not in ("dnslib", UNBATCHED)]
+                controls = [srv for srv in compared if srv.name in ("nsd", "knot")]
+                """NSD and Knot under the same churn: they serve a static zone, so the churn
+                only takes the machine's CPUs from them (and from dnsperf): what the machine
+                does to any server's latency, beside what following the zone costs ours."""
                 for n in range(rounds):
                     log(f" round {n + 1}/{rounds}")
                     _pause(churn, True)
@@ -164,6 +170,10 @@ async def run(root: Path, log: Log, endpoints: int = 1003, rounds: int = 3,
                                                  results["rate/ours+churn"][-1], duration_s))
                     log(f"  CPUs busy during it: {churn_cpu[-1]}")
                     churn_rates.append(churn.rate())
+                    for server in controls:  # a static zone, the same churn
+                        record(f"rate/{server.name}+churn", dnsperf.run(
+                            f"{server.name}+churn", server.port, zone.query_file, duration_s,
+                            rate=rate, clients=clients, server_tree=server.pid))
                 out["churn"] = churn_rates
                 out["churn_cpu_per_s"] = churn_cpu
                 prop_zone = s.zone()

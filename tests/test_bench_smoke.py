@@ -34,6 +34,8 @@ def test_quick_bench_runs_every_section_and_writes_json(tmp_path: Path) -> None:
     dns = result["dns"]["results"]
     assert dns["max/ours"]["sent_total"] > 0 and dns["max/dnslib"]["sent_total"] > 0
     assert result["dns"]["propagation_idle"]["samples"] == 20
+    for reference in ("nsd", "knot"):  # the control under the same churn as ours
+        assert dns[f"rate/{reference}+churn"]["sent_total"] > 0
     assert result["enactor"]["cluster_config"]["committed"] == 200
     assert result["memory"]["record_sets"] > 2500
     for path in ("hit", "miss"):  # the large zone's CPU per query beside the small zone's
