@@ -74,7 +74,8 @@ async def measure(root: Path, endpoints: int, rounds: int) -> dict[str, Any]:
         await s.apply_plan(2)
         shas = {phase: await s.client.script_load(source) for phase, source
                 in scripts(zone_store._script("change_batch.lua")).items()}
-        zone, keys = s.zone(), s.zone().keys
+        zone = s.zone()
+        keys = zone.keys
         pid = s.redis.process.pid if s.redis.process else 0
         policy = s.enactor().policy
         for generation in range(3, 3 + rounds):
