@@ -24,23 +24,6 @@ def _prctl() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
 _PRCTL = _prctl()
 
 
-def dying_with(parent: int) -> Callable[[], None]:
-    """For ``preexec_fn``, given this process's pid: the child gets SIGTERM when ``parent``
-    ends, however it ends (SIGKILL, a crash), so a harness killed part-way leaves no server
-    behind. Linux only (elsewhere nothing happens). The kernel tells the child when the
-    *thread* that started it ends: start it from the main thread. A parent that ended before
-    the child was told is seen, and the child ends at once."""
-
-    def die_with_parent() -> None:
-        if _PRCTL is None:
-            return
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return die_with_parent
-
-
 def terminate(process: subprocess.Popen[bytes], timeout_s: float) -> None:
     """SIGCONT (a paused process cannot act on SIGTERM), SIGTERM, then SIGKILL after a wait."""
     if process.poll() is not None:
@@ -56,8 +39,19 @@ def terminate(process: subprocess.Popen[bytes], timeout_s: float) -> None:
 
 
 def ending_with_this_process() -> Callable[[], None] | None:
-    """``preexec_fn`` for a child that must not outlive this process: :func:`dying_with` when
-    called from the main thread; None from any other thread (whose end would end the child)."""
-    if threading.current_thread() is not threading.main_thread():
+    """``preexec_fn`` for a child that must not outlive this process: the child gets SIGTERM
+    when this process ends, however it ends (SIGKILL, a crash), so a harness killed part-way
+    leaves no server behind. Linux only (elsewhere nothing happens). The kernel tells the child
+    when the *thread* that started it ends, so only a child started from the main thread is
+    tied (None from any other thread, whose end would end the child). A parent that ended
+    before the child was tied is seen, and the child ends at once."""
+    if _PRCTL is None or threading.current_thread() is not threading.main_thread():
         return None
-    return dying_with(os.getpid())
+    parent, prctl = os.getpid(), _PRCTL
+
+    def die_with_parent() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return die_with_parent
