@@ -47,6 +47,8 @@ def summarize(results: list[DnsperfResult]) -> dict[str, Any]:
         "server_total_cpu_s_median": _median(results, "server_total_cpu_s"),
         "cpu_per_query_us_median": _median(results, "cpu_per_query_us"),
         "cpu_per_query_us_runs": [r.cpu_per_query_us for r in results],
+        "user_per_query_us_median": _median(results, "user_per_query_us"),
+        "system_per_query_us_median": _median(results, "system_per_query_us"),
         "loadavg_1m_runs": [r.loadavg_1m for r in results],
         "lost_total": sum(r.lost for r in results),
         "sent_total": sum(r.sent for r in results),

@@ -21,6 +21,7 @@ from bench.common import (
     require,
     scheduler_seconds,
     tree_cpu_seconds,
+    tree_user_system_seconds,
 )
 
 _FIELDS = {
@@ -66,6 +67,11 @@ class DnsperfResult:
     cpu_per_query_us: float | None = None
     """``server_total_cpu_s`` per completed query, in microseconds: the figure that holds on a
     shared machine (a rate moves with what else runs, the work per query much less)."""
+    user_per_query_us: float | None = None
+    """The part of it in the server's own code (user time, all threads and children)."""
+    system_per_query_us: float | None = None
+    """The part of it in the kernel on the server's behalf (system calls, wake-ups): the two
+    differ from ``cpu_per_query_us``'s sum by the clock ticks they are counted in."""
     clients: int = 1
     """dnsperf's ``-c``: client sockets."""
     loadavg_1m: float | None = None
@@ -136,6 +142,7 @@ def run(server: str, port: int, query_file: Path, duration_s: float, *,
                    clients=clients, verbose=rate is not None)
     before = scheduler_seconds(server_pid) if server_pid else None
     tree_before = tree_cpu_seconds(server_tree) if server_tree else 0.0
+    split_before = tree_user_system_seconds(server_tree) if server_tree else (0.0, 0.0)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(args, capture_output=True, text=True, timeout=duration_s + 30,
                           preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
@@ -151,9 +158,12 @@ def run(server: str, port: int, query_file: Path, duration_s: float, *,
         result.server_wait_s = round(waiting - before[1], 3)
     if server_tree:
         result.server_total_cpu_s = round(tree_cpu_seconds(server_tree) - tree_before, 4)
+        user, system = tree_user_system_seconds(server_tree)
         if result.completed:
-            result.cpu_per_query_us = round(result.server_total_cpu_s / result.completed * 1e6,
-                                            3)
+            per_query = 1e6 / result.completed
+            result.cpu_per_query_us = round(result.server_total_cpu_s * per_query, 3)
+            result.user_per_query_us = round((user - split_before[0]) * per_query, 3)
+            result.system_per_query_us = round((system - split_before[1]) * per_query, 3)
     result.clients = clients
     result.loadavg_1m = round(os.getloadavg()[0], 2)
     return result

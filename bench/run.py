@@ -109,13 +109,15 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"DNS ({dns['zone']['endpoints']} endpoints, {dns['rounds']} rounds of "
                      f"{dns['duration_s']:g} s, medians)")
         lines.append(f"  {'run':<24} {'q/s':>10} {'avg ms':>8} {'p50 ms':>8} {'p99 ms':>8} "
-                     f"{'p99.9':>8} {'lost':>6} {'us CPU/q':>9}")
+                     f"{'p99.9':>8} {'lost':>6} {'us CPU/q':>9} {'user':>8} {'system':>8}")
         for key, row in dns["results"].items():
             lines.append(
                 f"  {key:<24} {row['qps_median']:>10.0f} {row['avg_latency_ms_median']:>8.3f} "
                 f"{_fmt(row['p50_ms_median'])} {_fmt(row['p99_ms_median'])} "
                 f"{_fmt(row['p999_ms_median'])} {row['lost_total']:>6} "
-                f"{_fmt(row.get('cpu_per_query_us_median'))}")
+                f"{_fmt(row.get('cpu_per_query_us_median'))} "
+                f"{_fmt(row.get('user_per_query_us_median'))} "
+                f"{_fmt(row.get('system_per_query_us_median'))}")
         for key in PROPAGATION_RUNS:
             p = dns[key]
             lines.append(f"  {key:<26} from commit p50 {p['from_commit']['p50_ms']} ms "

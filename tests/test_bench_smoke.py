@@ -36,6 +36,9 @@ def test_quick_bench_runs_every_section_and_writes_json(tmp_path: Path) -> None:
     assert result["dns"]["propagation_idle"]["samples"] == 20
     for reference in ("nsd", "knot"):  # the control under the same churn as ours
         assert dns[f"rate/{reference}+churn"]["sent_total"] > 0
+    for server in ("ours", "nsd"):  # CPU per query split: the server's code, the kernel's
+        row = dns[f"rate/{server}"]
+        assert row["user_per_query_us_median"] > 0 and row["system_per_query_us_median"] > 0
     assert result["enactor"]["cluster_config"]["committed"] == 200
     assert result["memory"]["record_sets"] > 2500
     for path in ("hit", "miss"):  # the large zone's CPU per query beside the small zone's
