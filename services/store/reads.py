@@ -20,17 +20,20 @@ local function lines_or_json(flat)
 end
 """
 
-READ_ENDPOINTS = LINES + """
-local SLICE = 1000  -- Lua's unpack stops near 8,000 values
-local function hmget(fields)
+HMGET = """
+-- HMGET of any number of fields: out[i] is fields[i]'s value, false where it is missing; sent
+-- 1,000 fields at a time (Lua's unpack stops near 8,000 values). change_batch.lua has its own.
+local function hmget(hash, fields)
   local out = {}
-  for first = 1, #fields, SLICE do
-    local last = math.min(first + SLICE - 1, #fields)
-    local got = redis.call('HMGET', KEYS[1], unpack(fields, first, last))
+  for first = 1, #fields, 1000 do
+    local got = redis.call('HMGET', hash, unpack(fields, first, math.min(first + 999, #fields)))
     for i = 1, #got do out[first + i - 1] = got[i] end
   end
   return out
 end
+"""
+
+READ_ENDPOINTS = LINES + HMGET + """
 -- An alias's target: read from the spelling services.core.records.alias_record writes,
 -- decoded as JSON only when it is spelled otherwise (a character escaped, say).
 local function target_of(alias)
@@ -45,7 +48,7 @@ for i = 1, #names, 4 do
   fields[i + 2] = names[i + 2] .. '|TXT'
   fields[i + 3] = names[i + 3] .. '|A'
 end
-local got = hmget(fields)
+local got = hmget(KEYS[1], fields)
 local targets = {}  -- the alias and rollback targets' trees, in the same order
 for i = 1, #names, 4 do
   for j = 0, 1 do
@@ -53,7 +56,7 @@ for i = 1, #names, 4 do
     targets[#targets + 1] = alias and (target_of(alias) .. '|A') or ''
   end
 end
-local target_values = hmget(targets)
+local target_values = hmget(KEYS[1], targets)
 local out = {}
 local function value(v) return v or '' end
 for e = 0, #names / 4 - 1 do
@@ -96,18 +99,15 @@ elements at several us each; one string is split in C. cjson.encode of the refer
 200,000 pairs took 2 s of Redis's time in a round of 100,000 endpoints."""
 
 
-PRESENT = """
+PRESENT = HMGET + """
 -- The fields of a hash that are present, each with its label: label, value, ... (labels[i]
--- names fields[i]), read 1,000 at a time (Lua's unpack stops near 8,000 values).
+-- names fields[i]).
 local function present(hash, fields, labels)
-  local out = {}
-  for first = 1, #fields, 1000 do
-    local got = redis.call('HMGET', hash, unpack(fields, first, math.min(first + 999, #fields)))
-    for i = 1, #got do
-      if got[i] then
-        out[#out + 1] = labels[first + i - 1]
-        out[#out + 1] = got[i]
-      end
+  local got, out = hmget(hash, fields), {}
+  for i = 1, #fields do
+    if got[i] then
+      out[#out + 1] = labels[i]
+      out[#out + 1] = got[i]
     end
   end
   return out
