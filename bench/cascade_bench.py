@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.common import PYTHON, REPO, load_average, machine
-from services.runtime.ports import free_port, metrics_port_base
+from bench.common import REPO, machine, run_dnsrace_json
 
 RUNS: dict[str, tuple[str, dict[str, str]]] = {
     "legacy": ("legacy", {}),
@@ -32,26 +27,10 @@ RUNS: dict[str, tuple[str, dict[str, str]]] = {
 
 
 def run(name: str, mode: str, extra: dict[str, str]) -> dict[str, Any]:
-    state = Path(tempfile.mkdtemp(prefix=f"dnsrace-bench-cascade-{name}-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")}
-    env.update(extra)
-    env.update({
-        "DNSRACE_REDIS_PORT": str(free_port()), "DNSRACE_DNS_PORT": str(free_port()),
-        "DNSRACE_CONTROL_PORT": str(free_port()), "DNSRACE_LB_PORT": str(free_port()),
-        "DNSRACE_METRICS_PORT_BASE": str(metrics_port_base()), "DNSRACE_LB_NETWORK": "127.0.23",
-        "DNSRACE_STATE_DIR": str(state / "state")})
-    load = load_average()
-    started = time.monotonic()
-    done = subprocess.run(
-        [PYTHON, "-m", "services.tools.cli", "cascade", "--stage", "dwfm", "--json",
-         "--mode", mode, "--report-dir", str(state / "reports")],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
-    wall = time.monotonic() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"{name}: exit {done.returncode}\n{done.stderr[-3000:]}")
-    summary: dict[str, Any] = json.loads(done.stdout)
-    summary.pop("report", None)
-    return {"command_wall_s": round(wall, 1), "loadavg_at_start": load, "summary": summary}
+    done = run_dnsrace_json(f"cascade-{name}", ["cascade", "--stage", "dwfm", "--json",
+                                                "--mode", mode], extra, timeout_s=600)
+    return {"command_wall_s": done.wall_s, "loadavg_at_start": done.loadavg_at_start,
+            "summary": done.summary}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from services.errors import DnsraceError
+from services.runtime.ports import free_port, metrics_port_base
 from services.runtime.processes import ending_with_this_process, terminate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -241,6 +242,41 @@ def tree_user_system_seconds(pid: int) -> tuple[float, float]:
                     user, system = user + u, system + s
     ticks = os.sysconf("SC_CLK_TCK")
     return user / ticks, system / ticks
+
+
+@dataclass(frozen=True)
+class CommandRun:
+    """One ``dnsrace`` command run as a user runs it, and its ``--json`` output."""
+
+    summary: dict[str, Any]
+    wall_s: float
+    loadavg_at_start: tuple[float, float, float]
+
+
+def run_dnsrace_json(label: str, args: Sequence[str], settings: dict[str, str],
+                     timeout_s: float) -> CommandRun:
+    """``dnsrace ARGS`` (which must print one JSON object) on ports and a state directory of
+    its own, never a running cluster's, with ``settings`` and no DNSRACE_ variable of ours;
+    the summary without its report path."""
+    state = Path(tempfile.mkdtemp(prefix=f"dnsrace-bench-{label}-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DNSRACE_")}
+    env.update(settings)
+    env.update({
+        "DNSRACE_REDIS_PORT": str(free_port()), "DNSRACE_DNS_PORT": str(free_port()),
+        "DNSRACE_CONTROL_PORT": str(free_port()), "DNSRACE_LB_PORT": str(free_port()),
+        "DNSRACE_METRICS_PORT_BASE": str(metrics_port_base()), "DNSRACE_LB_NETWORK": "127.0.23",
+        "DNSRACE_STATE_DIR": str(state / "state")})
+    load = load_average()
+    started = time.monotonic()
+    done = subprocess.run([PYTHON, "-m", "services.tools.cli", *args, "--report-dir",
+                           str(state / "reports")], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=timeout_s)
+    wall = time.monotonic() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{label}: exit {done.returncode}\n{done.stderr[-3000:]}")
+    summary: dict[str, Any] = json.loads(done.stdout)
+    summary.pop("report", None)
+    return CommandRun(summary, round(wall, 1), load)
 
 
 def _version(args: Sequence[str]) -> str:
