@@ -46,8 +46,15 @@ def require(tool: str) -> str:
     return path
 
 
+def changed_files(porcelain: str) -> list[str]:
+    """The tracked files ``git status --porcelain`` lists as changed (renames by their new
+    name): what a result measured beside its commit."""
+    return [line[3:].split(" -> ")[-1] for line in porcelain.splitlines() if len(line) > 3]
+
+
 def machine() -> dict[str, Any]:
-    """nproc, CPU model, memory, kernel, Python, and the commit measured."""
+    """nproc, CPU model, memory, kernel, Python, and the commit measured, with the tracked
+    files changed since it (``uncommitted``: a result of code not in the commit says so)."""
     model = ""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -59,14 +66,18 @@ def machine() -> dict[str, Any]:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
                 mem_kb = int(line.split()[1])
-    commit = ""
+    commit, uncommitted = "", []
     with contextlib.suppress(OSError, subprocess.CalledProcessError):
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, check=True,
                                 capture_output=True, text=True).stdout.strip()
+        uncommitted = changed_files(subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, check=True,
+            capture_output=True, text=True).stdout)
     return {
         "nproc": os.cpu_count(), "cpu_model": model, "mem_gib": round(mem_kb / 2**20, 1),
         "kernel": platform.release(), "python": platform.python_version(), "commit": commit,
-        "loadavg_at_start": load_average(), "tools": tool_versions(),
+        "uncommitted": uncommitted, "loadavg_at_start": load_average(),
+        "tools": tool_versions(),
     }
 
 

@@ -1,6 +1,6 @@
-"""The benches' split of a process's CPU into its own code (user) and the kernel's (system),
-read from /proc for real processes: what says whether a server's CPU per query is its code's
-or its system calls'."""
+"""What a bench result records beside its figures: the split of a process's CPU into its own
+code (user) and the kernel's (system), read from /proc for real processes (whether a server's
+CPU per query is its code's or its system calls'), and the files changed since its commit."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from bench.common import parse_task_times, tree_user_system_seconds
+from bench.common import changed_files, parse_task_times, tree_user_system_seconds
 
 BURN_USER = """
 import time
@@ -52,3 +52,10 @@ def test_cpu_in_a_process_own_code_and_in_the_kernel_are_told_apart(code: str,
     user, system = _split_of(code)
     own, other = (user, system) if mostly == "user" else (system, user)
     assert own >= 0.25 and own > 2 * other, (user, system)
+
+
+def test_a_result_names_the_files_it_measured_beside_its_commit() -> None:
+    porcelain = " M bench/common.py\nM  dns_server/udp_batch.py\nR  old.py -> new/place.py\n"
+    assert changed_files(porcelain) == ["bench/common.py", "dns_server/udp_batch.py",
+                                        "new/place.py"]
+    assert changed_files("") == []
