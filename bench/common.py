@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,9 +188,8 @@ def proc_status(pid: int) -> dict[str, int]:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process has used so far."""
-    raw = Path(f"/proc/{pid}/stat").read_text()
-    fields = raw[raw.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(parse_task_times(Path(f"/proc/{pid}/stat").read_text())) / os.sysconf(
+        "SC_CLK_TCK")
 
 
 def scheduler_seconds(pid: int) -> tuple[float, float]:
@@ -224,18 +223,24 @@ def tree_cpu_seconds(pid: int) -> float:
     every thread of ``pid`` and of its descendants: a server's whole CPU, whatever its
     threads or processes (ours: its event loop, Redis client, /metrics; NSD: its server
     child; Knot: its worker threads)."""
-    total = 0
+    return sum(int(text.split()[0]) for text in _task_files(pid, "schedstat")) / 1e9
+
+
+def _task_files(pid: int, name: str) -> Iterator[str]:
+    """File ``name`` of every thread of ``pid`` and of its descendants (``/proc/PID/task/*/``),
+    those that ended meanwhile left out."""
     for process in process_tree(pid):
+        tasks: list[Path] = []
         with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{process}/task").iterdir():
-                with contextlib.suppress(OSError, ValueError):
-                    total += int((task / "schedstat").read_text().split()[0])
-    return total / 1e9
+            tasks = list(Path(f"/proc/{process}/task").iterdir())
+        for task in tasks:
+            with contextlib.suppress(OSError):
+                yield (task / name).read_text()
 
 
 def parse_task_times(stat: str) -> tuple[int, int]:
-    """(user, system) clock ticks of one ``/proc/PID/task/TID/stat`` line (fields 14 and 15,
-    counted after the command name, which may hold spaces and parentheses)."""
+    """(user, system) clock ticks of one ``/proc/PID/stat`` or ``/proc/PID/task/TID/stat`` line
+    (fields 14 and 15, counted after the command name, which may hold spaces and parentheses)."""
     fields = stat[stat.rindex(")") + 2:].split()
     return int(fields[11]), int(fields[12])
 
@@ -245,12 +250,9 @@ def tree_user_system_seconds(pid: int) -> tuple[float, float]:
     from ``/proc/PID/task/*/stat`` (in clock ticks, 10 ms: over a run of seconds the split is
     exact enough to say where a server's CPU goes, its code or the kernel's)."""
     user = system = 0
-    for process in process_tree(pid):
-        with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{process}/task").iterdir():
-                with contextlib.suppress(OSError, ValueError):
-                    u, s = parse_task_times((task / "stat").read_text())
-                    user, system = user + u, system + s
+    for text in _task_files(pid, "stat"):
+        u, s = parse_task_times(text)
+        user, system = user + u, system + s
     ticks = os.sysconf("SC_CLK_TCK")
     return user / ticks, system / ticks
 
