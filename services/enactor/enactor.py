@@ -9,7 +9,9 @@ the interleaving explorer takes its turns; time and sleeping are injected for th
 With ``overlap`` (the cluster's), the next window is read while the last one's batches commit:
 the walk is told their outcomes only when it asks. The batches are held until that read is on
 the wire and sent right behind it, so Redis answers the read first and runs the batches while
-the enactor decides the window it read. The explorer turns it off, so that one
+the enactor decides the window it read; the history of the window before them, which the walk
+records in between, is written before them (sent then, they would run before the read and the
+enactor would wait for all of them). The explorer turns it off, so that one
 round-trip ends before the next starts (its scheduler takes one turn per round-trip): the walk
 then settles each window before reading the next. A window of 1 never overlaps: it is the
 one-at-a-time walk, round-trip for round-trip.
@@ -196,7 +198,8 @@ class Enactor:
         walk = Walk(generation, tuple(plan.endpoints.items()), self.policy, self.window)
         on_its_way: asyncio.Future[list[Committed | Rejected]] | None = None
         held: Sequence[ChangeBatch] = ()
-        """A window's batches not sent yet: they go right behind the next window's read."""
+        """A window's batches not sent yet: they go right behind the next window's read, or
+        before any action but that read and the history of the windows before them."""
 
         async def send_held() -> None:
             nonlocal on_its_way, held
@@ -209,7 +212,7 @@ class Enactor:
         try:
             while True:
                 action = walk.next(reply)
-                if not isinstance(action, ReadWindow):
+                if not isinstance(action, ReadWindow | Record):
                     await send_held()
                 match action:
                     case ReadWindow() as read:
