@@ -22,9 +22,7 @@ from typing import Any
 
 from bench import zonedata
 from bench.common import REPO, run_in_tempdir, tree_cpu_seconds
-from services.core import names
 from services.core.records import ChangeBatch
-from services.enactor.decisions import Commit, decide_endpoint
 from services.store import zone as zone_store
 from services.store.plans import PlanStore
 
@@ -66,12 +64,8 @@ async def measure(root: Path, endpoints: int, rev: str, rounds: int) -> dict[str
             items = list(plan.endpoints.items())
             for index, start in enumerate(range(0, len(items), WINDOW)):
                 window = items[start:start + WINDOW]
-                views = await zone.read_endpoints(
-                    [(e, names.tree_name(generation, e)) for e, _ in window])
-                now_ms = int(time.time() * 1000)
-                batches = [d.batch for (e, a), v in zip(window, views, strict=True)
-                           if isinstance(d := decide_endpoint(generation, e, a, v,
-                                                              enactor.policy, now_ms), Commit)]
+                batches = await s.window_batches(generation, window, enactor.policy,
+                                                 int(time.time() * 1000))
                 which = "ours" if (index + generation) % 2 else "baseline"
                 before = tree_cpu_seconds(pid)
                 if which == "ours":

@@ -30,8 +30,6 @@ from typing import Any
 
 from bench import zonedata
 from bench.common import BenchError, run_in_tempdir, tree_cpu_seconds
-from services.core import names
-from services.enactor.decisions import Commit, decide_endpoint
 from services.store import zone as zone_store
 from services.store.plans import PlanStore
 
@@ -85,12 +83,8 @@ async def measure(root: Path, endpoints: int, rounds: int) -> dict[str, Any]:
             items = list(plan.endpoints.items())
             for start in range(0, len(items), WINDOW):
                 window = items[start:start + WINDOW]
-                views = await zone.read_endpoints(
-                    [(e, names.tree_name(generation, e)) for e, _ in window])
                 now_ms = int(time.time() * 1000)
-                batches = [d.batch for (e, a), v in zip(window, views, strict=True)
-                           if isinstance(d := decide_endpoint(generation, e, a, v, policy,
-                                                              now_ms), Commit)]
+                batches = await s.window_batches(generation, window, policy, now_ms)
                 for phase in PHASES:
                     before = tree_cpu_seconds(pid)
                     async with s.client.pipeline(transaction=False) as pipe:

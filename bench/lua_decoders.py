@@ -28,9 +28,7 @@ from typing import Any
 
 from bench import zonedata
 from bench.common import BenchError, run_in_tempdir, tree_cpu_seconds
-from services.core import names
 from services.core.records import RecordType
-from services.enactor.decisions import Commit, decide_endpoint
 from services.store import zone as zone_store
 from services.store.plans import PlanStore
 
@@ -77,10 +75,7 @@ async def measure(root: Path, rounds: int, scale: float = 1.0) -> dict[str, Any]
         plan = await PlanStore(s.client).newest()
         assert plan is not None
         items = list(plan.endpoints.items())[:zone_store.BATCHES_PER_CALL]
-        views = await s.zone().read_endpoints([(e, names.tree_name(3, e)) for e, _ in items])
-        policy, now_ms = s.enactor().policy, int(time.time() * 1000)
-        batches = [d.batch for (e, a), v in zip(items, views, strict=True)
-                   if isinstance(d := decide_endpoint(3, e, a, v, policy, now_ms), Commit)]
+        batches = await s.window_batches(3, items, s.enactor().policy, int(time.time() * 1000))
         alias = next(c.rrset.value for b in batches for c in b.changes
                      if c.rrset.type is RecordType.ALIAS)
         payload = zone_store._batches_json(batches)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +29,12 @@ from services.core.records import (
     Change,
     ChangeBatch,
     Lock,
+    WeightedAddress,
     a_records,
     alias_record,
     lock_record,
 )
+from services.enactor.decisions import Commit, Policy, decide_endpoint
 from services.enactor.enactor import Enactor, RoundReport, policy_for
 from services.enactor.gate import FaultGate
 from services.runtime.clock import WALL_CLOCK
@@ -75,6 +77,17 @@ class Store:
         plan = make_plan(generation, int(time.time() * 1000), endpoints, fleet(self.settings),
                          {})
         await PlanStore(self.client).publish(plan)
+
+    async def window_batches(self, generation: int,
+                             window: Sequence[tuple[str, tuple[WeightedAddress, ...]]],
+                             policy: Policy, now_ms: int) -> list[ChangeBatch]:
+        """The change batches an enactor with ``policy`` decides at ``now_ms`` for ``window``
+        (endpoints of plan ``generation`` and their addresses), read from the zone as it is:
+        one window of a round, without sending it. Endpoints it would skip are left out."""
+        views = await self.zone().read_endpoints(
+            [(e, names.tree_name(generation, e)) for e, _ in window])
+        return [d.batch for (e, a), v in zip(window, views, strict=True)
+                if isinstance(d := decide_endpoint(generation, e, a, v, policy, now_ms), Commit)]
 
     async def apply_plan(self, generation: int, enactor: Enactor | None = None) -> RoundReport:
         await self.publish_plan(generation)
