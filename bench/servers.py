@@ -2,6 +2,8 @@
 
 - ``ours``: ``python -m dns_server`` following the zone in Redis (as the cluster runs it);
 - ``dnslib``: dnslib's built-in threaded ``DNSServer`` with a tiny resolver (same answers);
+- ``floor-uvloop`` / ``floor-blocking``: the cheapest Python responder (``bench.floor_server``),
+  what any Python server pays per query;
 - ``nsd`` / ``knot``: the reference authoritative servers, from a zone file, configured in a
   temporary directory and run in the foreground (no system service).
 """
@@ -70,6 +72,16 @@ def start_dnslib(work: Path, zone: ExportedZone) -> DnsChild:
                              str(port)], work / "dnslib.log", env=_env()).start()
     wait_answering(port, zone.names[0], child)
     return DnsChild("dnslib", port, child)
+
+
+def start_floor(work: Path, zone: ExportedZone, mode: str) -> DnsChild:
+    """``bench.floor_server`` in ``mode`` (``uvloop`` or ``blocking``), named ``floor-MODE``."""
+    port = free_port()
+    name = f"floor-{mode}"
+    child = Child(name, [PYTHON, "-m", "bench.floor_server", mode, str(zone.answers_json),
+                         str(port)], work / f"{name}.log", env=_env()).start()
+    wait_answering(port, zone.names[0], child)
+    return DnsChild(name, port, child)
 
 
 def start_nsd(work: Path, zone: ExportedZone) -> DnsChild:
