@@ -74,9 +74,9 @@ async def measure(root: Path, rates: tuple[float, ...], rounds: int, duration_s:
             for server in running:
                 server.stop()
     by_rate = {}
-    for rate, by_server in results.items():
+    for key, by_server in results.items():
         summary = {name: summarize(runs) for name, runs in by_server.items()}
-        by_rate[rate] = {"ratios": ratios(summary), "servers": summary}
+        by_rate[key] = {"ratios": ratios(summary), "servers": summary}
     return {"endpoints": endpoints, "rounds": rounds, "duration_s": duration_s,
             "clients": clients, "skipped": skipped, "rates": by_rate}
 
