@@ -15,13 +15,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections import Counter
 
 import aiohttp
 
 from loadgen.metrics import LAUNCHES, LAUNCHES_PENDING
-from loadgen.schedule import arrival_time
+from loadgen.pacing import arrivals
 from services.config import Settings
 from services.core.launch import RUN_INSTANCES_PATH, LaunchOutcome, outcome_of
 from services.core.names import AZS
@@ -84,20 +83,12 @@ async def run_launches(
                 task.add_done_callback(in_flight.discard)
                 LAUNCHES_PENDING.set(len(pending))
 
-    start = time.monotonic()
-    k = 0
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=max_in_flight)
     ) as session:
         retries = asyncio.create_task(retrying()) if retry_rate > 0 else None
         try:
-            while not stop.is_set():
-                due = start + arrival_time(k, rate, 0.0)
-                try:
-                    await asyncio.wait_for(stop.wait(), max(0.0, due - time.monotonic()))
-                    break
-                except TimeoutError:
-                    pass
+            async for k in arrivals(rate, stop):
                 if len(in_flight) >= max_in_flight:
                     counts[LaunchOutcome.ERROR] += 1
                     LAUNCHES.labels(LaunchOutcome.ERROR.value).inc()
@@ -105,7 +96,6 @@ async def run_launches(
                     task = asyncio.create_task(one(AZS[k % len(AZS)]))
                     in_flight.add(task)
                     task.add_done_callback(in_flight.discard)
-                k += 1
         finally:
             if retries is not None:
                 retries.cancel()

@@ -17,14 +17,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 
 import aiohttp
 from prometheus_client import Counter
 
 from loadgen.outcome import Outcome
+from loadgen.pacing import arrivals
 from loadgen.resolver import StubResolver
-from loadgen.schedule import arrival_time
 from services.config import Settings
 from services.core.addresses import NODE_PORT
 from services.core.names import ZONE
@@ -87,17 +86,10 @@ async def run_service_load(settings: Settings, stop: asyncio.Event,
         outcome = await call_once(session, resolvers[k % CLIENTS], name, next(picks))
         SERVICE_REQUESTS.labels(outcome.value).inc()
 
-    start = time.monotonic()
     async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=MAX_IN_FLIGHT, force_close=True)) as session:
         try:
-            for k in itertools.count():
-                due = start + arrival_time(k, rate, 0.0)
-                try:
-                    await asyncio.wait_for(stop.wait(), max(0.0, due - time.monotonic()))
-                    break
-                except TimeoutError:
-                    pass
+            async for k in arrivals(rate, stop):
                 if len(in_flight) >= MAX_IN_FLIGHT:
                     SERVICE_REQUESTS.labels(Outcome.TIMEOUT.value).inc()
                     continue
