@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import sys
 import tempfile
@@ -26,18 +25,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from loadgen.resolver import StubResolver
 from services.config import Settings
 from services.control.client import ControlClient
 from services.core import cascade, checker, events, names
 from services.core.invariants import Invariant
 from services.core.launch import LaunchOutcome
-from services.errors import DnsraceError
 from services.report.cascade import write_cascade_report
 from services.runtime.clock import WALL_CLOCK
-from services.runtime.cluster import Cluster, ClusterError, cluster_env
+from services.runtime.cluster import Cluster, cluster_env
 from services.runtime.scrape import Samples
 from services.runtime.service import redis_client
 from services.store import history
@@ -45,9 +40,9 @@ from services.store.plans import PlanStore
 from services.store.zone import ZoneStore
 from services.tools import ec2, operator
 from services.tools.cascade_args import STAGE_NAMES
-from services.tools.cascade_run import Run, Stage
+from services.tools.cascade_run import CascadeError, Run, Stage, on_cluster
 from services.tools.cascade_summary import format_summary
-from services.tools.race import RaceError, run_race
+from services.tools.race import run_race
 
 BASE_PROCESSES = (
     "redis",
@@ -62,10 +57,6 @@ BASE_PROCESSES = (
 )
 DNS_LOAD_RATE = 50.0
 """DNS clients' requests per second: enough to see the outage, light on the 2-core machine."""
-
-
-class CascadeError(DnsraceError, RuntimeError):
-    pass
 
 
 @dataclass
@@ -232,26 +223,7 @@ async def run_cascade(
     )
     cluster = Cluster(settings, cluster_env(settings), workdir / "logs", only=processes)
     run = Run(settings, stages, out)
-    problems: list[str] = []
-    resolver = StubResolver(settings.dns_host, settings.dns_port, timeout_s=0.5, cache=False)
-    try:
-        cluster.start()
-        await asyncio.to_thread(cluster.wait_healthy, 30.0)
-        run.note(f"cluster up ({', '.join(processes)}); logs in {cluster.log_dir}")
-        async with aiohttp.ClientSession() as session:
-            sampler = asyncio.create_task(run.sampling(session, resolver))
-            try:
-                await script(run, mode, collapse_watch_s)
-            finally:
-                sampler.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sampler
-    except (ClusterError, RaceError, ec2.Ec2Error, CascadeError) as e:
-        problems.append(str(e))
-        out(f"!! {e}")
-    finally:
-        await resolver.aclose()
-        cluster.stop()
+    problems = await on_cluster(run, cluster, 30.0, lambda: script(run, mode, collapse_watch_s))
     summary: dict[str, Any] = {
         "mode": mode,
         "protections": sorted(settings.active_protections),

@@ -8,8 +8,9 @@ run: the processes it needs, its values in each scrape, its live line and its su
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,8 +21,21 @@ from loadgen.resolver import StubResolver
 from services.config import Settings
 from services.core import cascade, events, names
 from services.core.invariants import Violation
+from services.errors import DnsraceError
+from services.runtime.cluster import Cluster, ClusterError
 from services.runtime.scrape import Samples, metrics_urls, scrape
 from services.store import history
+from services.tools.ec2 import Ec2Error
+from services.tools.race import RaceError
+
+
+class CascadeError(DnsraceError, RuntimeError):
+    """A step of a cascade run failed (a process refused an operator's switch)."""
+
+
+RUN_ERRORS = (ClusterError, RaceError, Ec2Error, CascadeError, aiohttp.ClientError)
+"""What ends a run's script early and is reported among its problems, not raised: the cluster
+not starting, the race, 'dnsrace ec2' or a switch failing, a process not answering HTTP."""
 
 
 class Stage(Protocol):
@@ -127,3 +141,34 @@ class Run:
         self.timeline.mark("operators" if action != "dns_repair" else "dns_repaired", self.now())
         await sink.record(events.OperatorAction(action=action, target=target, detail=detail))
         self.note(f"operators: {action} {target} {detail}".rstrip())
+
+
+async def on_cluster(run: Run, cluster: Cluster, healthy_s: float,
+                     script: Callable[[], Awaitable[None]]) -> list[str]:
+    """Start ``cluster``, sample it every second while ``script`` runs, then stop it.
+
+    The problems met, each also printed: an error of :data:`RUN_ERRORS` ends the script (the
+    run's samples up to it stay), any other is raised after the cluster is stopped.
+    """
+    problems: list[str] = []
+    resolver = StubResolver(run.settings.dns_host, run.settings.dns_port, timeout_s=0.5,
+                            cache=False)
+    try:
+        cluster.start()
+        await asyncio.to_thread(cluster.wait_healthy, healthy_s)
+        run.note(f"cluster up ({', '.join(cluster.only or ())}); logs in {cluster.log_dir}")
+        async with aiohttp.ClientSession() as session:
+            sampler = asyncio.create_task(run.sampling(session, resolver))
+            try:
+                await script()
+            finally:
+                sampler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampler
+    except RUN_ERRORS as e:
+        problems.append(str(e))
+        run.out(f"!! {e}")
+    finally:
+        await resolver.aclose()
+        cluster.stop()
+    return problems

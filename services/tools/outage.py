@@ -29,7 +29,6 @@ from typing import Any
 import aiohttp
 
 from loadgen.outcome import Outcome
-from loadgen.resolver import StubResolver
 from services.config import Settings
 from services.core import cascade, checker
 from services.core import outage as model
@@ -37,15 +36,14 @@ from services.core.invariants import Invariant, Violation
 from services.core.names import AZS
 from services.report.outage import write_outage_report
 from services.runtime.clock import WALL_CLOCK
-from services.runtime.cluster import OUTAGE_PROCESSES, Cluster, ClusterError, cluster_env
+from services.runtime.cluster import OUTAGE_PROCESSES, Cluster, cluster_env
 from services.runtime.scrape import Samples
 from services.runtime.service import redis_client
 from services.store import history
 from services.tools import ec2
-from services.tools.cascade import BASE_PROCESSES, DNS_LOAD_RATE, CascadeError, DwfmStage, script
-from services.tools.cascade_run import Run
+from services.tools.cascade import BASE_PROCESSES, DNS_LOAD_RATE, DwfmStage, script
+from services.tools.cascade_run import CascadeError, Run, on_cluster
 from services.tools.cascade_run import Stage as CascadeStage
-from services.tools.race import RaceError
 
 SIZING: dict[str, float] = {
     "ec2_launch_rate": 2.0,
@@ -249,27 +247,12 @@ async def run_outage(settings: Settings, mode: str, collapse_watch_s: float,
                  for role, i in [("netmgr", 0), ("nlb", 0), ("service_load", 0),
                                  *(("instances", i) for i in range(len(AZS)))])
     run = Run(settings, stages, out, extra_urls=urls)
-    problems: list[str] = []
     violations: list[Violation] = []
-    resolver = StubResolver(settings.dns_host, settings.dns_port, timeout_s=0.5, cache=False)
-    try:
-        cluster.start()
-        await asyncio.to_thread(cluster.wait_healthy, 40.0)
-        run.note(f"cluster up ({len(processes)} processes); logs in {cluster.log_dir}")
-        async with aiohttp.ClientSession() as session:
-            sampler = asyncio.create_task(run.sampling(session, resolver))
-            try:
-                violations = await outage_script(run, mode, collapse_watch_s, failover_watch_s)
-            finally:
-                sampler.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sampler
-    except (ClusterError, RaceError, ec2.Ec2Error, CascadeError, aiohttp.ClientError) as e:
-        problems.append(str(e))
-        out(f"!! {e}")
-    finally:
-        await resolver.aclose()
-        cluster.stop()
+
+    async def incident() -> None:
+        violations.extend(await outage_script(run, mode, collapse_watch_s, failover_watch_s))
+
+    problems = await on_cluster(run, cluster, 40.0, incident)
     return summarize(settings, mode, run, dwfm, violations, problems, report_dir)
 
 
