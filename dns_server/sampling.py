@@ -6,7 +6,8 @@ what they say changes (generation or address count), and otherwise at most once 
 given from each cached reply, and a timer reads those counts every ``interval_s``
 (:meth:`dns_server.engine.ReplyEngine.take_served`). An answer that changed is stamped with
 the time it was first given (the cached reply is built by the query that first gets it);
-a repeat with the time it was read. Writing happens later still, from a bounded queue.
+a repeat with the time it was read. Writing happens later still, from a bounded queue, all
+that is waiting in one round-trip.
 """
 
 from __future__ import annotations
@@ -87,6 +88,10 @@ class AnswerSampler:
             self.sample()
 
     async def drain(self) -> None:
-        """Write queued samples to the history until cancelled."""
+        """Write queued samples to the history until cancelled: every sample waiting when the
+        writer is free, in one round-trip (a read queues up to one per sampled name)."""
         while True:
-            await self.sink.record(await self.queue.get())
+            waiting = [await self.queue.get()]
+            while not self.queue.empty():
+                waiting.append(self.queue.get_nowait())
+            await self.sink.record_many(waiting)

@@ -6,7 +6,9 @@ interval; a name's samples keep the order clients saw them; cells are not sample
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import Sequence
 
 from dns_server.answer import AnswerPolicy
 from dns_server.engine import ReplyEngine
@@ -99,6 +101,44 @@ async def test_a_sample_keeps_the_time_it_was_answered_when_written_later() -> N
     await sampler.sink.record(sampler.queue.get_nowait())
     assert isinstance(sampler.sink, events.MemoryHistory)
     assert [e.at_ms for e in sampler.sink.events] == [1_000]
+
+
+class CountingHistory(events.MemoryHistory):
+    """A memory history that keeps the size of every write it was asked for."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__(clock)
+        self.writes: list[int] = []
+
+    async def record(self, event: events.Event) -> None:
+        self.writes.append(1)
+        await super().record(event)
+
+    async def record_many(self, events: Sequence[events.Event]) -> None:
+        self.writes.append(len(events))
+        await super().record_many(events)
+
+
+async def test_the_samples_of_a_read_are_written_in_one_round_trip_in_order() -> None:
+    engine, sampler, clock = setup()
+    sink = CountingHistory(clock)
+    sampler.sink = sink
+    for serial, zone in enumerate([zone_of(TREE4, ALIAS4), zone_of(ALIAS4),
+                                   zone_of(TREE3, ALIAS3)], start=20):
+        zone.serial = serial
+        engine.set_zone(zone)
+        clock.now += 1
+        engine.respond(query(names.REGIONAL), False)  # three answers that changed
+    clock.now += 100
+    assert sampler.sample() == 3
+    writer = asyncio.create_task(sampler.drain())
+    try:
+        await sink.wait_for(lambda e: isinstance(e, events.DnsAnswer) and e.generation == 3,
+                            timeout_s=5)
+    finally:
+        writer.cancel()
+    assert sink.writes == [3]
+    assert [(e.generation, e.addresses) for e in sink.events] == [(4, 2), (4, 0), (3, 1)]
 
 
 def test_a_full_queue_drops_instead_of_growing() -> None:
