@@ -115,7 +115,9 @@ def test_up_in_containers_partitions_an_az_by_network_and_leaves_nothing(
         wait_for("use1-az1 healed", lambda: dig_inside("enactor_az1") == "answers", 45, log,
                  lambda: dig_inside("enactor_az1") + "; partition lines:\n" + "\n".join(
                      line for line in log.read_text().splitlines() if "az_partition" in line))
-        assert b"use1-az1 back with Redis and DNS" in log.read_bytes()
+        # The partitioner connects the network, then says so: the dig can answer first.
+        wait_for("the partitioner's line", lambda: b"use1-az1 back with Redis and DNS"
+                 in log.read_bytes(), 15, log)
     finally:
         up.send_signal(signal.SIGTERM)
         up.wait(120)
