@@ -8,9 +8,11 @@ the shape of ``dnsrace explore --matrix``; the JSON is the shared
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,19 +40,28 @@ class Checked:
                            for s in self.cells if s.cell.invariant is not None)
 
 
+def parallel_searches() -> int:
+    """Cells searched at once: one per CPU this process may use, at most 2 (each search is
+    one single-threaded verifier with its own state store)."""
+    usable = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+              else os.cpu_count() or 1)
+    return max(1, min(2, usable))
+
+
 def check_matrix(rows: Sequence[Row], sizes: Sizes = DEFAULT_SIZES,
                  invariants: Sequence[Invariant] = ALL_INVARIANTS, *, model: Path = MODEL,
                  max_depth: int = MAX_DEPTH, progress: Progress | None = None,
-                 extra: Sequence[str] = ()) -> Checked:
-    """Each row against each invariant alone, one after another (each cell is one process)."""
+                 extra: Sequence[str] = (), workers: int | None = None) -> Checked:
+    """Each row against each invariant alone (each cell is one process), ``workers`` cells at
+    once (:func:`parallel_searches` by default); the cells and ``progress`` in row order."""
     checked = Checked(sizes)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dnsrace-spin-") as tmp:
-        for r, (mode, protections) in enumerate(rows):
-            for invariant in invariants:
-                cell = Cell(mode, protections, invariant)
-                searched = check_cell(cell, sizes, Path(tmp) / f"{r}-{invariant}", model,
-                                      max_depth, extra)
+        jobs = [(Cell(mode, protections, invariant), Path(tmp) / f"{r}-{invariant}")
+                for r, (mode, protections) in enumerate(rows) for invariant in invariants]
+        with ThreadPoolExecutor(workers or parallel_searches()) as pool:
+            for searched in pool.map(lambda job: check_cell(job[0], sizes, job[1], model,
+                                                            max_depth, extra), jobs):
                 checked.cells.append(searched)
                 if progress is not None:
                     progress(searched)
