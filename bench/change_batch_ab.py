@@ -79,7 +79,7 @@ async def _apply_baseline(s: zonedata.Store, sha: str, layout: BaselineLayout,
                 pipe.evalsha(sha, len(names), *names, part[0].to_json(), keys.channel, now_ms)
             else:
                 pipe.evalsha(sha, len(names), *names, keys.channel, now_ms,
-                             f"[{','.join(batch.to_json() for batch in part)}]")
+                             zone_store._batches_json(part))
         for raw in await pipe.execute():
             outcomes = json.loads(raw)
             for outcome in outcomes if isinstance(outcomes, list) else [outcomes]:
