@@ -9,12 +9,16 @@ In front of it, UDP queries seen before are answered by their exact bytes (all b
 the query's flags, question and OPT record fix everything in the reply but the id and the
 weighted choice, so a :class:`Prepared` reply keyed by ``query[2:]`` skips parsing.  A dropped
 entry is marked dead, and its prepared replies with it.
+
+A :class:`CacheMirror` (the compiled UDP fast path, ``dns_server.fastpath``) is told of every
+prepared reply, dropped entry and clearing, in that order with the cache's own changes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from dns_server.metrics import Tally
 
@@ -51,6 +55,8 @@ class CachedReply:
     """``served`` when the sampler last read it."""
     born_ms: int = 0
     """When the entry was built: by the query that first got this answer, so its time."""
+    slot: int = -1
+    """Its slot in the cache's mirror, once a prepared reply of it is there; else -1."""
 
 
 @dataclass(slots=True, eq=False)
@@ -64,6 +70,21 @@ class Prepared:
     """The whole reply is over the client's UDP size: ``entry.trunc_tail`` follows."""
 
 
+class CacheMirror(Protocol):
+    """Another answerer of the prepared replies, kept exactly as fresh as the cache."""
+
+    def prepared(self, query_tail: bytes, prepared: Prepared) -> None: ...
+
+    def dropped(self, entry: CachedReply) -> None:
+        """``entry`` is dead: it answers no more, and its last answers are counted."""
+
+    def cleared(self) -> None:
+        """Every entry is dead."""
+
+    def fold(self) -> None:
+        """Count the answers given since the last fold in the entries' tallies."""
+
+
 class ReplyCache:
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self.entries: dict[bytes, CachedReply] = {}
@@ -72,6 +93,7 @@ class ReplyCache:
         self._by_name: dict[str, set[bytes]] = {}
         self._serial_dependent: set[bytes] = set()
         self.max_entries = max_entries
+        self.mirror: CacheMirror | None = None
 
     def put(self, key: bytes, entry: CachedReply, depends_on: Iterable[str],
             serial_dependent: bool) -> None:
@@ -85,21 +107,36 @@ class ReplyCache:
 
     def invalidate(self, changed_names: Iterable[str]) -> int:
         """Drop what the changed names can affect and everything holding the serial."""
-        entries = self.entries
         dropped = 0
         for key in self._serial_dependent:
-            dropped += _drop(entries, key)
+            dropped += self._drop(key)
         self._serial_dependent.clear()
         for name in changed_names:
             for key in self._by_name.pop(name, ()):
-                dropped += _drop(entries, key)
+                dropped += self._drop(key)
         return dropped
+
+    def _drop(self, key: bytes) -> bool:
+        entry = self.entries.pop(key, None)
+        if entry is None:
+            return False
+        entry.live = False
+        if self.mirror is not None:
+            self.mirror.dropped(entry)
+        return True
 
     def prepare(self, query_tail: bytes, prepared: Prepared) -> None:
         """Answer the UDP query whose bytes after the id are ``query_tail`` with ``prepared``."""
         if len(self.prepared) >= MAX_PREPARED:
             self.prepared.clear()
         self.prepared[query_tail] = prepared
+        if self.mirror is not None:
+            self.mirror.prepared(query_tail, prepared)
+
+    def fold(self) -> None:
+        """Count what the mirror answered (before the tallies are read)."""
+        if self.mirror is not None:
+            self.mirror.fold()
 
     def clear(self) -> None:
         for entry in self.entries.values():
@@ -108,14 +145,9 @@ class ReplyCache:
         self.prepared.clear()
         self._by_name.clear()
         self._serial_dependent.clear()
+        if self.mirror is not None:
+            self.mirror.cleared()
 
     def __len__(self) -> int:
         return len(self.entries)
 
-
-def _drop(entries: dict[bytes, CachedReply], key: bytes) -> bool:
-    entry = entries.pop(key, None)
-    if entry is None:
-        return False
-    entry.live = False
-    return True

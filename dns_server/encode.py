@@ -107,8 +107,7 @@ def _message(question: Question, rcode: int, authoritative: bool, truncated: boo
         record.add_ar(_rr(rr))
     if edns is not EdnsKind.NONE:
         record.add_ar(_opt(edns, rcode, generation))
-    packed: bytes = record.pack()
-    return packed
+    return bytes(record.pack())  # dnslib packs a bytearray; replies are kept as bytes
 
 
 def _heads(packed: bytes) -> tuple[bytes, bytes]:

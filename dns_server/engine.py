@@ -80,6 +80,7 @@ class ReplyEngine:
         The query path only counts (``entry.served += 1``): this is how the answer sampler
         learns what clients were told, by time, at no cost per query.
         """
+        self.cache.fold()
         out: list[ServedAnswer] = []
         keep: list[CachedReply] = []
         for entry in self._sampled:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -34,6 +35,11 @@ class Tally:
         return None
 
 
+BEFORE_COLLECT: list[Callable[[], None]] = []
+"""Called before any :class:`HotCounter` is read: the compiled fast path adds the answers it
+gave since the last read (``dns_server.fastpath``), so every exposition is up to date."""
+
+
 class HotCounter(Counter):
     """A Counter for the per-query path: the hot path adds to :meth:`tally` directly.
 
@@ -49,6 +55,11 @@ class HotCounter(Counter):
 
     def tally(self) -> Tally:
         return self._value
+
+    def collect(self) -> Any:
+        for fold in BEFORE_COLLECT:
+            fold()
+        return super().collect()
 
 
 QUERIES = HotCounter("dnsrace_dns_queries", "DNS queries answered, by response code and type",

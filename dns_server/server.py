@@ -18,10 +18,12 @@ from types import TracebackType
 
 from redis.exceptions import RedisError
 
+from dns_server import fastpath, metrics
 from dns_server.answer import AnswerPolicy
 from dns_server.cache import ReplyCache
 from dns_server.engine import ReplyEngine
 from dns_server.errors import ListenAddressError
+from dns_server.fastpath import FastPath
 from dns_server.sampling import AnswerSampler
 from dns_server.sync import SYNC_RETRY, ZoneSync
 from dns_server.transport import TcpConnections, TcpDnsProtocol, TcpLimits, UdpDnsProtocol
@@ -78,9 +80,12 @@ class DnsServer:
         self.sync = ZoneSync(redis_url or settings.effective_redis_url, keys,
                              listener=self._zone_changed)
         self._tcp_connections = TcpConnections(tcp_limits or TcpLimits())
-        self.udp_batch = settings.dns_udp_batch if available() else 0
+        self.fast_path = settings.dns_fast_path and fastpath.available()
+        """UDP is read by the compiled fast path (:mod:`dns_server.fastpath`)."""
+        self.udp_batch = (max(1, settings.dns_udp_batch) if self.fast_path
+                          else settings.dns_udp_batch if available() else 0)
         """Datagrams per recvmmsg; 0 when UDP goes through the asyncio transport."""
-        self._udp: asyncio.DatagramTransport | UdpBatchServer | None = None
+        self._udp: asyncio.DatagramTransport | UdpBatchServer | FastPath | None = None
         self._udp_closed: asyncio.Future[None] | None = None
         self._tcp: asyncio.Server | None = None
         self._sync_task: asyncio.Task[None] | None = None
@@ -114,7 +119,8 @@ class DnsServer:
             raise OSError("no free port for both UDP and TCP")
         self._sync_task = asyncio.create_task(self.sync.run(), name="zone-sync")
         log.info("DNS listening on %s port %d (UDP %s, and TCP)", self.host, self.port,
-                 f"in batches of up to {self.udp_batch}" if self.udp_batch else "one by one")
+                 ("on the compiled fast path, " if self.fast_path else "")
+                 + (f"in batches of up to {self.udp_batch}" if self.udp_batch else "one by one"))
 
     def _udp_socket(self, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -138,7 +144,14 @@ class DnsServer:
             reuse_address=True, backlog=1024,
         )
         try:
-            if self.udp_batch:
+            if self.fast_path:
+                fast = FastPath(udp, engine.respond, self.udp_batch)
+                engine.cache.mirror = fast
+                metrics.BEFORE_COLLECT.append(fast.fold)
+                fast.start()
+                assert fast.closed is not None
+                self._udp, self._udp_closed = fast, fast.closed
+            elif self.udp_batch:
                 batched = UdpBatchServer(udp, engine.respond, self.udp_batch)
                 batched.start()
                 assert batched.closed is not None
@@ -180,6 +193,9 @@ class DnsServer:
         if self._udp is not None and self._udp_closed is not None:
             self._udp.close()
             await self._udp_closed
+            if isinstance(self._udp, FastPath):
+                metrics.BEFORE_COLLECT.remove(self._udp.fold)
+                self.engine.cache.mirror = None
             self._udp = self._udp_closed = None
         if self._tcp is not None:
             self._tcp.close()

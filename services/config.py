@@ -52,6 +52,10 @@ class Settings:
     dns_udp_batch: int = _doc(
         "UDP queries the DNS server takes per recvmmsg system call (0: one per call through "
         "the asyncio transport, also where recvmmsg is missing)", default=64)
+    dns_fast_path: bool = _doc(
+        "answer UDP queries whose reply is prepared on a C thread (dns_server._fastpath, "
+        "where it was built at install); off: every query through the Python engine",
+        default=True)
     dns_cache_entries: int = _doc(
         "replies the DNS server caches before it starts its reply cache afresh (1: every "
         "query resolved anew, how the benchmarks measure the cache-miss path)", default=50_000)

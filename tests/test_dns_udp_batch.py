@@ -31,9 +31,11 @@ BURST_QUERIES = 50
 
 
 async def _server(redis_server: EmbeddedRedis, zone: ZoneStore, batch: int,
-                  host: str = "127.0.0.1") -> DnsServer:
+                  host: str = "127.0.0.1", fast_path: bool = False) -> DnsServer:
+    """A server on a free port; UDP read from Python unless ``fast_path`` (the C thread)."""
     await ensure_apex(zone, 5, 5)
-    settings = load({"DNSRACE_DNS_UDP_BATCH": str(batch), "DNSRACE_DNS_HOST": host})
+    settings = load({"DNSRACE_DNS_UDP_BATCH": str(batch), "DNSRACE_DNS_HOST": host,
+                     "DNSRACE_DNS_FAST_PATH": "1" if fast_path else "0"})
     server = DnsServer(settings, keys=zone.keys, redis_url=redis_server.url, port=0,
                        rng=random.Random(1))
     await server.start()

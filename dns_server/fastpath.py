@@ -1,0 +1,152 @@
+"""UDP through the compiled fast path: replies prepared before are answered on a C thread.
+
+No Python server can spend as little CPU per query as NSD: the cheapest Python responder
+there is (a dict lookup per query, ``bench/floor_server.py``) uses 1.26-1.41x NSD's, all of
+it the interpreter's work around each wake-up (docs/benchmarks.md). So the UDP socket is read
+by a thread of ``dns_server._fastpath`` (C, no GIL), which answers every query whose exact
+bytes (after the id) it holds a prepared reply for, the way :class:`dns_server.cache.ReplyCache`
+answers them in Python: same head, same weighted choice of variants. Everything else (a new
+question, garbage, a reply too large) is a *miss*: queued, and answered here on the event loop
+by :meth:`dns_server.engine.ReplyEngine.respond`, which prepares it for the C side in turn
+(this class mirrors the reply cache: :class:`dns_server.cache.CacheMirror`).
+
+Correctness stays with Python: a cached reply dropped because the zone changed under it
+closes its slot in C before the change is live, and from then on its records are misses.
+Answers given in C are counted per cached reply and folded into the same tallies the Python
+path counts (queries by rcode and type, empty answers, what the answer sampler reads) before
+/metrics is rendered and before the sampler reads.
+
+The extension is optional (pyproject.toml): where it was not built, :func:`available` is
+False and the server reads UDP from Python (``dns_server.udp_batch``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import struct
+
+from dns_server.cache import CachedReply, Prepared
+from dns_server.udp_batch import BATCHED_DATAGRAMS, BATCHES, Respond
+
+log = logging.getLogger(__name__)
+
+try:
+    from dns_server import _fastpath
+except ImportError:  # not built: no compiler or Python headers at install time
+    _fastpath = None  # type: ignore[assignment]
+
+RECEIVE_TIMEOUT_S = 0.2
+"""The thread's longest wait in ``recvmmsg`` before it looks whether it must stop."""
+MISSES_PER_TURN = 256
+"""Misses answered per event-loop turn; more wait for the next turn (the loop stays fair)."""
+
+
+def available() -> bool:
+    """True where ``dns_server._fastpath`` was built."""
+    return _fastpath is not None
+
+
+def _count(entry: CachedReply, answers: int) -> None:
+    """Answers given in C from ``entry``, added where the Python path counts them."""
+    entry.counter.n += answers
+    entry.served += answers
+    if entry.empty_counter is not None:
+        entry.empty_counter.n += answers
+
+
+class FastPath:
+    """Answers a bound UDP socket: prepared replies on a C thread, misses with ``respond``."""
+
+    def __init__(self, sock: socket.socket, respond: Respond, batch: int = 64) -> None:
+        if not available():
+            raise OSError("dns_server._fastpath was not built (no C compiler or Python "
+                          "headers when dnsrace was installed)")
+        self.sock = sock
+        self._server = _fastpath.Server(sock.fileno(), batch)
+        self._respond = respond
+        self._entries: dict[int, CachedReply] = {}
+        """Cached replies with a slot in C, by slot."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.closed: asyncio.Future[None] | None = None
+        self._batches, self._datagrams = BATCHES.tally(), BATCHED_DATAGRAMS.tally()
+        self._seen_calls = self._seen_datagrams = 0
+
+    def start(self) -> None:
+        self.sock.settimeout(None)  # the thread blocks in recvmmsg, for RECEIVE_TIMEOUT_S at most
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                             struct.pack("ll", 0, int(RECEIVE_TIMEOUT_S * 1_000_000)))
+        self._loop = asyncio.get_running_loop()
+        self.closed = self._loop.create_future()
+        self._loop.add_reader(self._server.miss_fd, self._missed)
+        self._server.start()
+
+    def close(self) -> None:
+        """Stop the thread (woken by an empty datagram), count its last answers, close."""
+        if self._loop is None or self.closed is None or self.closed.done():
+            return
+        self._loop.remove_reader(self._server.miss_fd)
+        with contextlib.suppress(OSError), socket.socket(self.sock.family,
+                                                          socket.SOCK_DGRAM) as waker:
+            waker.sendto(b"", self.sock.getsockname())
+        self._server.stop()
+        self.cleared()
+        self.fold()
+        self.sock.close()
+        self.closed.set_result(None)
+
+    def _missed(self) -> None:
+        """Answer the queued misses (at most :data:`MISSES_PER_TURN` this turn)."""
+        with contextlib.suppress(BlockingIOError):
+            os.read(self._server.miss_fd, 8)
+        misses = self._server.misses(MISSES_PER_TURN)
+        respond, send = self._respond, self._server.send
+        for data, peer in misses:
+            reply = respond(data, False)
+            if reply is not None:
+                send(reply, peer)
+        if len(misses) == MISSES_PER_TURN and self._loop is not None:
+            self._loop.call_soon(self._missed)
+
+    # The reply cache's mirror (dns_server.cache.CacheMirror):
+
+    def prepared(self, query_tail: bytes, prepared: Prepared) -> None:
+        entry = prepared.entry
+        if entry.slot < 0:
+            entry.slot = self._server.open()
+            self._entries[entry.slot] = entry
+        if prepared.truncated:
+            self._server.put(query_tail, entry.slot, prepared.head, (entry.trunc_tail,), None)
+        else:
+            self._server.put(query_tail, entry.slot, prepared.head, entry.tails,
+                             entry.cumulative)
+
+    def dropped(self, entry: CachedReply) -> None:
+        if entry.slot >= 0:
+            _count(entry, self._server.close(entry.slot))
+            del self._entries[entry.slot]
+            entry.slot = -1
+
+    def cleared(self) -> None:
+        for slot, answers in self._server.reset():
+            _count(self._entries[slot], answers)
+        for entry in self._entries.values():
+            entry.slot = -1
+        self._entries.clear()
+
+    def fold(self) -> None:
+        """Add the answers given in C since the last fold to the Python tallies."""
+        for slot, answers in self._server.counts():
+            _count(self._entries[slot], answers)
+        stats = self._server.stats()
+        calls, datagrams = stats["receive_calls"], stats["datagrams"]
+        self._batches.n += calls - self._seen_calls
+        self._datagrams.n += datagrams - self._seen_datagrams
+        self._seen_calls, self._seen_datagrams = calls, datagrams
+
+    def stats(self) -> dict[str, int]:
+        """Totals since the start: receive calls, datagrams, hits, dropped misses, records."""
+        return dict(self._server.stats())
