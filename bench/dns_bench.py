@@ -60,9 +60,13 @@ def summarize(results: list[DnsperfResult]) -> dict[str, Any]:
 BASELINE = "ours-baseline"
 """Our server from another checkout (``--baseline DIR``, e.g. main), interleaved with ours:
 before and after measured in the same rounds, under the same load."""
-UNBATCHED = "ours-unbatched"
-"""Our server with DNSRACE_DNS_UDP_BATCH=0 (a system call per datagram, through uvloop's
-transport): what batching buys, measured beside it."""
+PYTHON_PATH = "ours-python"
+"""Our server with DNSRACE_DNS_FAST_PATH=0 (every query answered by the Python engine, UDP in
+batches from the event loop, as before the compiled fast path): what the fast path buys,
+measured beside it."""
+WARM_UP_S = 1.0
+"""Seconds of the query file each server answers before the rounds: ours prepares a reply per
+distinct query on its first sight (NSD and Knot compile theirs from the zone file)."""
 
 
 def _rate_key(fixed: float, rate: float) -> str:
@@ -71,8 +75,10 @@ def _rate_key(fixed: float, rate: float) -> str:
 
 
 def _main_thread_serves(server: DnsChild) -> int | None:
-    """Our server answers on its main thread, so its schedstat is the server's; NSD serves from
-    a child process, Knot and dnslib from other threads: not measured."""
+    """Our server's main thread: its schedstat is the Python share (the event loop: zone sync,
+    misses, /metrics; all of the answering with the fast path off). NSD serves from a child
+    process, Knot and dnslib from other threads: not measured. CPU per query is every
+    thread's and child's (``server_tree``)."""
     return server.pid if server.name.startswith("ours") else None
 
 
@@ -115,7 +121,7 @@ async def run(root: Path, log: Log, endpoints: int = 1003, rounds: int = 3,
             running.append(servers.start_ours(root, s.url))
             if baseline is not None:
                 running.append(servers.start_ours(root, s.url, name=BASELINE, code=baseline))
-            running.append(servers.start_ours(root, s.url, udp_batch=0, name=UNBATCHED))
+            running.append(servers.start_ours(root, s.url, fast_path=False, name=PYTHON_PATH))
             starters = {"nsd": servers.start_nsd, "knot": servers.start_knot}
             for name in references:
                 try:
@@ -139,11 +145,14 @@ async def run(root: Path, log: Log, endpoints: int = 1003, rounds: int = 3,
                 churn.wait_churning()
                 churn_rates = []
                 churn_cpu: list[dict[str, float]] = []
-                compared = [srv for srv in running if srv.name not in ("dnslib", UNBATCHED)]
+                compared = [srv for srv in running if srv.name != "dnslib"]
                 controls = [srv for srv in compared if srv.name in ("nsd", "knot")]
                 """NSD and Knot under the same churn: they serve a static zone, so the churn
                 only takes the machine's CPUs from them (and from dnsperf): what the machine
                 does to any server's latency, beside what following the zone costs ours."""
+                for server in running:
+                    dnsperf.run(f"{server.name} warm-up", server.port, zone.query_file, WARM_UP_S,
+                                clients=clients)
                 for n in range(rounds):
                     log(f" round {n + 1}/{rounds}")
                     _pause(churn, True)

@@ -19,7 +19,7 @@ from typing import Any
 
 from bench import dnsperf, servers, zonedata
 from bench.common import BenchError, run_in_tempdir
-from bench.dns_bench import summarize
+from bench.dns_bench import WARM_UP_S, summarize
 from bench.dnsperf import DnsperfResult
 from bench.servers import DnsChild
 
@@ -60,6 +60,9 @@ async def measure(root: Path, rates: tuple[float, ...], rounds: int, duration_s:
                     running.append(starters[name](root, zone))
                 except BenchError as e:
                     skipped[name] = str(e)
+            for server in running:  # as bench.dns_bench: replies prepared, caches warm
+                dnsperf.run(f"{server.name} warm-up", server.port, zone.query_file,
+                            WARM_UP_S, clients=clients)
             for n in range(rounds):
                 for rate in rates:
                     for server in running:

@@ -46,11 +46,12 @@ def _env(**values: str) -> dict[str, str]:
 def start_ours(work: Path, redis_url: str, probe: str = names.REGIONAL,
                timeout_s: float = 60.0, udp_batch: int | None = None,
                name: str = "ours", code: Path | None = None,
-               cache_entries: int | None = None) -> DnsChild:
+               cache_entries: int | None = None, fast_path: bool | None = None) -> DnsChild:
     """Our server, answering once its zone is loaded from Redis; ``udp_batch`` as
     DNSRACE_DNS_UDP_BATCH (0: the asyncio transport, a system call per datagram); ``code``:
     run the ``dns_server`` of another checkout (a baseline measured beside this one);
-    ``cache_entries`` as DNSRACE_DNS_CACHE_ENTRIES (1: every query a reply-cache miss)."""
+    ``cache_entries`` as DNSRACE_DNS_CACHE_ENTRIES (1: every query a reply-cache miss);
+    ``fast_path`` as DNSRACE_DNS_FAST_PATH (False: every query answered in Python)."""
     port = free_port()
     metrics_base = metrics_port_base()
     env = _env(DNSRACE_REDIS_URL=redis_url, DNSRACE_DNS_PORT=str(port),
@@ -60,6 +61,8 @@ def start_ours(work: Path, redis_url: str, probe: str = names.REGIONAL,
         env["DNSRACE_DNS_UDP_BATCH"] = str(udp_batch)
     if cache_entries is not None:
         env["DNSRACE_DNS_CACHE_ENTRIES"] = str(cache_entries)
+    if fast_path is not None:
+        env["DNSRACE_DNS_FAST_PATH"] = "1" if fast_path else "0"
     child = Child(name, [PYTHON, "-m", "dns_server"], work / f"{name}.log", env=env,
                   cwd=code or REPO).start()
     wait_answering(port, probe, child, timeout_s)

@@ -30,6 +30,7 @@ import socket
 import struct
 
 from dns_server.cache import CachedReply, Prepared
+from dns_server.metrics import HotCounter
 from dns_server.udp_batch import BATCHED_DATAGRAMS, BATCHES, Respond
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,13 @@ try:
     from dns_server import _fastpath
 except ImportError:  # not built: no compiler or Python headers at install time
     _fastpath = None  # type: ignore[assignment]
+
+FAST_ANSWERS = HotCounter("dnsrace_dns_fast_path_answers",
+                          "UDP queries answered on the compiled fast path's thread (the rest of "
+                          "dnsrace_dns_queries_total was answered in Python)")
+MISSES_DROPPED = HotCounter("dnsrace_dns_fast_path_misses_dropped",
+                            "UDP queries dropped because more than 4,096 were waiting for the "
+                            "Python engine (a flood of new questions)")
 
 RECEIVE_TIMEOUT_S = 0.2
 """The thread's longest wait in ``recvmmsg`` before it looks whether it must stop."""
@@ -73,7 +81,8 @@ class FastPath:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed: asyncio.Future[None] | None = None
         self._batches, self._datagrams = BATCHES.tally(), BATCHED_DATAGRAMS.tally()
-        self._seen_calls = self._seen_datagrams = 0
+        self._answers, self._dropped = FAST_ANSWERS.tally(), MISSES_DROPPED.tally()
+        self._seen = {"receive_calls": 0, "datagrams": 0, "hits": 0, "dropped_misses": 0}
 
     def start(self) -> None:
         self.sock.settimeout(None)  # the thread blocks in recvmmsg, for RECEIVE_TIMEOUT_S at most
@@ -141,11 +150,11 @@ class FastPath:
         """Add the answers given in C since the last fold to the Python tallies."""
         for slot, answers in self._server.counts():
             _count(self._entries[slot], answers)
-        stats = self._server.stats()
-        calls, datagrams = stats["receive_calls"], stats["datagrams"]
-        self._batches.n += calls - self._seen_calls
-        self._datagrams.n += datagrams - self._seen_datagrams
-        self._seen_calls, self._seen_datagrams = calls, datagrams
+        stats, seen = self._server.stats(), self._seen
+        for name, tally in (("receive_calls", self._batches), ("datagrams", self._datagrams),
+                            ("hits", self._answers), ("dropped_misses", self._dropped)):
+            tally.n += stats[name] - seen[name]
+            seen[name] = stats[name]
 
     def stats(self) -> dict[str, int]:
         """Totals since the start: receive calls, datagrams, hits, dropped misses, records."""

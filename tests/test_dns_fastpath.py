@@ -131,6 +131,24 @@ def test_garbage_is_a_miss_and_the_thread_keeps_answering() -> None:
         assert client.recv(4096) == b"\x00\x08HT"  # the refused puts changed nothing
 
 
+def test_past_its_bound_the_miss_queue_drops_and_counts_what_python_has_not_taken() -> None:
+    with c_server() as (server, _, client):
+        deadline = time.monotonic() + 10
+        sent = 0
+        while server.stats()["dropped_misses"] < 10:
+            client.send(b"\x00\x00")  # nothing prepared: each is a miss
+            sent += 1
+            if sent % 32 == 0:
+                time.sleep(0.001)  # let the thread keep up with the kernel's buffer
+            assert time.monotonic() < deadline, server.stats()
+        while server.stats()["datagrams"] < sent:  # the last ones may still be on their way
+            assert time.monotonic() < deadline, (sent, server.stats())
+            time.sleep(0.001)
+        assert server.stats()["dropped_misses"] == sent - 4096
+        assert len(server.misses()) == _fastpath.MAX_MISSES == 4096
+        assert server.misses() == []
+
+
 def test_reset_returns_what_was_not_counted_and_forgets_every_record() -> None:
     with c_server() as (server, _, client):
         slot = server.open()
@@ -170,12 +188,16 @@ def _queries(qtype: str) -> float:
                                      {"rcode": "NOERROR", "qtype": qtype}) or 0.0
 
 
+def _fast_answers() -> float:
+    return REGISTRY.get_sample_value("dnsrace_dns_fast_path_answers_total") or 0.0
+
+
 async def test_answers_from_c_are_counted_and_sampled_and_a_change_is_never_answered_stale(
         redis_server: EmbeddedRedis, served: ZoneStore) -> None:
     server = await _server(redis_server, served, batch=64, fast_path=True)
     try:
         server.engine.take_served()
-        before = _queries("A")
+        before, fast_before = _queries("A"), _fast_answers()
         wire = query(names.REGIONAL, qid=1)
         with clients(1) as (sock,):
             for _ in range(50):
@@ -184,6 +206,7 @@ async def test_answers_from_c_are_counted_and_sampled_and_a_change_is_never_answ
             assert _queries("A") - before == 50  # read through /metrics' collector
             assert isinstance(server._udp, fastpath.FastPath)
             assert server._udp.stats()["hits"] == 49
+            assert _fast_answers() - fast_before == 49
             served_answers = server.engine.take_served()
             assert [(s.qname, s.generation, s.count) for s in served_answers] == [
                 (names.REGIONAL, 1, 50)]  # the first in Python, 49 in C
