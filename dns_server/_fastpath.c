@@ -31,7 +31,7 @@
 
 #define RECEIVE_SLOT 65536   /* any UDP datagram fits */
 #define SEND_SLOT 4096       /* a larger reply is a miss: Python sends it */
-#define MAX_RECORDS 100000   /* past it the records start afresh (Python re-prepares) */
+#define MAX_RECORDS 131072   /* a bound never reached: Python forgets its 100,000 first */
 #define TABLE_SIZE 262144    /* open addressing, a power of two, load <= 0.39 */
 #define MAX_MISSES 4096      /* queued misses; past it a miss is dropped and counted */
 
@@ -155,6 +155,30 @@ static void queue_miss(Server *s, const uint8_t *data, uint32_t len,
     memcpy(&m->name, name, name_len);
 }
 
+/* The live record answering this datagram, or NULL (a miss); the caller has the lock. */
+static record_t *live_record(Server *s, const uint8_t *data, uint32_t len) {
+    if (len <= 12)
+        return NULL;
+    record_t *r = *find(s, fnv1a(data + 2, len - 2), data + 2, len - 2);
+    if (r == NULL || !s->slots[r->slot].open || s->slots[r->slot].gen != r->slot_gen)
+        return NULL;
+    return r;
+}
+
+/* Write the reply into out (SEND_SLOT bytes); its size, or 0 when it does not fit. */
+static size_t build_reply(Server *s, const record_t *r, const uint8_t *data, uint8_t *out) {
+    uint32_t v = choose(s, r);
+    size_t size = 2 + (size_t)r->head_len + r->tail_len[v];
+    if (size > SEND_SLOT)
+        return 0;
+    memcpy(out, data, 2);
+    memcpy(out + 2, r->bytes + r->key_len, r->head_len);
+    memcpy(out + 2 + r->head_len, r->bytes + r->tail_at[v], r->tail_len[v]);
+    count_hit(s, r->slot);
+    s->hits++;
+    return size;
+}
+
 /* Answer or queue the n datagrams received; return how many replies the send arrays hold. */
 static int answer(Server *s, int n, int *woke) {
     int k = 0;
@@ -167,28 +191,16 @@ static int answer(Server *s, int n, int *woke) {
         const uint8_t *data = s->received + (size_t)i * RECEIVE_SLOT;
         uint32_t len = s->rmsgs[i].msg_len;
         socklen_t name_len = s->rmsgs[i].msg_hdr.msg_namelen;
-        if (len > 12) {
-            uint64_t hash = fnv1a(data + 2, len - 2);
-            record_t *r = *find(s, hash, data + 2, len - 2);
-            if (r != NULL && s->slots[r->slot].open && s->slots[r->slot].gen == r->slot_gen) {
-                uint32_t v = choose(s, r);
-                size_t size = 2 + (size_t)r->head_len + r->tail_len[v];
-                if (size <= SEND_SLOT) {
-                    uint8_t *out = s->replies + (size_t)k * SEND_SLOT;
-                    memcpy(out, data, 2);
-                    memcpy(out + 2, r->bytes + r->key_len, r->head_len);
-                    memcpy(out + 2 + r->head_len, r->bytes + r->tail_at[v], r->tail_len[v]);
-                    s->siov[k].iov_len = size;
-                    s->smsgs[k].msg_hdr.msg_name = &s->names[i];
-                    s->smsgs[k].msg_hdr.msg_namelen = name_len;
-                    count_hit(s, r->slot);
-                    s->hits++;
-                    k++;
-                    continue;
-                }
-            }
+        record_t *r = live_record(s, data, len);
+        size_t size = r ? build_reply(s, r, data, s->replies + (size_t)k * SEND_SLOT) : 0;
+        if (size == 0) {
+            queue_miss(s, data, len, &s->names[i], name_len);
+            continue;
         }
-        queue_miss(s, data, len, &s->names[i], name_len);
+        s->siov[k].iov_len = size;
+        s->smsgs[k].msg_hdr.msg_name = &s->names[i];
+        s->smsgs[k].msg_hdr.msg_namelen = name_len;
+        k++;
     }
     *woke = misses_before == 0 && s->n_misses > 0;
     pthread_mutex_unlock(&s->lock);
@@ -259,7 +271,7 @@ static int Server_init(Server *s, PyObject *args, PyObject *kwargs) {
         PyErr_SetString(PyExc_ValueError, "batch must be between 1 and 1024");
         return -1;
     }
-    s->fd = fd;
+    s->fd = fd;  /* -1: never started, answer() only */
     s->batch = batch;
     s->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)s;
     s->table = calloc(TABLE_SIZE, sizeof *s->table);
@@ -301,6 +313,12 @@ static void stop_thread(Server *s) {
     if (!s->running)
         return;
     atomic_store(&s->stopping, 1);
+    /* Wake the thread: an empty datagram to the socket's own address (else it sees the flag
+     * when its SO_RCVTIMEO runs out). */
+    struct sockaddr_storage self;
+    socklen_t self_len = sizeof self;
+    if (getsockname(s->fd, (struct sockaddr *)&self, &self_len) == 0)
+        (void)sendto(s->fd, "", 0, MSG_DONTWAIT, (struct sockaddr *)&self, self_len);
     Py_BEGIN_ALLOW_THREADS
     pthread_join(s->thread, NULL);
     Py_END_ALLOW_THREADS
@@ -322,8 +340,8 @@ static void Server_dealloc(Server *s) {
 
 static PyObject *Server_start(Server *s, PyObject *unused) {
     READY(s);
-    if (s->running) {
-        PyErr_SetString(PyExc_RuntimeError, "already started");
+    if (s->running || s->fd < 0) {
+        PyErr_SetString(PyExc_RuntimeError, s->running ? "already started" : "no socket");
         return NULL;
     }
     atomic_store(&s->stopping, 0);
@@ -522,6 +540,34 @@ done:
     return result;
 }
 
+/* The thread's answer to one datagram, without sockets (for tests): the reply, or None. */
+static PyObject *Server_answer(Server *s, PyObject *arg) {
+    Py_buffer query;
+    uint8_t out[SEND_SLOT];
+    READY(s);
+    if (!PyArg_Parse(arg, "y*", &query))
+        return NULL;
+    size_t size = 0;
+    pthread_mutex_lock(&s->lock);
+    if (query.len <= UINT32_MAX) {
+        record_t *r = live_record(s, query.buf, (uint32_t)query.len);
+        size = r ? build_reply(s, r, query.buf, out) : 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    PyBuffer_Release(&query);
+    if (size == 0)
+        Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)size);
+}
+
+static PyObject *Server_forget(Server *s, PyObject *unused) {
+    READY(s);
+    pthread_mutex_lock(&s->lock);
+    drop_records(s);
+    pthread_mutex_unlock(&s->lock);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Server_misses(Server *s, PyObject *args) {
     unsigned int most = MAX_MISSES;
     READY(s);
@@ -599,6 +645,10 @@ static PyMethodDef Server_methods[] = {
      "[(slot, answers)] for every slot answered since the last call."},
     {"reset", (PyCFunction)Server_reset, METH_NOARGS,
      "Close every slot and drop every record; returns the answers not yet counted."},
+    {"answer", (PyCFunction)Server_answer, METH_O,
+     "answer(datagram) -> the reply the thread would send (and count), or None for a miss."},
+    {"forget", (PyCFunction)Server_forget, METH_NOARGS,
+     "Drop every record (the slots stay open): their queries are misses until put again."},
     {"misses", (PyCFunction)Server_misses, METH_VARARGS,
      "misses(most=4096): [(datagram, peer sockaddr)] queued for Python, oldest first."},
     {"send", (PyCFunction)Server_send, METH_VARARGS,

@@ -75,6 +75,9 @@ class CacheMirror(Protocol):
 
     def prepared(self, query_tail: bytes, prepared: Prepared) -> None: ...
 
+    def unprepared(self) -> None:
+        """Every prepared reply is forgotten (the entries stay live)."""
+
     def dropped(self, entry: CachedReply) -> None:
         """``entry`` is dead: it answers no more, and its last answers are counted."""
 
@@ -129,6 +132,8 @@ class ReplyCache:
         """Answer the UDP query whose bytes after the id are ``query_tail`` with ``prepared``."""
         if len(self.prepared) >= MAX_PREPARED:
             self.prepared.clear()
+            if self.mirror is not None:
+                self.mirror.unprepared()
         self.prepared[query_tail] = prepared
         if self.mirror is not None:
             self.mirror.prepared(query_tail, prepared)

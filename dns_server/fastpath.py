@@ -66,6 +66,56 @@ def _count(entry: CachedReply, answers: int) -> None:
         entry.empty_counter.n += answers
 
 
+class Mirror:
+    """The reply cache's mirror in C (:class:`dns_server.cache.CacheMirror`): a slot per cached
+    reply with prepared replies, its records, and the answers given from them counted back."""
+
+    def __init__(self, server: _fastpath.Server) -> None:
+        self.server = server
+        self._entries: dict[int, CachedReply] = {}
+        """Cached replies with a slot in C, by slot."""
+        self._batches, self._datagrams = BATCHES.tally(), BATCHED_DATAGRAMS.tally()
+        self._answers, self._dropped = FAST_ANSWERS.tally(), MISSES_DROPPED.tally()
+        self._seen = {"receive_calls": 0, "datagrams": 0, "hits": 0, "dropped_misses": 0}
+
+    def prepared(self, query_tail: bytes, prepared: Prepared) -> None:
+        entry = prepared.entry
+        if entry.slot < 0:
+            entry.slot = self.server.open()
+            self._entries[entry.slot] = entry
+        if prepared.truncated:
+            self.server.put(query_tail, entry.slot, prepared.head, (entry.trunc_tail,), None)
+        else:
+            self.server.put(query_tail, entry.slot, prepared.head, entry.tails,
+                            entry.cumulative)
+
+    def unprepared(self) -> None:
+        self.server.forget()
+
+    def dropped(self, entry: CachedReply) -> None:
+        if entry.slot >= 0:
+            _count(entry, self.server.close(entry.slot))
+            del self._entries[entry.slot]
+            entry.slot = -1
+
+    def cleared(self) -> None:
+        for slot, answers in self.server.reset():
+            _count(self._entries[slot], answers)
+        for entry in self._entries.values():
+            entry.slot = -1
+        self._entries.clear()
+
+    def fold(self) -> None:
+        """Add the answers given in C since the last fold to the Python tallies."""
+        for slot, answers in self.server.counts():
+            _count(self._entries[slot], answers)
+        stats, seen = self.server.stats(), self._seen
+        for name, tally in (("receive_calls", self._batches), ("datagrams", self._datagrams),
+                            ("hits", self._answers), ("dropped_misses", self._dropped)):
+            tally.n += stats[name] - seen[name]
+            seen[name] = stats[name]
+
+
 class FastPath:
     """Answers a bound UDP socket: prepared replies on a C thread, misses with ``respond``."""
 
@@ -75,14 +125,10 @@ class FastPath:
                           "headers when dnsrace was installed)")
         self.sock = sock
         self._server = _fastpath.Server(sock.fileno(), batch)
+        self.mirror = Mirror(self._server)
         self._respond = respond
-        self._entries: dict[int, CachedReply] = {}
-        """Cached replies with a slot in C, by slot."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed: asyncio.Future[None] | None = None
-        self._batches, self._datagrams = BATCHES.tally(), BATCHED_DATAGRAMS.tally()
-        self._answers, self._dropped = FAST_ANSWERS.tally(), MISSES_DROPPED.tally()
-        self._seen = {"receive_calls": 0, "datagrams": 0, "hits": 0, "dropped_misses": 0}
 
     def start(self) -> None:
         self.sock.settimeout(None)  # the thread blocks in recvmmsg, for RECEIVE_TIMEOUT_S at most
@@ -94,16 +140,13 @@ class FastPath:
         self._server.start()
 
     def close(self) -> None:
-        """Stop the thread (woken by an empty datagram), count its last answers, close."""
+        """Stop the thread, count its last answers, close the socket."""
         if self._loop is None or self.closed is None or self.closed.done():
             return
         self._loop.remove_reader(self._server.miss_fd)
-        with contextlib.suppress(OSError), socket.socket(self.sock.family,
-                                                          socket.SOCK_DGRAM) as waker:
-            waker.sendto(b"", self.sock.getsockname())
         self._server.stop()
-        self.cleared()
-        self.fold()
+        self.mirror.cleared()
+        self.mirror.fold()
         self.sock.close()
         self.closed.set_result(None)
 
@@ -119,42 +162,6 @@ class FastPath:
                 send(reply, peer)
         if len(misses) == MISSES_PER_TURN and self._loop is not None:
             self._loop.call_soon(self._missed)
-
-    # The reply cache's mirror (dns_server.cache.CacheMirror):
-
-    def prepared(self, query_tail: bytes, prepared: Prepared) -> None:
-        entry = prepared.entry
-        if entry.slot < 0:
-            entry.slot = self._server.open()
-            self._entries[entry.slot] = entry
-        if prepared.truncated:
-            self._server.put(query_tail, entry.slot, prepared.head, (entry.trunc_tail,), None)
-        else:
-            self._server.put(query_tail, entry.slot, prepared.head, entry.tails,
-                             entry.cumulative)
-
-    def dropped(self, entry: CachedReply) -> None:
-        if entry.slot >= 0:
-            _count(entry, self._server.close(entry.slot))
-            del self._entries[entry.slot]
-            entry.slot = -1
-
-    def cleared(self) -> None:
-        for slot, answers in self._server.reset():
-            _count(self._entries[slot], answers)
-        for entry in self._entries.values():
-            entry.slot = -1
-        self._entries.clear()
-
-    def fold(self) -> None:
-        """Add the answers given in C since the last fold to the Python tallies."""
-        for slot, answers in self._server.counts():
-            _count(self._entries[slot], answers)
-        stats, seen = self._server.stats(), self._seen
-        for name, tally in (("receive_calls", self._batches), ("datagrams", self._datagrams),
-                            ("hits", self._answers), ("dropped_misses", self._dropped)):
-            tally.n += stats[name] - seen[name]
-            seen[name] = stats[name]
 
     def stats(self) -> dict[str, int]:
         """Totals since the start: receive calls, datagrams, hits, dropped misses, records."""

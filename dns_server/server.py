@@ -146,8 +146,8 @@ class DnsServer:
         try:
             if self.fast_path:
                 fast = FastPath(udp, engine.respond, self.udp_batch)
-                engine.cache.mirror = fast
-                metrics.BEFORE_COLLECT.append(fast.fold)
+                engine.cache.mirror = fast.mirror
+                metrics.BEFORE_COLLECT.append(fast.mirror.fold)
                 fast.start()
                 assert fast.closed is not None
                 self._udp, self._udp_closed = fast, fast.closed
@@ -194,7 +194,7 @@ class DnsServer:
             self._udp.close()
             await self._udp_closed
             if isinstance(self._udp, FastPath):
-                metrics.BEFORE_COLLECT.remove(self._udp.fold)
+                metrics.BEFORE_COLLECT.remove(self._udp.mirror.fold)
                 self.engine.cache.mirror = None
             self._udp = self._udp_closed = None
         if self._tcp is not None:

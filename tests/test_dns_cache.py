@@ -10,9 +10,11 @@ from dnslib import EDNS0, DNSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dns_server import fastpath
 from dns_server.answer import AnswerPolicy
 from dns_server.cache import MAX_ENTRIES, CachedReply, ReplyCache
 from dns_server.engine import ReplyEngine
+from dns_server.fastpath import _fastpath
 from dns_server.server import DnsServer
 from dns_server.wire import fast_parse
 from dns_server.zone import Zone
@@ -144,6 +146,31 @@ def test_every_reply_to_a_query_seen_before_equals_a_fresh_one(steps: list[Chang
             reply = engine.respond(asked, False)
             assert reply is not None and reply[:2] == asked[:2]
             assert reply == fresh.respond(asked, False), (change, packet)
+
+
+@pytest.mark.skipif(not fastpath.available(), reason="dns_server._fastpath was not built "
+                    "(needs gcc and the Python headers at install)")
+@settings(max_examples=60, deadline=None)
+@given(st.lists(changes, min_size=1, max_size=15))
+def test_the_compiled_mirror_answers_only_what_a_fresh_engine_would(steps: list[Change]) -> None:
+    """The C side of the fast path, fed by the cache as the server feeds it: after every
+    change, every query it still answers gets a reply a fresh engine would give."""
+    engine = _fresh(_apex_zone())
+    mirror = fastpath.Mirror(_fastpath.Server(-1, 1))
+    engine.cache.mirror = mirror
+    answered = 0
+    for change, fresh in _each_change(engine, steps, _Middle):
+        for packet in QUERIES:
+            reply = mirror.server.answer(packet)
+            if reply is None:
+                continue
+            answered += 1
+            fresh.respond(packet, False)
+            prepared = fresh.cache.prepared[packet[2:]]
+            tails = ((prepared.entry.trunc_tail,) if prepared.truncated
+                     else prepared.entry.tails)
+            assert reply in {packet[:2] + prepared.head + tail for tail in tails}, change
+    assert answered > 0  # a change drops only what it touches
 
 
 def test_an_engine_keeps_the_cache_it_is_given_even_empty() -> None:
