@@ -87,6 +87,11 @@ class CacheMirror(Protocol):
     def fold(self) -> None:
         """Count the answers given since the last fold in the entries' tallies."""
 
+    def take_stale(self) -> list[tuple[str, bytes]]:
+        """(qname, query tail) of the prepared replies dropped since the last call that had
+        been given: the engine prepares them again for the changed zone."""
+        return []
+
 
 class ReplyCache:
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:

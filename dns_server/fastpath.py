@@ -74,6 +74,10 @@ class Mirror:
         self.server = server
         self._entries: dict[int, CachedReply] = {}
         """Cached replies with a slot in C, by slot."""
+        self._tails: dict[int, list[bytes]] = {}
+        """The query tails put for each slot."""
+        self._stale: list[tuple[str, bytes]] = []
+        """(qname, query tail) of replies dropped since :meth:`take_stale` that had answers."""
         self._batches, self._datagrams = BATCHES.tally(), BATCHED_DATAGRAMS.tally()
         self._answers, self._dropped = FAST_ANSWERS.tally(), MISSES_DROPPED.tally()
         self._seen = {"receive_calls": 0, "datagrams": 0, "hits": 0, "dropped_misses": 0}
@@ -83,6 +87,9 @@ class Mirror:
         if entry.slot < 0:
             entry.slot = self.server.open()
             self._entries[entry.slot] = entry
+            self._tails[entry.slot] = [query_tail]
+        else:
+            self._tails[entry.slot].append(query_tail)
         if prepared.truncated:
             self.server.put(query_tail, entry.slot, prepared.head, (entry.trunc_tail,), None)
         else:
@@ -91,11 +98,16 @@ class Mirror:
 
     def unprepared(self) -> None:
         self.server.forget()
+        for tails in self._tails.values():
+            tails.clear()
 
     def dropped(self, entry: CachedReply) -> None:
         if entry.slot >= 0:
             _count(entry, self.server.close(entry.slot))
             del self._entries[entry.slot]
+            tails = self._tails.pop(entry.slot)
+            if entry.served:
+                self._stale.extend((entry.qname, tail) for tail in tails)
             entry.slot = -1
 
     def cleared(self) -> None:
@@ -104,6 +116,14 @@ class Mirror:
         for entry in self._entries.values():
             entry.slot = -1
         self._entries.clear()
+        self._tails.clear()
+        self._stale.clear()  # a new zone: what was asked before is asked again (misses)
+
+    def take_stale(self) -> list[tuple[str, bytes]]:
+        """The (qname, query tail) of every prepared reply dropped since the last call whose
+        cached reply had been given: the queries to prepare again for the changed zone."""
+        stale, self._stale = self._stale, []
+        return stale
 
     def fold(self) -> None:
         """Add the answers given in C since the last fold to the Python tallies."""

@@ -10,7 +10,7 @@ from dnslib import EDNS0, DNSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dns_server import fastpath
+from dns_server import fastpath, metrics
 from dns_server.answer import AnswerPolicy
 from dns_server.cache import MAX_ENTRIES, CachedReply, ReplyCache
 from dns_server.engine import ReplyEngine
@@ -171,6 +171,55 @@ def test_the_compiled_mirror_answers_only_what_a_fresh_engine_would(steps: list[
                      else prepared.entry.tails)
             assert reply in {packet[:2] + prepared.head + tail for tail in tails}, change
     assert answered > 0  # a change drops only what it touches
+
+
+@pytest.mark.skipif(not fastpath.available(), reason="dns_server._fastpath was not built "
+                    "(needs gcc and the Python headers at install)")
+def test_after_a_change_the_replies_that_were_given_are_ready_in_c_uncounted() -> None:
+    """A flip drops the cell's reply; the engine prepares it again for the new tree at once,
+    so C answers the next query itself. Not the regional name's (its answer is sampled), and
+    not a reply nobody was given since it was prepared."""
+    zone = _apex_zone()
+    cell, regional = ENDPOINTS[1], ENDPOINTS[0]
+
+    def flip(endpoint: str, generation: int) -> None:
+        record = alias_record(endpoint, Alias(names.tree_name(generation, endpoint), generation))
+        update = zone.set(record.key, record.value)
+        zone.serial += 1
+        engine.zone_changed({update.name})
+
+    for endpoint in (0, 1):
+        for generation in (1, 2):
+            tree = _tree(endpoint, generation, [generation - 1])
+            zone.set(tree.key, tree.value)
+    engine = _fresh(zone, _Middle())
+    engine.cache.mirror = mirror = fastpath.Mirror(_fastpath.Server(-1, 1))
+    flip(cell, 1)
+    flip(regional, 1)
+    asked = {name: bytes(DNSRecord.question(name, "A").pack()) for name in (cell, regional)}
+    for packet in asked.values():
+        engine.respond(packet, False)  # a miss in C, answered and prepared in Python
+        assert mirror.server.answer(packet) is not None
+    queries = metrics.QUERIES.labels("NOERROR", "A").tally()
+    engine.cache.fold()
+    before = queries.n
+
+    flip(cell, 2)
+    flip(regional, 2)
+    engine.cache.fold()
+    assert queries.n == before  # preparing again answers nobody
+    reply = mirror.server.answer(asked[cell])
+    assert reply is not None and b"\x7f\x00\x0a\x02" in reply  # 127.0.10.2: generation 2's
+    assert reply == _fresh(zone, _Middle()).respond(asked[cell], False)
+    assert mirror.server.answer(asked[regional]) is None  # the query that first gets it builds it
+    engine.cache.fold()
+    assert queries.n == before + 2  # the answer C gave, and the fresh engine's
+
+    flip(cell, 1)  # generation 2's reply was given (by C): generation 1's is ready
+    assert b"\x7f\x00\x0a\x01" in (mirror.server.answer(asked[cell]) or b"")
+    flip(cell, 2)
+    flip(cell, 1)  # generation 2's reply was never given: left for the query that asks
+    assert mirror.server.answer(asked[cell]) is None
 
 
 def test_an_engine_keeps_the_cache_it_is_given_even_empty() -> None:
