@@ -66,6 +66,7 @@ typedef struct {
     pthread_mutex_t lock;
     record_t **table;
     size_t records;
+    uint32_t *placed;        /* the table index of each record, in the order put */
     slot_t *slots;
     uint32_t n_slots, cap_slots, *free_slots, n_free;
     uint32_t *touched, n_touched, cap_touched;
@@ -105,10 +106,12 @@ static record_t **find(Server *s, uint64_t hash, const uint8_t *key, uint32_t le
     }
 }
 
+/* Free every record: O(records), through the places they were put (a cache of one entry
+ * starts afresh on every miss, so this must not scan the whole table). */
 static void drop_records(Server *s) {
-    for (size_t i = 0; i < TABLE_SIZE; i++) {
-        free(s->table[i]);
-        s->table[i] = NULL;
+    for (size_t i = 0; i < s->records; i++) {
+        free(s->table[s->placed[i]]);
+        s->table[s->placed[i]] = NULL;
     }
     s->records = 0;
 }
@@ -244,16 +247,16 @@ static void *serve(void *arg) {
 }
 
 static void free_buffers(Server *s) {
-    if (s->table != NULL) {
+    if (s->table != NULL && s->placed != NULL)
         drop_records(s);
-        free(s->table);
-    }
+    free(s->table);
+    free(s->placed);
     for (uint32_t i = 0; i < s->n_misses; i++)
         free(s->misses[i].data);
     free(s->misses); free(s->slots); free(s->free_slots); free(s->touched);
     free(s->received); free(s->replies); free(s->rmsgs); free(s->smsgs);
     free(s->riov); free(s->siov); free(s->names);
-    s->table = NULL; s->misses = NULL; s->slots = NULL; s->free_slots = NULL;
+    s->table = NULL; s->placed = NULL; s->misses = NULL; s->slots = NULL; s->free_slots = NULL;
     s->touched = NULL; s->received = NULL; s->replies = NULL; s->rmsgs = NULL;
     s->smsgs = NULL; s->riov = NULL; s->siov = NULL; s->names = NULL;
 }
@@ -275,6 +278,7 @@ static int Server_init(Server *s, PyObject *args, PyObject *kwargs) {
     s->batch = batch;
     s->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)s;
     s->table = calloc(TABLE_SIZE, sizeof *s->table);
+    s->placed = malloc(MAX_RECORDS * sizeof *s->placed);
     s->misses = calloc(MAX_MISSES, sizeof *s->misses);
     s->received = malloc((size_t)batch * RECEIVE_SLOT);
     s->replies = malloc((size_t)batch * SEND_SLOT);
@@ -283,7 +287,7 @@ static int Server_init(Server *s, PyObject *args, PyObject *kwargs) {
     s->riov = calloc((size_t)batch, sizeof *s->riov);
     s->siov = calloc((size_t)batch, sizeof *s->siov);
     s->names = calloc((size_t)batch, sizeof *s->names);
-    if (!s->table || !s->misses || !s->received || !s->replies || !s->rmsgs || !s->smsgs
+    if (!s->table || !s->placed || !s->misses || !s->received || !s->replies || !s->rmsgs || !s->smsgs
             || !s->riov || !s->siov || !s->names) {
         free_buffers(s);
         PyErr_NoMemory();
@@ -526,7 +530,7 @@ static PyObject *Server_put(Server *s, PyObject *args) {
         place = find(s, r->hash, r->bytes, r->key_len);
     }
     if (*place == NULL)
-        s->records++;
+        s->placed[s->records++] = (uint32_t)(place - s->table);
     free(*place);
     *place = r;
     r = NULL;
