@@ -33,7 +33,7 @@
 #define SEND_SLOT 4096       /* a larger reply is a miss: Python sends it */
 #define MAX_RECORDS 131072   /* a bound never reached: Python forgets its 100,000 first */
 #define TABLE_SIZE 262144    /* open addressing, a power of two, load <= 0.39 */
-#define MAX_MISSES 4096      /* queued misses; past it a miss is dropped and counted */
+#define MAX_MISSES 16384     /* queued misses; past it a miss is dropped and counted */
 
 typedef struct {
     uint64_t hash;
@@ -70,7 +70,7 @@ typedef struct {
     slot_t *slots;
     uint32_t n_slots, cap_slots, *free_slots, n_free;
     uint32_t *touched, n_touched, cap_touched;
-    miss_t *misses;
+    miss_t *misses, *taking; /* queued; and where misses() moves them out of the lock */
     uint32_t n_misses;
     uint64_t receive_calls, datagrams, hits, dropped_misses;
     uint64_t rng;
@@ -253,10 +253,10 @@ static void free_buffers(Server *s) {
     free(s->placed);
     for (uint32_t i = 0; i < s->n_misses; i++)
         free(s->misses[i].data);
-    free(s->misses); free(s->slots); free(s->free_slots); free(s->touched);
+    free(s->misses); free(s->taking); free(s->slots); free(s->free_slots); free(s->touched);
     free(s->received); free(s->replies); free(s->rmsgs); free(s->smsgs);
     free(s->riov); free(s->siov); free(s->names);
-    s->table = NULL; s->placed = NULL; s->misses = NULL; s->slots = NULL; s->free_slots = NULL;
+    s->table = NULL; s->placed = NULL; s->misses = NULL; s->taking = NULL; s->slots = NULL; s->free_slots = NULL;
     s->touched = NULL; s->received = NULL; s->replies = NULL; s->rmsgs = NULL;
     s->smsgs = NULL; s->riov = NULL; s->siov = NULL; s->names = NULL;
 }
@@ -280,6 +280,7 @@ static int Server_init(Server *s, PyObject *args, PyObject *kwargs) {
     s->table = calloc(TABLE_SIZE, sizeof *s->table);
     s->placed = malloc(MAX_RECORDS * sizeof *s->placed);
     s->misses = calloc(MAX_MISSES, sizeof *s->misses);
+    s->taking = calloc(MAX_MISSES, sizeof *s->taking);
     s->received = malloc((size_t)batch * RECEIVE_SLOT);
     s->replies = malloc((size_t)batch * SEND_SLOT);
     s->rmsgs = calloc((size_t)batch, sizeof *s->rmsgs);
@@ -287,7 +288,7 @@ static int Server_init(Server *s, PyObject *args, PyObject *kwargs) {
     s->riov = calloc((size_t)batch, sizeof *s->riov);
     s->siov = calloc((size_t)batch, sizeof *s->siov);
     s->names = calloc((size_t)batch, sizeof *s->names);
-    if (!s->table || !s->placed || !s->misses || !s->received || !s->replies || !s->rmsgs || !s->smsgs
+    if (!s->table || !s->placed || !s->misses || !s->taking || !s->received || !s->replies || !s->rmsgs || !s->smsgs
             || !s->riov || !s->siov || !s->names) {
         free_buffers(s);
         PyErr_NoMemory();
@@ -577,9 +578,7 @@ static PyObject *Server_misses(Server *s, PyObject *args) {
     READY(s);
     if (!PyArg_ParseTuple(args, "|I", &most))
         return NULL;
-    miss_t *taken = malloc(MAX_MISSES * sizeof *taken);
-    if (taken == NULL)
-        return PyErr_NoMemory();
+    miss_t *taken = s->taking;  /* the GIL is held: one caller at a time */
     pthread_mutex_lock(&s->lock);
     uint32_t n = s->n_misses < most ? s->n_misses : most;
     memcpy(taken, s->misses, n * sizeof *taken);
@@ -599,7 +598,6 @@ static PyObject *Server_misses(Server *s, PyObject *args) {
         }
         free(taken[i].data);
     }
-    free(taken);
     return out;
 }
 
@@ -654,7 +652,7 @@ static PyMethodDef Server_methods[] = {
     {"forget", (PyCFunction)Server_forget, METH_NOARGS,
      "Drop every record (the slots stay open): their queries are misses until put again."},
     {"misses", (PyCFunction)Server_misses, METH_VARARGS,
-     "misses(most=4096): [(datagram, peer sockaddr)] queued for Python, oldest first."},
+     "misses(most=16384): [(datagram, peer sockaddr)] queued for Python, oldest first."},
     {"send", (PyCFunction)Server_send, METH_VARARGS,
      "send(reply, peer sockaddr) -> bool: whether the kernel took it."},
     {"stats", (PyCFunction)Server_stats, METH_NOARGS, "Totals since the start."},

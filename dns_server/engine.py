@@ -35,7 +35,8 @@ MAX_UNREAD = 10_000
 """Cached replies kept for :meth:`ReplyEngine.take_served` at most; past it, the dropped ones
 go unread (only when nothing calls it: the sampler reads them every 0.1 s)."""
 MAX_REFRESH = 2_000
-"""Replies prepared again after one zone change at most (the rest wait for their query)."""
+"""Replies prepared again after one zone change or reload at most (the rest wait for their
+query)."""
 SAMPLED_NAMES = frozenset(names.NAMED_ENDPOINTS)
 """Names whose answers :meth:`ReplyEngine.take_served` reports (the named endpoints)."""
 
@@ -98,9 +99,11 @@ class ReplyEngine:
         return out
 
     def set_zone(self, zone: Zone) -> None:
-        """Answer from a new zone (after a full snapshot): every cached reply goes."""
+        """Answer from a new zone (after a full snapshot): every cached reply goes (with a
+        mirror, those that had been given are prepared again, as after a change)."""
         self.zone = zone
         self.cache.clear()
+        self._prepare_stale()
 
     def zone_changed(self, changed_names: Iterable[str]) -> None:
         """Record sets at these names of the zone changed (and so did the serial).
@@ -112,6 +115,9 @@ class ReplyEngine:
         gets it, whose time is the answer sample's (:class:`ServedAnswer`).
         """
         self.cache.invalidate(changed_names)
+        self._prepare_stale()
+
+    def _prepare_stale(self) -> None:
         mirror = self.cache.mirror
         if mirror is None:
             return

@@ -44,7 +44,7 @@ FAST_ANSWERS = HotCounter("dnsrace_dns_fast_path_answers",
                           "UDP queries answered on the compiled fast path's thread (the rest of "
                           "dnsrace_dns_queries_total was answered in Python)")
 MISSES_DROPPED = HotCounter("dnsrace_dns_fast_path_misses_dropped",
-                            "UDP queries dropped because more than 4,096 were waiting for the "
+                            "UDP queries dropped because more than 16,384 were waiting for the "
                             "Python engine (a flood of new questions)")
 
 RECEIVE_TIMEOUT_S = 0.2
@@ -113,11 +113,12 @@ class Mirror:
     def cleared(self) -> None:
         for slot, answers in self.server.reset():
             _count(self._entries[slot], answers)
-        for entry in self._entries.values():
+        for slot, entry in self._entries.items():
+            if entry.served:
+                self._stale.extend((entry.qname, tail) for tail in self._tails[slot])
             entry.slot = -1
         self._entries.clear()
         self._tails.clear()
-        self._stale.clear()  # a new zone: what was asked before is asked again (misses)
 
     def take_stale(self) -> list[tuple[str, bytes]]:
         """The (qname, query tail) of every prepared reply dropped since the last call whose

@@ -221,6 +221,12 @@ def test_after_a_change_the_replies_that_were_given_are_ready_in_c_uncounted() -
     flip(cell, 1)  # generation 2's reply was never given: left for the query that asks
     assert mirror.server.answer(asked[cell]) is None
 
+    for packet in asked.values():
+        engine.respond(packet, False)
+    engine.set_zone(zone)  # a reload (a resync): every cached reply goes, the given ones
+    assert mirror.server.answer(asked[cell]) is not None  # are ready again at once
+    assert mirror.server.answer(asked[regional]) is None
+
 
 def test_an_engine_keeps_the_cache_it_is_given_even_empty() -> None:
     # An empty ReplyCache is falsy (it has a length): ``cache or ReplyCache()`` dropped it.
