@@ -81,8 +81,8 @@ class CacheMirror(Protocol):
     def dropped(self, entry: CachedReply) -> None:
         """``entry`` is dead: it answers no more, and its last answers are counted."""
 
-    def cleared(self) -> None:
-        """Every entry is dead."""
+    def cleared(self, reloaded: bool) -> None:
+        """Every entry is dead: the zone was reloaded, or the cache was full."""
 
     def fold(self) -> None:
         """Count the answers given since the last fold in the entries' tallies."""
@@ -148,7 +148,8 @@ class ReplyCache:
         if self.mirror is not None:
             self.mirror.fold()
 
-    def clear(self) -> None:
+    def clear(self, reloaded: bool = False) -> None:
+        """Drop every entry: the zone was ``reloaded``, or (by default) the cache was full."""
         for entry in self.entries.values():
             entry.live = False
         self.entries.clear()
@@ -156,7 +157,7 @@ class ReplyCache:
         self._by_name.clear()
         self._serial_dependent.clear()
         if self.mirror is not None:
-            self.mirror.cleared()
+            self.mirror.cleared(reloaded)
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -34,9 +34,6 @@ log = logging.getLogger(__name__)
 MAX_UNREAD = 10_000
 """Cached replies kept for :meth:`ReplyEngine.take_served` at most; past it, the dropped ones
 go unread (only when nothing calls it: the sampler reads them every 0.1 s)."""
-MAX_REFRESH = 2_000
-"""Replies prepared again after one zone change or reload at most (the rest wait for their
-query)."""
 SAMPLED_NAMES = frozenset(names.NAMED_ENDPOINTS)
 """Names whose answers :meth:`ReplyEngine.take_served` reports (the named endpoints)."""
 
@@ -102,14 +99,14 @@ class ReplyEngine:
         """Answer from a new zone (after a full snapshot): every cached reply goes (with a
         mirror, those that had been given are prepared again, as after a change)."""
         self.zone = zone
-        self.cache.clear()
+        self.cache.clear(reloaded=True)
         self._prepare_stale()
 
     def zone_changed(self, changed_names: Iterable[str]) -> None:
         """Record sets at these names of the zone changed (and so did the serial).
 
         With a mirror (the compiled fast path), the prepared replies it drops that had been
-        given are prepared again at once for the changed zone (at most :data:`MAX_REFRESH`),
+        given are prepared again at once for the changed zone (a bounded number of them),
         so the next query for them is answered in C, not queued behind the event loop as a
         miss. Not those of the sampled names: their reply is built by the query that first
         gets it, whose time is the answer sample's (:class:`ServedAnswer`).
@@ -121,8 +118,7 @@ class ReplyEngine:
         mirror = self.cache.mirror
         if mirror is None:
             return
-        stale = mirror.take_stale()
-        for qname, query_tail in stale[:MAX_REFRESH]:
+        for qname, query_tail in mirror.take_stale():
             if qname not in self.sampled_names:
                 self._prepare_again(query_tail)
 

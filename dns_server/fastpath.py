@@ -49,6 +49,9 @@ MISSES_DROPPED = HotCounter("dnsrace_dns_fast_path_misses_dropped",
 
 RECEIVE_TIMEOUT_S = 0.2
 """The thread's longest wait in ``recvmmsg`` before it looks whether it must stop."""
+MAX_STALE = 2_000
+"""Query tails kept to prepare again after a change or reload at most (the rest wait for
+their query): a bound on the Python work a change adds to the event loop's turn."""
 MISSES_PER_TURN = 256
 """Misses answered per event-loop turn; more wait for the next turn (the loop stays fair)."""
 
@@ -107,18 +110,24 @@ class Mirror:
             del self._entries[entry.slot]
             tails = self._tails.pop(entry.slot)
             if entry.served:
-                self._stale.extend((entry.qname, tail) for tail in tails)
+                self._keep_stale(entry, tails)
             entry.slot = -1
 
-    def cleared(self) -> None:
+    def cleared(self, reloaded: bool) -> None:
+        """Every entry is dead; after a reload the given ones are kept to prepare again (not
+        when the cache was full: a flood of new names would be prepared again)."""
         for slot, answers in self.server.reset():
             _count(self._entries[slot], answers)
         for slot, entry in self._entries.items():
-            if entry.served:
-                self._stale.extend((entry.qname, tail) for tail in self._tails[slot])
+            if reloaded and entry.served:
+                self._keep_stale(entry, self._tails[slot])
             entry.slot = -1
         self._entries.clear()
         self._tails.clear()
+
+    def _keep_stale(self, entry: CachedReply, tails: list[bytes]) -> None:
+        room = MAX_STALE - len(self._stale)
+        self._stale.extend((entry.qname, tail) for tail in tails[:max(room, 0)])
 
     def take_stale(self) -> list[tuple[str, bytes]]:
         """The (qname, query tail) of every prepared reply dropped since the last call whose
@@ -166,7 +175,7 @@ class FastPath:
             return
         self._loop.remove_reader(self._server.miss_fd)
         self._server.stop()
-        self.mirror.cleared()
+        self.mirror.cleared(reloaded=False)
         self.mirror.fold()
         self.sock.close()
         self.closed.set_result(None)

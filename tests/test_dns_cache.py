@@ -228,6 +228,20 @@ def test_after_a_change_the_replies_that_were_given_are_ready_in_c_uncounted() -
     assert mirror.server.answer(asked[regional]) is None
 
 
+@pytest.mark.skipif(not fastpath.available(), reason="dns_server._fastpath was not built "
+                    "(needs gcc and the Python headers at install)")
+def test_a_full_cache_leaves_nothing_to_prepare_again() -> None:
+    """A one-entry cache starts afresh on every new question: what it drops is not prepared
+    again at the next change (a flood of new names would be), and nothing piles up."""
+    engine = ReplyEngine(AnswerPolicy(ttl_s=5), random.Random(0), ReplyCache(max_entries=1))
+    engine.set_zone(_apex_zone())
+    engine.cache.mirror = mirror = fastpath.Mirror(_fastpath.Server(-1, 1))
+    for packet in QUERIES[:40]:
+        engine.respond(packet, False)
+    assert len(engine.cache) == 1 and mirror.take_stale() == []
+    assert mirror.server.stats()["records"] == 1  # the last question's, nothing older
+
+
 def test_an_engine_keeps_the_cache_it_is_given_even_empty() -> None:
     # An empty ReplyCache is falsy (it has a length): ``cache or ReplyCache()`` dropped it.
     cache = ReplyCache(max_entries=1)
