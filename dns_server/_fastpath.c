@@ -70,8 +70,8 @@ typedef struct {
     slot_t *slots;
     uint32_t n_slots, cap_slots, *free_slots, n_free;
     uint32_t *touched, n_touched, cap_touched;
-    miss_t *misses, *taking; /* queued; and where misses() moves them out of the lock */
-    uint32_t n_misses;
+    miss_t *misses, *taking; /* a ring of queued misses; where misses() moves them out */
+    uint32_t first_miss, n_misses;
     uint64_t receive_calls, datagrams, hits, dropped_misses;
     uint64_t rng;
     uint8_t *received, *replies;
@@ -151,7 +151,7 @@ static void queue_miss(Server *s, const uint8_t *data, uint32_t len,
         return;
     }
     memcpy(copy, data, len);
-    miss_t *m = &s->misses[s->n_misses++];
+    miss_t *m = &s->misses[(s->first_miss + s->n_misses++) % MAX_MISSES];
     m->data = copy;
     m->len = len;
     m->name_len = name_len;
@@ -251,8 +251,8 @@ static void free_buffers(Server *s) {
         drop_records(s);
     free(s->table);
     free(s->placed);
-    for (uint32_t i = 0; i < s->n_misses; i++)
-        free(s->misses[i].data);
+    for (uint32_t i = 0; s->misses != NULL && i < s->n_misses; i++)
+        free(s->misses[(s->first_miss + i) % MAX_MISSES].data);
     free(s->misses); free(s->taking); free(s->slots); free(s->free_slots); free(s->touched);
     free(s->received); free(s->replies); free(s->rmsgs); free(s->smsgs);
     free(s->riov); free(s->siov); free(s->names);
@@ -581,8 +581,10 @@ static PyObject *Server_misses(Server *s, PyObject *args) {
     miss_t *taken = s->taking;  /* the GIL is held: one caller at a time */
     pthread_mutex_lock(&s->lock);
     uint32_t n = s->n_misses < most ? s->n_misses : most;
-    memcpy(taken, s->misses, n * sizeof *taken);
-    memmove(s->misses, s->misses + n, (s->n_misses - n) * sizeof *taken);
+    uint32_t before_wrap = MAX_MISSES - s->first_miss < n ? MAX_MISSES - s->first_miss : n;
+    memcpy(taken, s->misses + s->first_miss, before_wrap * sizeof *taken);
+    memcpy(taken + before_wrap, s->misses, (n - before_wrap) * sizeof *taken);
+    s->first_miss = (s->first_miss + n) % MAX_MISSES;
     s->n_misses -= n;
     pthread_mutex_unlock(&s->lock);
     PyObject *out = PyList_New(n);

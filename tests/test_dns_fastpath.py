@@ -12,7 +12,7 @@ import socket
 import struct
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -131,22 +131,33 @@ def test_garbage_is_a_miss_and_the_thread_keeps_answering() -> None:
         assert client.recv(4096) == b"\x00\x08HT"  # the refused puts changed nothing
 
 
-def test_past_its_bound_the_miss_queue_drops_and_counts_what_python_has_not_taken() -> None:
+def test_past_its_bound_the_miss_queue_drops_and_counts_and_keeps_the_rest_in_order() -> None:
     with c_server() as (server, _, client):
         deadline = time.monotonic() + 10
-        sent = 0
-        while server.stats()["dropped_misses"] < 10:
-            client.send(b"\x00\x00")  # nothing prepared: each is a miss
-            sent += 1
-            if sent % 32 == 0:
-                time.sleep(0.001)  # let the thread keep up with the kernel's buffer
-            assert time.monotonic() < deadline, server.stats()
-        while server.stats()["datagrams"] < sent:  # the last ones may still be on their way
-            assert time.monotonic() < deadline, (sent, server.stats())
-            time.sleep(0.001)
-        assert server.stats()["dropped_misses"] == sent - 16384
-        assert len(server.misses()) == _fastpath.MAX_MISSES == 16384
+
+        def send_until(condition: Callable[[], bool], first: int) -> int:
+            sent = first
+            while not condition():
+                client.send(sent.to_bytes(4, "big"))  # nothing prepared: each is a miss
+                sent += 1
+                if sent % 32 == 0:
+                    time.sleep(0.001)  # let the thread keep up with the kernel's buffer
+                assert time.monotonic() < deadline, server.stats()
+            while server.stats()["datagrams"] < sent:  # the last may still be on their way
+                assert time.monotonic() < deadline, (sent, server.stats())
+                time.sleep(0.001)
+            return sent
+
+        def payloads(misses: list[tuple[bytes, bytes]]) -> list[int]:
+            return [int.from_bytes(data, "big") for data, _ in misses]
+
+        sent = send_until(lambda: server.stats()["dropped_misses"] >= 10, 0)
+        assert server.stats()["dropped_misses"] == sent - 16384 == sent - _fastpath.MAX_MISSES
+        assert payloads(server.misses(100)) == list(range(100))  # the oldest first
+        more = send_until(lambda: server.stats()["datagrams"] >= sent + 50, sent)
+        assert payloads(server.misses()) == [*range(100, 16384), *range(sent, more)]
         assert server.misses() == []
+        assert server.stats()["dropped_misses"] == sent - 16384  # none since
 
 
 def test_reset_returns_what_was_not_counted_and_forgets_every_record() -> None:
