@@ -150,7 +150,7 @@ def test_every_reply_to_a_query_seen_before_equals_a_fresh_one(steps: list[Chang
 
 @pytest.mark.skipif(not fastpath.available(), reason="dns_server._fastpath was not built "
                     "(needs gcc and the Python headers at install)")
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(st.lists(changes, min_size=1, max_size=15))
 def test_the_compiled_mirror_answers_only_what_a_fresh_engine_would(steps: list[Change]) -> None:
     """The C side of the fast path, fed by the cache as the server feeds it: after every
