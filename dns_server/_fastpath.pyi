@@ -1,4 +1,4 @@
-"""Types of the compiled fast path (dns_server/_fastpath.c)."""
+"""Types of the compiled fast path (dns_server/fastpath_c/)."""
 
 MAX_RECORDS: int
 MAX_MISSES: int
