@@ -130,19 +130,12 @@ class ReplyEngine:
             if parsed is None:
                 return
             key, qend, limit = parsed
-            entry = self.cache.entries.get(key)
-            if entry is None:
-                question, edns = question_of_key(key)
-                entry = self._entry(question, edns, key)
-                if entry is None:
-                    return
-            self.cache.prepare(query_tail, _prepare(entry, data[12:qend], data[2] & 1, limit))
+            entry = self._entry_for(key)
+            if entry is not None:
+                self.cache.prepare(query_tail,
+                                   _prepare(entry, data[12:qend], data[2] & 1, limit))
         except Exception:
-            self._internal_errors += 1
-            metrics.INTERNAL_ERRORS.inc()
-            if self._internal_errors & (self._internal_errors - 1) == 0:
-                log.exception("failed to prepare a reply again (%d such failures so far)",
-                              self._internal_errors)
+            self._failed("failed to prepare a reply again")
 
     def respond(self, data: bytes, tcp: bool) -> bytes | None:
         """The reply to one query (``bytes``, as sockets give), or None to drop it. Never raises."""
@@ -155,23 +148,34 @@ class ReplyEngine:
             if parsed is None:
                 return self._slow(data, tcp)
             key, qend, limit = parsed
-            entry = self.cache.entries.get(key)
+            entry = self._entry_for(key)
             if entry is None:
                 question, edns = question_of_key(key)
-                entry = self._entry(question, edns, key)
-                if entry is None:
-                    return self._servfail(data, question, edns, data[12:qend])
+                return self._servfail(data, question, edns, data[12:qend])
             prepared = _prepare(entry, data[12:qend], data[2] & 1, tcp or limit)
             if not tcp:
                 self.cache.prepare(data[2:], prepared)
             return self._reply(prepared, data)
         except Exception:
-            self._internal_errors += 1
-            metrics.INTERNAL_ERRORS.inc()
-            if self._internal_errors & (self._internal_errors - 1) == 0:  # 1, 2, 4, 8...
-                log.exception("failed to answer a %d-byte query (%d such failures so far)",
-                              len(data), self._internal_errors)
+            self._failed(f"failed to answer a {len(data)}-byte query")
             return None
+
+    def _entry_for(self, key: bytes) -> CachedReply | None:
+        """The cached reply to a parsed query's key, resolved and cached on a miss; None when
+        there is no zone yet."""
+        entry = self.cache.entries.get(key)
+        if entry is None:
+            question, edns = question_of_key(key)
+            entry = self._entry(question, edns, key)
+        return entry
+
+    def _failed(self, what: str) -> None:
+        """A bug met while answering (called from its ``except``): counted, logged 1, 2, 4,
+        8... times, so a bug hit by every query cannot flood the log."""
+        self._internal_errors += 1
+        metrics.INTERNAL_ERRORS.inc()
+        if self._internal_errors & (self._internal_errors - 1) == 0:
+            log.exception("%s (%d such failures so far)", what, self._internal_errors)
 
     def _reply(self, prepared: Prepared, data: bytes) -> bytes:
         """The prepared reply with the query's id; one of the weighted variants."""
