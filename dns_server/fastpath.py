@@ -75,10 +75,8 @@ class Mirror:
 
     def __init__(self, server: _fastpath.Server) -> None:
         self.server = server
-        self._entries: dict[int, CachedReply] = {}
-        """Cached replies with a slot in C, by slot."""
-        self._tails: dict[int, list[bytes]] = {}
-        """The query tails put for each slot."""
+        self._slots: dict[int, tuple[CachedReply, list[bytes]]] = {}
+        """Each open slot's cached reply and the query tails put for it."""
         self._stale: list[tuple[str, bytes]] = []
         """(qname, query tail) of replies dropped since :meth:`take_stale` that had answers."""
         self._batches, self._datagrams = BATCHES.tally(), BATCHED_DATAGRAMS.tally()
@@ -89,10 +87,8 @@ class Mirror:
         entry = prepared.entry
         if entry.slot < 0:
             entry.slot = self.server.open()
-            self._entries[entry.slot] = entry
-            self._tails[entry.slot] = [query_tail]
-        else:
-            self._tails[entry.slot].append(query_tail)
+            self._slots[entry.slot] = (entry, [])
+        self._slots[entry.slot][1].append(query_tail)
         if prepared.truncated:
             self.server.put(query_tail, entry.slot, prepared.head, (entry.trunc_tail,), None)
         else:
@@ -101,14 +97,13 @@ class Mirror:
 
     def unprepared(self) -> None:
         self.server.forget()
-        for tails in self._tails.values():
+        for _, tails in self._slots.values():
             tails.clear()
 
     def dropped(self, entry: CachedReply) -> None:
         if entry.slot >= 0:
             _count(entry, self.server.close(entry.slot))
-            del self._entries[entry.slot]
-            tails = self._tails.pop(entry.slot)
+            _, tails = self._slots.pop(entry.slot)
             if entry.served:
                 self._keep_stale(entry, tails)
             entry.slot = -1
@@ -117,13 +112,12 @@ class Mirror:
         """Every entry is dead; after a reload the given ones are kept to prepare again (not
         when the cache was full: a flood of new names would be prepared again)."""
         for slot, answers in self.server.reset():
-            _count(self._entries[slot], answers)
-        for slot, entry in self._entries.items():
+            _count(self._slots[slot][0], answers)
+        for entry, tails in self._slots.values():
             if reloaded and entry.served:
-                self._keep_stale(entry, self._tails[slot])
+                self._keep_stale(entry, tails)
             entry.slot = -1
-        self._entries.clear()
-        self._tails.clear()
+        self._slots.clear()
 
     def _keep_stale(self, entry: CachedReply, tails: list[bytes]) -> None:
         room = MAX_STALE - len(self._stale)
@@ -138,7 +132,7 @@ class Mirror:
     def fold(self) -> None:
         """Add the answers given in C since the last fold to the Python tallies."""
         for slot, answers in self.server.counts():
-            _count(self._entries[slot], answers)
+            _count(self._slots[slot][0], answers)
         stats, seen = self.server.stats(), self._seen
         for name, tally in (("receive_calls", self._batches), ("datagrams", self._datagrams),
                             ("hits", self._answers), ("dropped_misses", self._dropped)):
