@@ -65,8 +65,9 @@ PYTHON_PATH = "ours-python"
 batches from the event loop, as before the compiled fast path): what the fast path buys,
 measured beside it."""
 WARM_UP_S = 1.0
-"""Seconds of the query file each server answers before the rounds: ours prepares a reply per
-distinct query on its first sight (NSD and Knot compile theirs from the zone file)."""
+"""Seconds of the query file each server answers before the rounds (at most half a run's
+duration): ours prepares a reply per distinct query on its first sight (NSD and Knot compile
+theirs from the zone file)."""
 
 
 def _rate_key(fixed: float, rate: float) -> str:
@@ -151,7 +152,8 @@ async def run(root: Path, log: Log, endpoints: int = 1003, rounds: int = 3,
                 only takes the machine's CPUs from them (and from dnsperf): what the machine
                 does to any server's latency, beside what following the zone costs ours."""
                 for server in running:
-                    dnsperf.run(f"{server.name} warm-up", server.port, zone.query_file, WARM_UP_S,
+                    dnsperf.run(f"{server.name} warm-up", server.port, zone.query_file,
+                                min(WARM_UP_S, duration_s / 2),
                                 clients=clients)
                 for n in range(rounds):
                     log(f" round {n + 1}/{rounds}")

@@ -230,10 +230,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown section(s) {', '.join(sorted(unknown))}")
     if args.quick:
-        args.rounds, args.duration, args.rate, args.low_rate = 1, 2.0, 5000, 0
+        args.rounds, args.duration, args.rate, args.low_rate = 1, 1.0, 5000, 0
         args.endpoints, args.enactor_endpoints, args.memory_endpoints = 53, 200, 500
         args.memory_small_endpoints = min(args.memory_small_endpoints, 53)
-        args.propagation_samples, args.loadgen_duration = 20, 2.0
+        args.propagation_samples, args.loadgen_duration = 20, 1.0
     if "memory" in args.only and not 4 <= args.memory_small_endpoints <= args.memory_endpoints:
         parser.error(f"--memory-small-endpoints {args.memory_small_endpoints}: from 4 (the "
                      f"named endpoints and a cell) to --memory-endpoints "

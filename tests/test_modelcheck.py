@@ -165,10 +165,11 @@ def spin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def explorer(redis_server: EmbeddedRedis) -> VerdictMap:
-    """``dnsrace explore --matrix --json`` on the real code, at CI size."""
+    """``dnsrace explore --matrix --workers 2 --json`` on the real code, at CI size."""
     with mock.patch.dict(os.environ, {explorer_command.REDIS_URL_ENV: redis_server.url}):
         code, out = run_cli(explorer_command.main, [
-            "--matrix", "--schedules", str(EXPLORER_SCHEDULES), "--seed", "0", "--json"])
+            "--matrix", "--schedules", str(EXPLORER_SCHEDULES), "--seed", "0", "--workers", "2",
+            "--json"])
     assert code == 0, out
     verdicts: VerdictMap = json.loads(out)
     return verdicts

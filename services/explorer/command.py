@@ -48,7 +48,15 @@ from services.explorer.report import (
     print_replay,
 )
 from services.explorer.scheduler import ReplayDiverged
-from services.explorer.search import Explored, Strategy, explore, merge, protection_matrix, replay
+from services.explorer.search import (
+    Explored,
+    Strategy,
+    explore,
+    matrix_configs,
+    merge,
+    protection_matrix,
+    replay,
+)
 from services.explorer.world import ACTORS, CLUSTER_WINDOW, ExploreConfig, Lab
 from services.runtime.redis_server import EmbeddedRedis
 
@@ -125,7 +133,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="no protection, each protection alone, and all: which of the "
                              "--invariants each holds, one invariant at a time")
     parser.add_argument("--workers", type=int, default=1,
-                        help="share the search among this many processes (default 1)")
+                        help="share the search (with --matrix: its cells) among this many "
+                             "processes (default 1)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -241,10 +250,26 @@ def explore_in_processes(url: str, config: ExploreConfig, strategy: Strategy, *,
 
 # -- entry points --------------------------------------------------------------------------
 
-async def _matrix(url: str, args: argparse.Namespace, config: ExploreConfig) -> int:
-    cells = await protection_matrix(lambda c: open_lab(url, c), config, args.strategy,
-                                    schedules=args.schedules, seed=args.seed,
-                                    preemptions=args.preemptions)
+def matrix_in_processes(url: str, base: ExploreConfig, strategy: Strategy, *, schedules: int,
+                        seed: int, preemptions: int, workers: int) -> list[Explored]:
+    """The protection matrix's cells dealt out to ``workers`` processes, in the matrix's order:
+    each cell is searched whole by one process, as :func:`protection_matrix` searches it."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = [pool.submit(_work, url, config, strategy, schedules, seed, preemptions, 1,
+                               None) for config in matrix_configs(base)]
+        return [future.result() for future in futures]
+
+
+def _matrix(url: str, args: argparse.Namespace, config: ExploreConfig) -> int:
+    if args.workers > 1:
+        cells = matrix_in_processes(url, config, args.strategy, schedules=args.schedules,
+                                    seed=args.seed, preemptions=args.preemptions,
+                                    workers=args.workers)
+    else:
+        cells = uvloop.run(protection_matrix(
+            lambda c: open_lab(url, c), config, args.strategy, schedules=args.schedules,
+            seed=args.seed, preemptions=args.preemptions))
     if args.json:
         print(json.dumps(verdict_map((c.config.mode, c.config.active_protections,
                                       c.config.invariants[0], c.shortest is not None)
@@ -315,7 +340,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with redis_url() as url, quiet_enactor_logs():
             if args.matrix:
-                return uvloop.run(_matrix(url, args, config))
+                return _matrix(url, args, config)
             if args.replay:
                 return uvloop.run(_replay(url, args, config))
             return _search(url, args, config)

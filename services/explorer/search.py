@@ -260,22 +260,27 @@ MATRIX_ROWS: tuple[tuple[Mode, tuple[Protection, ...]], ...] = (
 LabFactory = Callable[[ExploreConfig], AbstractAsyncContextManager[Lab]]
 
 
+def matrix_configs(base: ExploreConfig) -> list[ExploreConfig]:
+    """The cells of the protection matrix: each row of MATRIX_ROWS against each of
+    ``base.invariants`` alone.
+
+    One invariant at a time, because a schedule stops at its first violation: checking I2
+    alongside I1 would hide every empty answer behind the stale flip that precedes it.
+    """
+    return [dataclasses.replace(base, mode=mode, protections=protections,
+                                invariants=(invariant,))
+            for mode, protections in MATRIX_ROWS for invariant in base.invariants]
+
+
 async def protection_matrix(open_lab: LabFactory, base: ExploreConfig,
                             strategy: Strategy | str, *,
                             schedules: int, seed: int = 0, preemptions: int = 2
                             ) -> list[Explored]:
-    """Each row of MATRIX_ROWS against each of ``base.invariants`` alone.
-
-    One invariant at a time, because a schedule stops at its first violation: checking I2
-    alongside I1 would hide every empty answer behind the stale flip that precedes it.
-    Each cell stops at its first counterexample.
-    """
+    """Every cell of :func:`matrix_configs`, in order; each stops at its first
+    counterexample."""
     cells = []
-    for mode, protections in MATRIX_ROWS:
-        for invariant in base.invariants:
-            config = dataclasses.replace(base, mode=mode, protections=protections,
-                                         invariants=(invariant,))
-            async with open_lab(config) as lab:
-                cells.append(await explore(lab, strategy, schedules=schedules, seed=seed,
-                                           preemptions=preemptions, stop_after=1))
+    for config in matrix_configs(base):
+        async with open_lab(config) as lab:
+            cells.append(await explore(lab, strategy, schedules=schedules, seed=seed,
+                                       preemptions=preemptions, stop_after=1))
     return cells
