@@ -30,10 +30,12 @@ from services.core.names import AZS
 from services.errors import DnsraceError
 from services.resources import procfile_text
 from services.runtime.load_split import copy_args, copy_name, loadgen_count
-from services.runtime.processes import terminate
+from services.runtime.processes import terminate, terminate_all
 from services.runtime.redis_server import port_answers
 
 REPO = Path(__file__).resolve().parents[2]
+STOP_TIMEOUT_S = 8.0
+"""How long a process has to end on SIGTERM before it is killed."""
 
 
 class ClusterError(DnsraceError, RuntimeError):
@@ -223,7 +225,7 @@ class Cluster:
         if process.poll() is None:
             os.kill(process.pid, sig)
 
-    def stop_one(self, name: str, timeout_s: float = 8.0) -> None:
+    def stop_one(self, name: str, timeout_s: float = STOP_TIMEOUT_S) -> None:
         process = self.processes.get(name)
         self._stopped.add(name)
         if process is not None:
@@ -255,10 +257,14 @@ class Cluster:
     def stop(self) -> None:
         # Clients first, Redis last, so nobody counts a failure or a lost connection on the way
         # out that the system under test did not cause.
-        order = sorted(self.processes,
-                       key=lambda n: (not n.startswith("loadgen"), n == "redis", n))
-        for name in order:
-            self.stop_one(name)
+        # Each tier is stopped at once: its processes are signalled together.
+        tiers: dict[int, list[str]] = {}
+        for name in self.processes:
+            tiers.setdefault(0 if name.startswith("loadgen") else 2 if name == "redis" else 1,
+                             []).append(name)
+        for tier in sorted(tiers):
+            self._stopped.update(tiers[tier])
+            terminate_all([self.processes[n] for n in tiers[tier]], STOP_TIMEOUT_S)
 
     def pid(self, name: str) -> int:
         return self.processes[name].pid

@@ -9,7 +9,8 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 
 _PR_SET_PDEATHSIG = 1
 
@@ -26,16 +27,24 @@ _PRCTL = _prctl()
 
 def terminate(process: subprocess.Popen[bytes], timeout_s: float) -> None:
     """SIGCONT (a paused process cannot act on SIGTERM), SIGTERM, then SIGKILL after a wait."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(process.pid, signal.SIGCONT)
-        os.kill(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    terminate_all([process], timeout_s)
+
+
+def terminate_all(processes: Sequence[subprocess.Popen[bytes]], timeout_s: float) -> None:
+    """:func:`terminate` for several processes at once: all are signalled, then each is waited
+    for until one shared deadline, and any still running then is killed."""
+    running = [p for p in processes if p.poll() is None]
+    for process in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGCONT)
+            os.kill(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for process in running:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def ending_with_this_process() -> Callable[[], None] | None:
