@@ -9,11 +9,12 @@ the interleaving explorer takes its turns; time and sleeping are injected for th
 With ``overlap`` (the cluster's), the next window is read while the last one's batches commit:
 the walk is told their outcomes only when it asks. The batches are held until that read is on
 the wire and sent right behind it, so Redis answers the read first and runs the batches while
-the enactor decides the window it read; the history of the window before them, which the walk
-records in between, is written before them (sent then, they would run before the read and the
-enactor would wait for all of them). The explorer turns it off, so that one
-round-trip ends before the next starts (its scheduler takes one turn per round-trip): the walk
-then settles each window before reading the next. A window of 1 never overlaps: it is the
+the enactor decides the window it read. The history of the windows before goes right behind
+them, built while the read is answered, and is waited for only before the next history, a
+back-off, a stall or the end of the walk: neither the enactor nor Redis waits for the other
+there. The explorer turns the overlap off, so that one round-trip ends before the next starts
+(its scheduler takes one turn per round-trip): the walk then settles each window before
+reading the next. A window of 1 never overlaps: it is the
 one-at-a-time walk, round-trip for round-trip.
 """
 
@@ -200,6 +201,13 @@ class Enactor:
         held: Sequence[ChangeBatch] = ()
         """A window's batches not sent yet: they go right behind the next window's read, or
         before any action but that read and the history of the windows before them."""
+        to_record: list[Settled] = []
+        """Settled endpoints whose history is not sent yet (with overlap): it is built and sent
+        while the next window's read is answered, or before any action that is not a read, a
+        send or a wait for the batches."""
+        recording: asyncio.Future[None] | None = None
+        """The history on its way (one window's at a time, so it is written in order)."""
+        reading: asyncio.Future[list[EndpointRecords]] | None = None
 
         async def send_held() -> None:
             nonlocal on_its_way, held
@@ -208,19 +216,42 @@ class Enactor:
                 held = ()
                 await asyncio.sleep(0)  # the batches go on the wire before anything else
 
+        async def record(wait: bool) -> None:
+            nonlocal recording
+            if recording is not None and (to_record or wait):
+                await recording
+                recording = None
+            if to_record:
+                events = [self._settled(generation, s, report) for s in to_record]
+                to_record.clear()
+                recording = asyncio.ensure_future(self.sink.record_many(events))
+                if wait:
+                    await recording
+                    recording = None
+                else:
+                    await asyncio.sleep(0)  # on the wire before the caller goes on
+
         reply = self._reply()
         try:
             while True:
                 action = walk.next(reply)
                 if not isinstance(action, ReadWindow | Record):
                     await send_held()
+                if not isinstance(action, ReadWindow | Record | SendWindow | AwaitSent):
+                    await record(wait=True)  # before a back-off, a stall or the end
                 match action:
                     case ReadWindow() as read:
                         # The read goes first, the held batches right behind it: Redis answers
                         # the read before it runs them, so this window is decided while they
-                        # commit (behind them, the read would wait for every one).
-                        views, _ = await asyncio.gather(
-                            self.zone.read_endpoints(read.requests), send_held())
+                        # commit (behind them, the read would wait for every one). The history
+                        # of the windows before goes behind them, built while the read is
+                        # answered.
+                        reading = asyncio.ensure_future(self.zone.read_endpoints(read.requests))
+                        await asyncio.sleep(0)  # the read goes on the wire first
+                        await send_held()
+                        await record(wait=False)
+                        views = await reading
+                        reading = None
                         stalled = tuple(self.gate.stall_pending(StallPoint.BEFORE_FLIP,
                                                                 generation, endpoint)
                                         for endpoint in read.endpoints)
@@ -236,6 +267,9 @@ class Enactor:
                         outcomes = await on_its_way
                         on_its_way = None
                         reply = self._reply(outcomes=tuple(outcomes))
+                    case Record(settled) if self.overlap:
+                        to_record.extend(settled)
+                        reply = self._reply()
                     case Record(settled):
                         await self.sink.record_many(
                             [self._settled(generation, s, report) for s in settled])
@@ -249,11 +283,14 @@ class Enactor:
                     case end:
                         return isinstance(end, Done)
         finally:
-            if on_its_way is not None:  # failed or cancelled part-way: reap the pipeline's task
-                on_its_way.cancel()
-                await asyncio.wait([on_its_way])
-                if not on_its_way.cancelled():
-                    on_its_way.exception()  # retrieved; the walk's own error is the one raised
+            # Failed or cancelled part-way: reap the tasks still on their way; the walk's own
+            # error is the one raised.
+            for task in (on_its_way, recording, reading):
+                if task is not None and not task.done():
+                    task.cancel()
+                    await asyncio.wait([task])
+                if task is not None and not task.cancelled():
+                    task.exception()  # retrieved
 
     def _reply(self, *, views: tuple[EndpointRecords, ...] = (), stalled: tuple[bool, ...] = (),
                now_ms: int = 0, outcomes: tuple[Committed | Rejected, ...] | None = None
