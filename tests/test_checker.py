@@ -24,7 +24,7 @@ def steady() -> list[Event]:
         if g > 6:
             events.append(TreeDeleted(at_ms=g * 100 + 60, tree=names.tree_name(g - 6, E),
                                               endpoint=E, generation=g - 6, live=False,
-                                              serial=g))
+                                              serial=g * 100 + 60))
     return events
 
 
@@ -33,7 +33,7 @@ def race() -> list[Event]:
         flip(9, 8, 1000),
         flip(3, 9, 1100, source="enactor/use1-az1"),
         TreeDeleted(at_ms=1200, tree=names.tree_name(3, E), endpoint=E, generation=3,
-                            live=True, serial=7),
+                            live=True, serial=1200),
         DnsAnswer(at_ms=1300, endpoint=E, generation=3, addresses=0),
         DnsAnswer(at_ms=1400, endpoint=E, generation=3, addresses=0),
     ]
@@ -57,6 +57,17 @@ def test_the_race_violates_i1_i2_and_i3_with_witnesses_in_order() -> None:
     report = format_report(violations, race())
     assert "flipped dynamodb.us-east-1.amazonaws.com from plan 9 BACK to plan 3" in report
     assert "WHILE AN ALIAS NAMED IT" in report
+
+
+def test_the_race_is_found_in_commit_order_when_the_stale_flip_was_recorded_late() -> None:
+    """Each enactor records its commits after them: the delayed enactor's stale flip can reach
+    the history after the other enactor's clean-up that deleted its tree. The zone's serial
+    says which committed first."""
+    flip_9, stale_flip, deletion, *answers = race()
+    violations = check([flip_9, deletion, stale_flip, *answers])
+    assert [v.invariant for v in violations] == [
+        Invariant.I2, Invariant.I3, Invariant.I1, Invariant.I1]
+    assert violations[2].witnesses == [stale_flip, deletion]
 
 
 def test_serving_an_older_generation_is_a_regression() -> None:

@@ -88,7 +88,14 @@ def check(events: list[Event]) -> list[Violation]:
     """Every violation of I1-I3 and of the cascade's C1 in these events, in time order."""
     state: dict[str, _Endpoint] = {}
     violations: list[Violation] = []
-    for event in events:
+    # The zone's events in the order their batches committed (the zone's serial, one count for
+    # every writer), not in the order they were recorded: each enactor records its commits
+    # after them, a window at a time, so two enactors' records can reach the history out of
+    # commit order (a stale flip recorded after the clean-up that deleted its tree).
+    zone = sorted((e for e in events if isinstance(e, BatchCommitted | TreeDeleted)),
+                  key=lambda e: e.serial)
+    answers = [e for e in events if isinstance(e, DnsAnswer)]
+    for event in [*zone, *answers]:
         match event:
             case BatchCommitted(endpoint=endpoint):
                 ep = state.setdefault(endpoint, _Endpoint())
