@@ -1,7 +1,8 @@
 """``dnsrace check``: read the history and report every violation of I1-I3 with its witnesses.
 
-The checker replays the recorded events in order and keeps, per endpoint, the tree its alias
-names and the tree its rollback names (from committed batches). Then:
+The checker replays the zone's recorded events in commit order (the zone's serial) and the DNS
+server's in the order seen, and keeps, per endpoint, the tree its alias names and the tree its
+rollback names (from committed batches). Then:
 
 - I1 no empty answer: a clean-up deleted the tree an alias named (the name now answers
   nothing), or the DNS server was seen answering an endpoint with no address;
