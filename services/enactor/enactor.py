@@ -267,12 +267,10 @@ class Enactor:
                         outcomes = await on_its_way
                         on_its_way = None
                         reply = self._reply(outcomes=tuple(outcomes))
-                    case Record(settled) if self.overlap:
-                        to_record.extend(settled)
-                        reply = self._reply()
                     case Record(settled):
-                        await self.sink.record_many(
-                            [self._settled(generation, s, report) for s in settled])
+                        to_record.extend(settled)
+                        if not self.overlap:  # one round-trip ends before the next starts
+                            await record(wait=True)
                         reply = self._reply()
                     case RetryAlone(endpoint, attempt, reason):
                         await self._backoff(attempt, endpoint, generation, reason)
