@@ -28,7 +28,10 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
 
 @pytest.fixture
 async def redis_client(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    # Bounded like the services' client (services.runtime.service.redis_client): without a
+    # connect timeout, redis-py's disconnect may wait for a socket to close without end.
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True,
+                                     socket_connect_timeout=2.0)
     yield client
     await client.aclose()
 

@@ -38,7 +38,14 @@ def test_quick_bench_runs_every_section_and_writes_json(tmp_path: Path) -> None:
         assert dns[f"rate/{reference}+churn"]["sent_total"] > 0
     for server in ("ours", "nsd"):  # CPU per query split: the server's code, the kernel's
         row = dns[f"rate/{server}"]
-        assert row["user_per_query_us_median"] > 0 and row["system_per_query_us_median"] > 0
+        # The split is counted in clock ticks (10 ms): in a 1-s run at 5,000 q/s one tick is
+        # 2 us a query, and the C fast path's user time can be under one tick (it was 0 in a
+        # CI run). So: the kernel's share is seen, and the two shares add up to the total
+        # within two ticks a query.
+        tick_us = 10_000 * result["dns"]["rounds"] / row["sent_total"]
+        user, system = row["user_per_query_us_median"], row["system_per_query_us_median"]
+        assert user >= 0 and system > 0
+        assert abs(user + system - row["cpu_per_query_us_median"]) <= 2 * tick_us
     assert result["enactor"]["cluster_config"]["committed"] == 200
     assert result["memory"]["record_sets"] > 2500
     for path in ("hit", "miss"):  # the large zone's CPU per query beside the small zone's

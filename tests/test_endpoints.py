@@ -62,7 +62,8 @@ async def raw_call(url: str, operation: str | None, body: bytes) -> tuple[int, d
     headers = {"Content-Type": JSON}
     if operation is not None:
         headers["X-Amz-Target"] = TARGET + operation
-    async with aiohttp.ClientSession() as session, \
+    # aiohttp's default is 5 minutes: a load balancer that never answers fails the call at once
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session, \
             session.post(url, data=body, headers=headers) as response:
         return response.status, json.loads(await response.read())
 

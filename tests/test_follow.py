@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from services.config import Settings
 from services.core.backoff import RetryBackoff
 from services.runtime.redis_server import EmbeddedRedis
 from services.runtime.service import redis_client
-from services.store.follow import follow
+from services.store.follow import close_within, follow
 from tests.conftest import wait_until
 
 CHANNEL = "test:follow"
@@ -159,3 +159,51 @@ async def test_an_error_that_is_not_redis_ends_the_iteration_with_it(
         return (await redis_client.pubsub_numsub(CHANNEL))[0][1] == 0
 
     await wait_until(unsubscribed, what="the subscription to be closed on the way out")
+
+
+async def test_a_close_that_stalls_is_left_running_and_the_follower_goes_on() -> None:
+    """redis-py's PubSub.aclose can stall and cannot be cancelled (redis/redis-py#3941): the
+    follower waits for it a bounded time, and the close, left running, still ends later."""
+    release, started = asyncio.Event(), asyncio.Event()
+    ended: list[str] = []
+
+    async def stalled_close() -> None:
+        started.set()
+        await release.wait()
+        ended.append("closed")
+
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    assert not await close_within(stalled_close(), 0.1)
+    assert 0.1 <= loop.time() - t0 < 1.0
+
+    def closes(n: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return ended == ["closed"] * n
+        return check
+
+    release.set()
+    await wait_until(closes(1), 2, "the stalled close to end once released")
+
+    release.clear()
+    started.clear()
+    waiter = asyncio.create_task(close_within(stalled_close(), 30))  # a follower being stopped
+    await asyncio.wait_for(started.wait(), 2)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert ended == ["closed"]  # not ended by the cancel either: still waiting for release
+    release.set()
+    await wait_until(closes(2), 2, "the close to go on when the follower is cancelled")
+
+
+async def test_a_close_that_fails_ends_the_wait_and_is_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def failing_close() -> None:
+        raise ConnectionResetError("peer gone")
+
+    async def logged() -> bool:  # by the close's done callback, on a later turn of the loop
+        return "closing a subscription failed" in caplog.text and "peer gone" in caplog.text
+
+    assert await close_within(failing_close(), 5)
+    await wait_until(logged, 2, "the close's error to be logged")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter
@@ -34,8 +35,18 @@ SUBSCRIBE_FAILURES = Counter(
     "them (Redis away); each is retried after a back-off",
     ["feed"],
 )
+SUBSCRIPTION_CLOSE_STALLS = Counter(
+    "dnsrace_subscription_close_stalls",
+    "Subscriptions whose connection did not close within SUBSCRIPTION_CLOSE_TIMEOUT_S (a "
+    "known redis-py stall, redis/redis-py#3941); the close goes on in the background",
+    ["feed"],
+)
 FOLLOW_BACKOFF = RetryBackoff(base_s=0.05, cap_s=1.0)
 """Between a lost subscription and the next attempt: 0.05 s doubling to 1 s, full jitter."""
+SUBSCRIPTION_CLOSE_TIMEOUT_S = 2.0
+"""How long a follower waits for its subscription's connection to close before going on."""
+_CLOSING: set[asyncio.Task[None]] = set()
+"""Closes still running after their wait: kept referenced until they end."""
 
 Resync = Callable[[], Awaitable[None]]
 
@@ -62,6 +73,7 @@ async def follow(client: aioredis.Redis, channel: str, *, feed: str, resync: Res
     """
     lost = SUBSCRIPTIONS_LOST.labels(feed)
     failed = SUBSCRIBE_FAILURES.labels(feed)
+    stalled = SUBSCRIPTION_CLOSE_STALLS.labels(feed)
     attempt = 0
     while True:
         pubsub = client.pubsub()
@@ -91,5 +103,29 @@ async def follow(client: aioredis.Redis, channel: str, *, feed: str, resync: Res
                         "lost the subscription to" if confirmed else "could not subscribe to",
                         channel, e or type(e).__name__, delay)
         finally:
-            await pubsub.aclose()
+            if not await close_within(pubsub.aclose(), SUBSCRIPTION_CLOSE_TIMEOUT_S):
+                stalled.inc()
+                log.warning("%s: the subscription to %s did not close within %g s; going on "
+                            "while it closes", feed, channel, SUBSCRIPTION_CLOSE_TIMEOUT_S)
         await asyncio.sleep(delay)
+
+
+async def close_within(close: Coroutine[Any, Any, None], timeout_s: float) -> bool:
+    """Run ``close`` for at most ``timeout_s``; True if it ended (well or with an error).
+
+    redis-py's ``PubSub.aclose`` waits for the socket to close and cannot be cancelled, and
+    that wait can stall (redis/redis-py#3941): a follower that is being stopped would then
+    never stop. A close that takes longer goes on in the background (its error, if any, is
+    logged) and the caller goes on. Cancelling the caller does not cancel the close.
+    """
+    closing = asyncio.ensure_future(close)
+    _CLOSING.add(closing)
+    closing.add_done_callback(_closed)
+    done, _ = await asyncio.wait({closing}, timeout=timeout_s)
+    return bool(done)
+
+
+def _closed(closing: asyncio.Task[None]) -> None:
+    _CLOSING.discard(closing)
+    if not closing.cancelled() and closing.exception() is not None:
+        log.warning("closing a subscription failed: %r", closing.exception())
