@@ -68,6 +68,8 @@ def cascade(tmp_path: Path, *args: str, **settings: Any) -> tuple[dict[str, Any]
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     summary = json.loads(done.stdout)
     print(json.dumps({k: v for k, v in summary.items() if k != "launches"}, indent=1))
+    # a wait the story counts on that timed out ("waited in vain for ..." in the text summary)
+    assert summary["waits_missed"] == [], (summary["waits_missed"], done.stderr[-4000:])
     return summary, done.stderr, wall
 
 

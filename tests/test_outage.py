@@ -116,6 +116,8 @@ def outage(tmp_path: Path, *args: str, **settings: Any) -> tuple[dict[str, Any],
     print(summary["timeline"])
     print(json.dumps({k: v for k, v in summary.items() if k not in ("timeline", "aws_timeline")},
                      indent=1))
+    # a wait the story counts on that timed out ("waited in vain for ..." in the text summary)
+    assert summary["waits_missed"] == [], (summary["waits_missed"], done.stderr[-4000:])
     return summary, done.stderr, wall
 
 
