@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from services import config
 from services.config import Settings
 from services.runtime.redis_server import EmbeddedRedis
+from services.runtime.service import REDIS_CONNECT_TIMEOUT_S
 from services.store.zone import ZoneKeys, ZoneStore
 
 
@@ -28,10 +29,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
 
 @pytest.fixture
 async def redis_client(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
-    # Bounded like the services' client (services.runtime.service.redis_client): without a
-    # connect timeout, redis-py's disconnect may wait for a socket to close without end.
+    # bounded as the services' client is (its close too), without its retries
     client = aioredis.Redis.from_url(redis_server.url, decode_responses=True,
-                                     socket_connect_timeout=2.0)
+                                     socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S)
     yield client
     await client.aclose()
 

@@ -62,7 +62,7 @@ async def raw_call(url: str, operation: str | None, body: bytes) -> tuple[int, d
     headers = {"Content-Type": JSON}
     if operation is not None:
         headers["X-Amz-Target"] = TARGET + operation
-    # aiohttp's default is 5 minutes: a load balancer that never answers fails the call at once
+    # aiohttp's default is 5 minutes: a load balancer that never answers fails in 10 s
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session, \
             session.post(url, data=body, headers=headers) as response:
         return response.status, json.loads(await response.read())

@@ -90,6 +90,9 @@ def configure_logging(settings: Settings, process: str, az: str | None = None) -
     root.setLevel(settings.log_level)
 
 
+REDIS_CONNECT_TIMEOUT_S = 2.0
+"""Connecting to Redis, and closing a connection to it: without a bound, redis-py's close
+waits for the socket without end."""
 REDIS_RECONNECT = RetryBackoff(base_s=0.04, cap_s=1.0, jitter=0)
 """How a client waits between reconnects: 0.04, 0.08, ... 1 s, about 16 s over 20 retries."""
 
@@ -115,7 +118,7 @@ def redis_client(settings: Settings, retries: int = 20) -> aioredis.Redis:
         decode_responses=True,
         retry=Retry(PolicyBackoff(REDIS_RECONNECT), retries=retries),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        socket_connect_timeout=2.0,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
         health_check_interval=5,
     )
 
